@@ -1,0 +1,93 @@
+"""Dependencies every API handler reads like a sentence with: SessionDep, PrincipalDep, SettingsDep."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.orm import Session
+
+from sovstack.core import identity
+from sovstack.core.context import Principal
+from sovstack.core.errors import Refused, Unauthenticated
+from sovstack.core.settings import Settings
+
+SESSION_COOKIE = "sovstack_session"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.db.session() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def cookie_signer(settings: Settings) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings.signing_key(), salt="sovstack-console-session")
+
+
+def session_token(request: Request) -> str | None:
+    """The console session token from the signed cookie, or None when absent or forged."""
+    raw = request.cookies.get(SESSION_COOKIE)
+    if not raw:
+        return None
+    settings: Settings = request.app.state.settings
+    try:
+        token: str = cookie_signer(settings).loads(raw, max_age=settings.session_max_age)
+    except BadSignature:
+        return None
+    return token
+
+
+def authenticate(request: Request, session: Session) -> Principal:
+    """A bearer API key, else a console session (which must send its CSRF token to change state)."""
+    settings: Settings = request.app.state.settings
+    header = request.headers.get("authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("expected 'Authorization: Bearer sk-…'")
+        return identity.authenticate_key(session, token.strip(), settings.api_key_touch_seconds)
+    token = session_token(request)
+    if token is None:
+        raise Unauthenticated("authentication required: send 'Authorization: Bearer sk-…'")
+    console, principal = identity.console_session(session, token)
+    if request.method not in SAFE_METHODS and request.headers.get(CSRF_HEADER) != console.csrf_token:
+        raise Refused("missing or wrong CSRF token", reasons=["send the X-CSRF-Token header of your session"])
+    return principal
+
+
+def get_principal(request: Request, session: SessionDep) -> Principal:
+    principal = authenticate(request, session)
+    scope = "read" if request.method in SAFE_METHODS else "write"
+    if not principal.has_scope(scope):
+        raise Refused(f"this API key lacks the {scope} scope",
+                      reasons=[f"key {principal.key_prefix} has scopes {sorted(principal.scopes)}"])
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_scope(scope: str) -> Depends:  # type: ignore[valid-type]
+    """A dependency for module routers that need a scope of their own (e.g. ``gateway``)."""
+
+    def check(principal: PrincipalDep) -> Principal:
+        if not principal.has_scope(scope):
+            raise Refused(f"this API key lacks the {scope} scope",
+                          reasons=[f"key {principal.key_prefix} has scopes {sorted(principal.scopes)}"])
+        return principal
+
+    return Depends(check)

@@ -1,0 +1,89 @@
+"""One place that turns any error into the API's JSON shape, or into a console page."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sovstack.core.context import record_refusal
+from sovstack.core.errors import BadInput, RateLimited, Refused, SovstackError, Unauthenticated, Unavailable
+
+log = logging.getLogger("sovstack")
+API_PREFIXES = ("/api/", "/v1/", "/healthz", "/readyz", "/metrics")
+HTTP_TYPES = {400: "invalid_request", 401: "unauthenticated", 403: "refused", 404: "not_found",
+              405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 429: "rate_limited"}
+
+
+def wants_json(request: Request) -> bool:
+    return request.url.path.startswith(API_PREFIXES) or "application/json" in request.headers.get("accept", "")
+
+
+def render(request: Request, exc: SovstackError) -> Response:
+    """The API error body, or a console page (a login redirect for a console visitor without session)."""
+    headers = {"retry-after": str(exc.retry_after)} if isinstance(exc, RateLimited) else {}
+    if wants_json(request):
+        if isinstance(exc, Unauthenticated):
+            headers["www-authenticate"] = "Bearer"
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+    if isinstance(exc, Unauthenticated):
+        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+    renderer = request.app.state.console
+    return HTMLResponse(renderer.error_page(request, exc), status_code=exc.status, headers=headers)
+
+
+async def on_sovstack_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SovstackError)
+    if isinstance(exc, Refused) and not exc.audited:
+        principal = getattr(request.state, "principal", None)
+        with request.app.state.db.session() as session:
+            record_refusal(session, principal.actor if principal else "anonymous", exc)
+    return render(request, exc)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or str(loc[0] if loc else "body")
+
+
+async def on_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        err = BadInput("the request body is not valid JSON", field="body",
+                       reasons=[str(e.get("ctx", {}).get("error", "")) for e in errors if e.get("ctx")])
+        err.status = 400
+        return render(request, err)
+    first = errors[0] if errors else {}
+    field = _field(tuple(first.get("loc", ())))
+    reasons = [f"{_field(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in errors]
+    message = first.get("msg", "invalid input")
+    if first.get("type") == "extra_forbidden":
+        message = "unknown field"
+    return render(request, BadInput(f"{field}: {message}", field=field, reasons=reasons))
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    err = SovstackError(str(exc.detail))
+    err.status, err.type = exc.status_code, HTTP_TYPES.get(exc.status_code, "error")
+    err.exit_code = 2
+    return render(request, err)
+
+
+async def on_database_down(request: Request, exc: Exception) -> Response:
+    log.error("database error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return render(request, Unavailable("the database is unavailable; try again shortly"))
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(SovstackError, on_sovstack_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(OperationalError, on_database_down)

@@ -1,0 +1,324 @@
+"""Organisations, users, memberships, API keys and console sessions: the rules, in one place."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from sovstack.core import audit
+from sovstack.core.context import CORE_SCOPES, Principal
+from sovstack.core.db import utcnow
+from sovstack.core.errors import BadInput, Conflict, NotFound, RateLimited, Refused, Unauthenticated
+from sovstack.core.schemas import (
+    ApiKeyCreate,
+    MembershipCreate,
+    OrganisationCreate,
+    OrganisationUpdate,
+    UserCreate,
+    UserUpdate,
+)
+from sovstack.core.tables import ApiKey, ConsoleSession, Membership, Organisation, User
+
+KEY_PREFIX = "sk-"
+_hasher = PasswordHasher()  # immutable parameters, safe to share
+
+
+def _sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _flush_unique(session: Session, what: str, field: str, value: str) -> None:
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict(f"{what} {value!r} already exists", field=field) from exc
+
+
+# Organisations ---------------------------------------------------------------------------------
+
+def list_organisations(session: Session) -> list[Organisation]:
+    return list(session.scalars(select(Organisation).order_by(Organisation.name)))
+
+
+def get_organisation(session: Session, ref: int | str) -> Organisation:
+    """By id, or by exact name."""
+    org = session.get(Organisation, ref) if isinstance(ref, int) else session.scalar(
+        select(Organisation).where(Organisation.name == ref))
+    if org is None:
+        raise NotFound(f"no organisation {ref!r}", field="organisation")
+    return org
+
+
+def create_organisation(session: Session, who: Principal, data: OrganisationCreate) -> Organisation:
+    who.require_admin("identity.organisation.create", data.name)
+    org = Organisation(**data.model_dump())
+    session.add(org)
+    _flush_unique(session, "organisation", "name", data.name)
+    audit.record(session, actor=who.actor, action="identity.organisation.create", target=f"organisation:{org.id}",
+                 detail=data.model_dump())
+    return org
+
+
+def update_organisation(session: Session, who: Principal, org_id: int, data: OrganisationUpdate) -> Organisation:
+    org = get_organisation(session, org_id)
+    who.require_role(org.id, "org_admin", action="identity.organisation.update", target=f"organisation:{org.id}")
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    for key, value in changes.items():
+        setattr(org, key, value)
+    _flush_unique(session, "organisation", "name", changes.get("name", org.name))
+    audit.record(session, actor=who.actor, action="identity.organisation.update", target=f"organisation:{org.id}",
+                 detail=changes)
+    return org
+
+
+# Users -----------------------------------------------------------------------------------------
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def list_users(session: Session, who: Principal) -> list[User]:
+    """Admins see everyone; others see the people of the organisations they belong to."""
+    q = select(User).options(selectinload(User.memberships).selectinload(Membership.organisation))
+    if not who.acts_as_admin:
+        q = q.where(User.id.in_(select(Membership.user_id).where(Membership.organisation_id.in_(who.roles))))
+    return list(session.scalars(q.order_by(User.email)))
+
+
+def get_user(session: Session, ref: int | str) -> User:
+    """By id, or by email."""
+    user = session.get(User, ref) if isinstance(ref, int) else session.scalar(
+        select(User).where(User.email == ref.lower()))
+    if user is None:
+        raise NotFound(f"no user {ref!r}", field="user")
+    return user
+
+
+def create_user(session: Session, who: Principal, data: UserCreate) -> User:
+    who.require_admin("identity.user.create", data.email)
+    user = User(email=data.email, name=data.name, is_admin=data.is_admin,
+                password_hash=hash_password(data.password) if data.password else None)
+    session.add(user)
+    _flush_unique(session, "user with email", "email", data.email)
+    audit.record(session, actor=who.actor, action="identity.user.create", target=f"user:{user.id}",
+                 detail={"email": user.email, "is_admin": user.is_admin})
+    return user
+
+
+def update_user(session: Session, who: Principal, user_id: int, data: UserUpdate) -> User:
+    user = get_user(session, user_id)
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    own_fields = {"name", "password"}
+    if not (who.user_id == user.id and set(changes) <= own_fields):
+        who.require_admin("identity.user.update", f"user:{user.id}")
+    if "password" in changes:
+        user.password_hash = hash_password(changes.pop("password"))
+        user.failed_logins, user.locked_until = 0, None
+        changes["password"] = "(changed)"
+    for key in ("name", "is_admin", "is_active"):
+        if key in changes:
+            setattr(user, key, changes[key])
+    audit.record(session, actor=who.actor, action="identity.user.update", target=f"user:{user.id}",
+                 detail=changes)
+    return user
+
+
+def add_membership(session: Session, who: Principal, data: MembershipCreate) -> Membership:
+    org = get_organisation(session, data.organisation_id)
+    user = get_user(session, data.user_id)
+    target = f"organisation:{org.id}"
+    who.require_role(org.id, "org_admin", action="identity.membership.add", target=target)
+    found = session.scalar(select(Membership).where(
+        Membership.user_id == user.id, Membership.organisation_id == org.id, Membership.role == data.role))
+    if found is not None:
+        raise Conflict(f"{user.email} already holds {data.role} in {org.name}", field="role")
+    membership = Membership(user_id=user.id, organisation_id=org.id, role=data.role)
+    session.add(membership)
+    session.flush()
+    audit.record(session, actor=who.actor, action="identity.membership.add", target=target,
+                 detail={"user": user.email, "role": data.role})
+    return membership
+
+
+def remove_membership(session: Session, who: Principal, data: MembershipCreate) -> None:
+    target = f"organisation:{data.organisation_id}"
+    who.require_role(data.organisation_id, "org_admin", action="identity.membership.remove", target=target)
+    found = session.scalar(select(Membership).where(
+        Membership.user_id == data.user_id, Membership.organisation_id == data.organisation_id,
+        Membership.role == data.role))
+    if found is None:
+        raise NotFound("no such membership", field="role")
+    session.delete(found)
+    audit.record(session, actor=who.actor, action="identity.membership.remove", target=target,
+                 detail={"user_id": data.user_id, "role": data.role})
+
+
+def memberships_of(session: Session, user_id: int) -> dict[int, frozenset[str]]:
+    roles: dict[int, set[str]] = {}
+    for org_id, role in session.execute(
+        select(Membership.organisation_id, Membership.role).where(Membership.user_id == user_id)
+    ):
+        roles.setdefault(org_id, set()).add(role)
+    return {k: frozenset(v) for k, v in roles.items()}
+
+
+def principal_for(session: Session, user: User, *, scopes: Iterable[str] = ("*",),
+                  key: ApiKey | None = None) -> Principal:
+    return Principal(
+        user_id=user.id, email=user.email, is_admin=user.is_admin,
+        roles=memberships_of(session, user.id), scopes=frozenset(scopes),
+        key_prefix=key.prefix if key else None, organisation_id=key.organisation_id if key else None,
+    )
+
+
+# API keys --------------------------------------------------------------------------------------
+
+def create_api_key(session: Session, who: Principal, data: ApiKeyCreate,
+                   known_scopes: Iterable[str] = CORE_SCOPES) -> tuple[ApiKey, str]:
+    """Create a key and return it with its secret, which is never stored or shown again."""
+    owner_id = data.user_id if data.user_id is not None else who.user_id
+    if owner_id is None:
+        raise BadInput("user_id is required when acting as the local operator", field="user_id")
+    if owner_id != who.user_id:
+        who.require_admin("identity.key.create", f"user:{owner_id}")
+    owner = get_user(session, owner_id)
+    unknown = sorted(set(data.scopes) - set(known_scopes))
+    if unknown:
+        raise BadInput(f"unknown scopes {unknown}; known: {sorted(known_scopes)}", field="scopes")
+    if "admin" in data.scopes and not owner.is_admin:
+        raise BadInput("only a deployment admin's key may carry the admin scope", field="scopes")
+    if who.key_prefix and not set(data.scopes) <= who.scopes and "*" not in who.scopes:
+        raise Refused("a key cannot create a key with more scopes than it has", action="identity.key.create",
+                      reasons=[f"asked {sorted(data.scopes)}, holds {sorted(who.scopes)}"])
+    if data.organisation_id is not None:
+        org = get_organisation(session, data.organisation_id)
+        if not who.acts_as_admin and org.id not in memberships_of(session, owner.id):
+            raise BadInput(f"{owner.email} is not a member of {org.name}", field="organisation_id")
+    prefix = KEY_PREFIX + secrets.token_hex(4)
+    secret = f"{prefix}_{secrets.token_urlsafe(32)}"
+    expires = utcnow() + timedelta(days=data.expires_in_days) if data.expires_in_days else None
+    key = ApiKey(prefix=prefix, key_hash=_sha(secret), name=data.name, user_id=owner.id,
+                 organisation_id=data.organisation_id, scopes=sorted(set(data.scopes)), expires_at=expires)
+    session.add(key)
+    session.flush()
+    audit.record(session, actor=who.actor, action="identity.key.create", target=f"key:{prefix}",
+                 detail={"name": data.name, "user": owner.email, "scopes": key.scopes,
+                         "expires_at": expires.isoformat() if expires else None})
+    return key, secret
+
+
+def list_api_keys(session: Session, who: Principal, *, all_users: bool = False) -> list[ApiKey]:
+    q = select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
+    if all_users:
+        who.require_admin("identity.key.list")
+    else:
+        q = q.where(ApiKey.user_id == who.user_id)
+    return list(session.scalars(q))
+
+
+def get_api_key(session: Session, ref: int | str) -> ApiKey:
+    key = session.get(ApiKey, ref) if isinstance(ref, int) else session.scalar(
+        select(ApiKey).where(ApiKey.prefix == ref))
+    if key is None:
+        raise NotFound(f"no API key {ref!r}", field="key")
+    return key
+
+
+def revoke_api_key(session: Session, who: Principal, ref: int | str) -> ApiKey:
+    key = get_api_key(session, ref)
+    if key.user_id != who.user_id:
+        who.require_admin("identity.key.revoke", f"key:{key.prefix}")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        audit.record(session, actor=who.actor, action="identity.key.revoke", target=f"key:{key.prefix}")
+    return key
+
+
+def authenticate_key(session: Session, token: str, touch_seconds: int = 60) -> Principal:
+    """The principal a bearer key stands for; Unauthenticated when unknown, expired or revoked."""
+    prefix = token.split("_", 1)[0]
+    if not token.startswith(KEY_PREFIX) or prefix == token:
+        raise Unauthenticated("malformed API key: expected 'Authorization: Bearer sk-…'")
+    key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if key is None or not hmac.compare_digest(key.key_hash, _sha(token)):
+        raise Unauthenticated("invalid API key")
+    now = utcnow()
+    if key.revoked_at is not None:
+        raise Unauthenticated(f"API key {key.prefix} was revoked")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise Unauthenticated(f"API key {key.prefix} expired at {key.expires_at.isoformat()}Z")
+    user = key.user
+    if not user.is_active:
+        raise Unauthenticated(f"the account of key {key.prefix} is disabled")
+    if key.last_used_at is None or now - key.last_used_at >= timedelta(seconds=touch_seconds):
+        # A conditional update, so concurrent requests do not all write.
+        session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+        session.commit()
+    return principal_for(session, user, scopes=key.scopes, key=key)
+
+
+# Console sessions --------------------------------------------------------------------------------
+
+def login(session: Session, email: str, password: str, *, max_failures: int, lockout_seconds: int,
+          max_age: int) -> tuple[str, ConsoleSession]:
+    """Check a password and open a console session; lock the account after repeated failures."""
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    now = utcnow()
+    if user is not None and user.locked_until is not None and user.locked_until > now:
+        wait = int((user.locked_until - now).total_seconds()) + 1
+        raise RateLimited(f"too many failed logins; try again in {wait} s", retry_after=wait)
+    if user is None or not user.password_hash or not user.is_active or not _password_ok(user, password):
+        if user is not None:
+            _count_failure(session, user, max_failures, lockout_seconds)
+        audit.record(session, actor=email.strip().lower()[:320] or "(blank)", action="identity.login",
+                     outcome="refused", reasons=["wrong email or password"])
+        session.commit()
+        raise Unauthenticated("wrong email or password")
+    user.failed_logins, user.locked_until = 0, None
+    token = secrets.token_urlsafe(32)
+    console = ConsoleSession(token_hash=_sha(token), csrf_token=secrets.token_urlsafe(24), user_id=user.id,
+                             expires_at=now + timedelta(seconds=max_age))
+    session.add(console)
+    audit.record(session, actor=user.email, action="identity.login", target=f"user:{user.id}")
+    session.commit()
+    return token, console
+
+
+def _password_ok(user: User, password: str) -> bool:
+    try:
+        _hasher.verify(user.password_hash or "", password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return True
+
+
+def _count_failure(session: Session, user: User, max_failures: int, lockout_seconds: int) -> None:
+    user.failed_logins += 1
+    if user.failed_logins >= max_failures:
+        user.locked_until = utcnow() + timedelta(seconds=lockout_seconds)
+        user.failed_logins = 0
+
+
+def console_session(session: Session, token: str) -> tuple[ConsoleSession, Principal]:
+    found = session.scalar(select(ConsoleSession).where(ConsoleSession.token_hash == _sha(token)))
+    if found is None or found.expires_at <= utcnow() or not found.user.is_active:
+        raise Unauthenticated("your console session has ended; log in again")
+    return found, principal_for(session, found.user)
+
+
+def logout(session: Session, token: str) -> None:
+    found = session.scalar(select(ConsoleSession).where(ConsoleSession.token_hash == _sha(token)))
+    if found is not None:
+        audit.record(session, actor=found.user.email, action="identity.logout", target=f"user:{found.user_id}")
+        session.delete(found)
+        session.commit()

@@ -1,0 +1,165 @@
+"""The one settings registry of a deployment.
+
+Every setting has a name, a default and help text (the field description). Values come,
+highest first, from: explicit keyword arguments, ``SOVSTACK_*`` environment variables, and
+``sovstack.toml`` in ``SOVSTACK_HOME``. No other module reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+DEV_SECRET = "development-only-secret-do-not-use"
+SECRET_FILE = "secret_key"
+CONFIG_FILE = "sovstack.toml"
+
+
+def default_home() -> Path:
+    """The deployment folder: ``SOVSTACK_HOME`` or ``~/.sovstack``."""
+    return Path(os.environ.get("SOVSTACK_HOME") or Path.home() / ".sovstack").expanduser()
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads ``sovstack.toml`` from the deployment folder, if there is one."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = default_home() / CONFIG_FILE
+        if not path.is_file():
+            return {}
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+        section = data.get("sovstack", data)
+        return {k: v for k, v in section.items() if k in Settings.model_fields}
+
+
+class Settings(BaseSettings):
+    """Effective configuration of one sovstack deployment."""
+
+    model_config = SettingsConfigDict(env_prefix="SOVSTACK_", extra="forbid", validate_default=True)
+
+    home: Path = Field(default_factory=default_home, description="Deployment folder: database, objects, keys.")
+    environment: Literal["development", "production", "test"] = Field(
+        "production", description="Refuses development defaults (secrets) when production."
+    )
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; empty means the SQLite file sovstack.db under home."
+    )
+    redis_url: str = Field("", description="Redis URL for counters shared across replicas (optional).")
+    secret_key: SecretStr = Field(
+        SecretStr(""), description="Signs session cookies; empty means read or create home/secret_key."
+    )
+    host: str = Field("127.0.0.1", description="Address `sovstack serve` binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `sovstack serve` listens on.")
+    workers: int = Field(1, ge=1, le=64, description="Server worker processes.")
+    home_jurisdiction: str = Field(
+        "IN", description="ISO 3166-1 alpha-2 code of the deployment's home; seeds the policy at init."
+    )
+    deployment_name: str = Field("sovstack", description="Name shown in the console header.")
+    anonymous_browsing: bool = Field(
+        False, description="Let visitors browse open-data catalogue pages without logging in."
+    )
+    session_max_age: int = Field(8 * 3600, ge=60, description="Console session lifetime in seconds.")
+    login_max_failures: int = Field(
+        10, ge=1, description="Wrong passwords in a row before an account is locked for a while."
+    )
+    login_lockout_seconds: int = Field(900, ge=1, description="How long a locked account stays locked.")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body the API accepts.")
+    api_key_touch_seconds: int = Field(
+        60, ge=0, description="Minimum interval between last-used updates of an API key."
+    )
+    log_level: str = Field("info", description="Server log level.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @field_validator("home_jurisdiction")
+    @classmethod
+    def _upper_code(cls, value: str) -> str:
+        value = value.strip().upper()
+        if len(value) != 2 or not value.isalpha():
+            raise ValueError("must be an ISO 3166-1 alpha-2 code such as IN or FR")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_dev_secret(self) -> Settings:
+        if self.environment == "production" and self.secret_key.get_secret_value() == DEV_SECRET:
+            raise ValueError("secret_key: the development secret may not be used in production")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL in force (SQLite under home unless set)."""
+        return self.database_url or f"sqlite:///{self.home / 'sovstack.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+    def signing_key(self) -> str:
+        """The secret that signs cookies: the setting, else a key kept in home (created once, 0600)."""
+        value = self.secret_key.get_secret_value()
+        if value:
+            return value
+        path = self.home / SECRET_FILE
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+    def masked(self) -> dict[str, Any]:
+        """Every setting with its value, secrets and passwords in URLs masked."""
+        shown: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********" if value.get_secret_value() else "(from home/secret_key)"
+            elif name.endswith("_url") and value:
+                value = mask_url(str(value))
+            elif isinstance(value, Path):
+                value = str(value)
+            shown[name] = value
+        return shown
+
+
+def mask_url(url: str) -> str:
+    """Hide the password part of a URL such as ``postgresql://u:pw@host/db``."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    if ":" in creds:
+        creds = creds.split(":", 1)[0] + ":********"
+    return f"{scheme}://{creds}@{host}"
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(env var, default, help) of every setting, for docs and `config show`."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = "" if field.default_factory is not None else repr(field.default)
+        rows.append((f"SOVSTACK_{name.upper()}", default, field.description or ""))
+    return rows
