@@ -163,3 +163,12 @@ def describe() -> list[tuple[str, str, str]]:
         default = "" if field.default_factory is not None else repr(field.default)
         rows.append((f"SOVSTACK_{name.upper()}", default, field.description or ""))
     return rows
+
+
+def export_for_workers(settings: Settings) -> None:
+    """Put explicitly chosen settings into the environment, so server worker processes see them too."""
+    for name in settings.model_fields_set:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        os.environ[f"SOVSTACK_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)

@@ -1,0 +1,173 @@
+"""The root command: `sovstack init|serve|demo|config|db` and every module's sub-app."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+import pluggy
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from sqlalchemy.exc import OperationalError
+
+from sovstack import __version__
+from sovstack.core import demo as core_demo
+from sovstack.core.cli.audit import audit_app
+from sovstack.core.cli.common import CliState, JsonOpt, emit, say, state
+from sovstack.core.cli.identity import key_app, org_app, user_app
+from sovstack.core.cli.parties import jurisdiction_app, party_app
+from sovstack.core.cli.policy import policy_app
+from sovstack.core.context import CORE_SCOPES
+from sovstack.core.errors import SovstackError
+from sovstack.core.plugins import flatten, plugin_manager
+from sovstack.core.settings import describe, export_for_workers
+
+config_app = typer.Typer(help="Effective settings.", no_args_is_help=True)
+db_app = typer.Typer(help="The database: migrations.", no_args_is_help=True)
+
+
+def _root(ctx: typer.Context,
+          home: Optional[Path] = typer.Option(None, "--home", help="Deployment folder (SOVSTACK_HOME)."),  # noqa: UP007
+          database_url: Optional[str] = typer.Option(None, "--database-url",  # noqa: UP007
+                                                     help="Database URL (SOVSTACK_DATABASE_URL)."),
+          version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    """sovstack: a sovereign AI commons you run on machines you control."""
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit(0)
+    overrides: dict[str, Any] = {}
+    if home is not None:
+        overrides["home"] = home
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    pm: pluggy.PluginManager = ctx.obj
+    ctx.obj = CliState(overrides=overrides, plugins=pm,
+                       scopes=tuple(dict.fromkeys([*CORE_SCOPES, *flatten(pm.hook.sovstack_scopes())])))
+
+
+def _init(st: CliState) -> None:
+    st.settings.home.mkdir(parents=True, exist_ok=True)
+    st.settings.signing_key()
+    st.db.upgrade()
+
+
+def init(ctx: typer.Context) -> None:
+    """Create the deployment folder and database, and apply every migration."""
+    st = state(ctx)
+    _init(st)
+    say(f"deployment ready in {st.settings.home} ({st.db.dialect}, migrations at {st.db.current_revision()})")
+
+
+def serve(ctx: typer.Context, host: Optional[str] = None, port: Optional[int] = None,  # noqa: UP007
+          workers: Optional[int] = None) -> None:  # noqa: UP007
+    """Apply migrations, then serve the API, the gateway and the console."""
+    st = state(ctx)
+    _init(st)
+    _serve(st, host or st.settings.host, port or st.settings.port, workers or st.settings.workers)
+
+
+def _serve(st: CliState, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    export_for_workers(st.settings)
+    say(f"serving on http://{host}:{port}/ with {workers} worker(s); console at http://{host}:{port}/login")
+    uvicorn.run("sovstack.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level=st.settings.log_level, server_header=False)
+
+
+def demo(ctx: typer.Context, serve_after: bool = typer.Option(True, "--serve/--no-serve",
+         help="Start the server when seeded."), host: Optional[str] = None,  # noqa: UP007
+         port: Optional[int] = None) -> None:  # noqa: UP007
+    """Create a deployment with synthetic demo content from every module, then serve it."""
+    st = state(ctx)
+    _init(st)
+    with st.db.session() as session:
+        password = core_demo.run(session, st.plugins, st.settings.home_jurisdiction, say)
+    host, port = host or st.settings.host, port or st.settings.port
+    say(f"\n[bold]sovstack demo[/bold] in {st.settings.home}")
+    say(f"  console: http://{host}:{port}/login")
+    say(f"  admin login: admin@{core_demo.DEMO_DOMAIN} / {password}")
+    say(f"  other demo users (same password): " + ", ".join(
+        f"{k}@{core_demo.DEMO_DOMAIN}" for k, *_ in core_demo.USERS[1:]))
+    if serve_after:
+        _serve(st, host, port, st.settings.workers)
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """Effective settings, secrets masked."""
+    values = state(ctx).settings.masked()
+    help_of = {env: text for env, _default, text in describe()}
+    rows = [{"setting": k, "env": f"SOVSTACK_{k.upper()}", "value": v, "help": help_of[f"SOVSTACK_{k.upper()}"]}
+            for k, v in values.items()]
+    emit(rows, ["setting", "value", "env", "help"], as_json)
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Apply every migration not yet applied."""
+    st = state(ctx)
+    st.db.upgrade()
+    say(f"database at {st.db.current_revision()}")
+
+
+@db_app.command("current")
+def db_current(ctx: typer.Context) -> None:
+    """The applied and the newest migration."""
+    st = state(ctx)
+    st.db.ping()
+    say(f"applied: {st.db.current_revision()}  newest: {st.db.head_revision()}")
+
+
+def build_cli(pm: pluggy.PluginManager | None = None) -> typer.Typer:
+    """The root Typer app with the core commands and every plugin's sub-app."""
+    pm = pm or plugin_manager()
+    app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                      context_settings={"obj": pm, "help_option_names": ["-h", "--help"]})
+    app.callback()(_root)
+    for fn in (init, serve, demo):
+        app.command()(fn)
+    for sub, name in ((config_app, "config"), (db_app, "db"), (org_app, "org"), (user_app, "user"),
+                      (key_app, "key"), (party_app, "party"), (jurisdiction_app, "jurisdiction"),
+                      (policy_app, "policy"), (audit_app, "audit")):
+        app.add_typer(sub, name=name)
+    pm.hook.sovstack_cli(app=app)
+    return app
+
+
+def _validation_line(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first.get("loc", ())) or "input"
+    return f"{field}: {first.get('msg', 'invalid')}"
+
+
+def run(args: list[str] | None = None, pm: pluggy.PluginManager | None = None) -> int:
+    """Run the CLI and return its exit code: 0 done, 1 refused or failed, 2 bad input."""
+    err = Console(stderr=True, soft_wrap=True)
+    try:
+        code = build_cli(pm)(args=args, standalone_mode=False)
+    except SovstackError as exc:
+        err.print(f"error: {exc.line()}", markup=False, highlight=False)
+        return exc.exit_code
+    except ValidationError as exc:
+        err.print(f"error: {_validation_line(exc)}", markup=False, highlight=False)
+        return 2
+    except OperationalError as exc:
+        err.print(f"error: database unavailable: {str(exc.orig).strip().splitlines()[0]}", markup=False)
+        return 1
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    sys.exit(run())
