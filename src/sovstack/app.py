@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from sovstack import __version__
 from sovstack.console.render import Console
@@ -24,7 +24,7 @@ from sovstack.core.plugins import ConsolePages, flatten, plugin_manager
 from sovstack.core.settings import Settings
 
 # Served without authentication (DESIGN.md §4); everything else needs a key or a session.
-PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics", "/login", "/static/")
+PUBLIC_PATHS = ("/healthz", "/readyz", "/login", "/static/")
 
 
 def create_app(settings: Settings | None = None, plugins: Iterable[object] = ()) -> FastAPI:
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None, plugins: Iterable[object] = ())
         db.dispose()
 
     app = FastAPI(title="sovstack", version=__version__, lifespan=lifespan,
-                  openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
+                  openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.db = db
     app.state.plugins = pm
@@ -70,5 +70,15 @@ def app_from_environment() -> FastAPI:
     return create_app(Settings())
 
 
-def api_routes(app: FastAPI) -> list[APIRoute]:
-    return [r for r in app.routes if isinstance(r, APIRoute)]
+def all_routes(app: FastAPI) -> list[BaseRoute]:
+    """Every route the app serves, looking inside included routers (routers carry full paths here)."""
+    found: list[BaseRoute] = []
+    pending = list(app.routes)
+    while pending:
+        route = pending.pop(0)
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            pending.extend(inner.routes)
+        else:
+            found.append(route)
+    return found

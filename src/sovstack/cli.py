@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import click
 import pluggy
 import typer
+from typer.exceptions import TyperException
 from pydantic import ValidationError
 from rich.console import Console
 from sqlalchemy.exc import OperationalError
@@ -158,14 +158,14 @@ def run(args: list[str] | None = None, pm: pluggy.PluginManager | None = None) -
     except OperationalError as exc:
         err.print(f"error: database unavailable: {str(exc.orig).strip().splitlines()[0]}", markup=False)
         return 1
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("aborted")
         return 1
+    except TyperException as exc:  # usage errors: unknown command, bad option value
+        exc.show()
+        return int(getattr(exc, "exit_code", 2))
     return code if isinstance(code, int) else 0
 
 

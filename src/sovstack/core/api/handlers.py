@@ -82,7 +82,16 @@ async def on_database_down(request: Request, exc: Exception) -> Response:
     return render(request, Unavailable("the database is unavailable; try again shortly"))
 
 
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    """A bug: log it with its traceback for the operator; the user sees a plain message, not the trace."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    err = SovstackError("internal error; the operator's log has the details")
+    err.type = "internal_error"
+    return render(request, err)
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(SovstackError, on_sovstack_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

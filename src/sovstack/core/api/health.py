@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
+from sovstack.core.api.deps import PrincipalDep
 from sovstack.core.errors import Unavailable
 
 router = APIRouter(tags=["health"])
+
+
+@router.get("/api/v1/openapi.json", include_in_schema=False)
+def openapi(request: Request, who: PrincipalDep) -> dict[str, Any]:
+    """The OpenAPI description of every route this deployment serves (needs authentication)."""
+    schema: dict[str, Any] = request.app.openapi()
+    return schema
 
 
 @router.get("/healthz")
@@ -33,5 +43,7 @@ def readyz(request: Request) -> Response:
 
 
 @router.get("/metrics")
-def metrics(request: Request) -> Response:
+def metrics(request: Request, who: PrincipalDep) -> Response:
+    """Prometheus metrics; scrape with an admin key (``authorization: credentials: sk-…``)."""
+    who.require_admin("metrics.read")
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

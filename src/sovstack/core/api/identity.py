@@ -27,10 +27,11 @@ router = APIRouter(prefix="/api/v1", tags=["identity"])
 
 
 def user_public(user: User) -> UserPublic:
-    out = UserPublic.model_validate(user, from_attributes=True)
-    out.memberships = [MembershipPublic(organisation_id=m.organisation_id, organisation=m.organisation.name,
-                                        role=m.role) for m in user.memberships]
-    return out
+    return UserPublic(
+        id=user.id, email=user.email, name=user.name, is_admin=user.is_admin, is_active=user.is_active,
+        created_at=user.created_at,
+        memberships=[MembershipPublic(organisation_id=m.organisation_id, organisation=m.organisation.name,
+                                      role=m.role) for m in user.memberships])
 
 
 @router.get("/me")
