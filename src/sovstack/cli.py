@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pluggy
 import typer
-from typer.exceptions import TyperException
 from pydantic import ValidationError
 from rich.console import Console
 from sqlalchemy.exc import OperationalError
+from typer.exceptions import TyperException
 
 from sovstack import __version__
 from sovstack.core import demo as core_demo
@@ -30,8 +30,8 @@ db_app = typer.Typer(help="The database: migrations.", no_args_is_help=True)
 
 
 def _root(ctx: typer.Context,
-          home: Optional[Path] = typer.Option(None, "--home", help="Deployment folder (SOVSTACK_HOME)."),  # noqa: UP007
-          database_url: Optional[str] = typer.Option(None, "--database-url",  # noqa: UP007
+          home: Path | None = typer.Option(None, "--home", help="Deployment folder (SOVSTACK_HOME)."),
+          database_url: str | None = typer.Option(None, "--database-url",
                                                      help="Database URL (SOVSTACK_DATABASE_URL)."),
           version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
     """sovstack: a sovereign AI commons you run on machines you control."""
@@ -61,8 +61,8 @@ def init(ctx: typer.Context) -> None:
     say(f"deployment ready in {st.settings.home} ({st.db.dialect}, migrations at {st.db.current_revision()})")
 
 
-def serve(ctx: typer.Context, host: Optional[str] = None, port: Optional[int] = None,  # noqa: UP007
-          workers: Optional[int] = None) -> None:  # noqa: UP007
+def serve(ctx: typer.Context, host: str | None = None, port: int | None = None,
+          workers: int | None = None) -> None:
     """Apply migrations, then serve the API, the gateway and the console."""
     st = state(ctx)
     _init(st)
@@ -79,18 +79,18 @@ def _serve(st: CliState, host: str, port: int, workers: int) -> None:
 
 
 def demo(ctx: typer.Context, serve_after: bool = typer.Option(True, "--serve/--no-serve",
-         help="Start the server when seeded."), host: Optional[str] = None,  # noqa: UP007
-         port: Optional[int] = None) -> None:  # noqa: UP007
+         help="Start the server when seeded."), host: str | None = None,
+         port: int | None = None) -> None:
     """Create a deployment with synthetic demo content from every module, then serve it."""
     st = state(ctx)
     _init(st)
     with st.db.session() as session:
-        password = core_demo.run(session, st.plugins, st.settings.home_jurisdiction, say)
+        password = core_demo.run(session, st.plugins or plugin_manager(), st.settings.home_jurisdiction, say)
     host, port = host or st.settings.host, port or st.settings.port
     say(f"\n[bold]sovstack demo[/bold] in {st.settings.home}")
     say(f"  console: http://{host}:{port}/login")
     say(f"  admin login: admin@{core_demo.DEMO_DOMAIN} / {password}")
-    say(f"  other demo users (same password): " + ", ".join(
+    say("  other demo users (same password): " + ", ".join(
         f"{k}@{core_demo.DEMO_DOMAIN}" for k, *_ in core_demo.USERS[1:]))
     if serve_after:
         _serve(st, host, port, st.settings.workers)
@@ -164,7 +164,11 @@ def run(args: list[str] | None = None, pm: pluggy.PluginManager | None = None) -
         err.print("aborted")
         return 1
     except TyperException as exc:  # usage errors: unknown command, bad option value
-        exc.show()
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            err.print(f"error: {exc}", markup=False)
         return int(getattr(exc, "exit_code", 2))
     return code if isinstance(code, int) else 0
 

@@ -88,8 +88,8 @@ def test_inserted_event_is_named(db: Database) -> None:
         s.execute(update(AuditEvent).where(AuditEvent.seq > 1000).values(seq=AuditEvent.seq - 999))
         five = s.get(AuditEvent, 5)
         assert five is not None
-        forged = dict(seq=6, at=five.at, actor="forger", action="test.event", target="x", outcome="ok",
-                      reasons="[]", detail="{}", prev_hash=five.hash)
+        forged = {"seq": 6, "at": five.at, "actor": "forger", "action": "test.event", "target": "x", "outcome": "ok",
+                      "reasons": "[]", "detail": "{}", "prev_hash": five.hash}
         forged["hash"] = audit.digest(five.hash, 6, five.at, "forger", "test.event", "x", "ok", "[]", "{}")
         s.add(AuditEvent(**forged))
         s.commit()

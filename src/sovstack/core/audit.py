@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, insert, select, text, update
+from sqlalchemy import Select, Table, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from sovstack.core.tables import AuditEvent, AuditHead
@@ -23,8 +23,8 @@ from sovstack.core.tables import AuditEvent, AuditHead
 GENESIS = "0" * 64
 OUTCOMES = ("ok", "refused", "failed")
 
-_events = AuditEvent.__table__
-_head = AuditHead.__table__
+_events: Table = AuditEvent.__table__  # type: ignore[assignment]
+_head: Table = AuditHead.__table__  # type: ignore[assignment]
 
 
 def _now() -> str:
@@ -110,7 +110,7 @@ class AuditFilter:
     until: datetime | None = None
 
 
-def _filtered(f: AuditFilter) -> Select[tuple[AuditEvent]]:
+def _filtered(f: AuditFilter) -> Select[AuditEvent]:
     q = select(AuditEvent)
     if f.actor:
         q = q.where(AuditEvent.actor == f.actor)

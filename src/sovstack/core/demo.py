@@ -58,7 +58,7 @@ def seed(session: Session, home: str, password: str, say: Callable[[str], None])
         return ctx
     for key, name, kind in ORGANISATIONS:
         org = identity.create_organisation(session, SEEDER, OrganisationCreate(
-            name=name, kind=kind, jurisdiction=home, description="Synthetic demo organisation."))  # type: ignore[arg-type]
+            name=name, kind=kind, jurisdiction=home, description="Synthetic demo organisation."))
         ctx.organisations[key] = org.id
     for key, name, is_admin, roles in USERS:
         user = identity.create_user(session, SEEDER, UserCreate(
@@ -66,11 +66,11 @@ def seed(session: Session, home: str, password: str, say: Callable[[str], None])
         ctx.users[key] = user.id
         for org_key, role in roles:
             identity.add_membership(session, SEEDER, MembershipCreate(
-                user_id=user.id, organisation_id=ctx.organisations[org_key], role=role))  # type: ignore[arg-type]
+                user_id=user.id, organisation_id=ctx.organisations[org_key], role=role))
     for name, kinds, jur, parent, parent_jur, notes in PARTIES:
         jur = home if jur == "HOME" else jur
         party = parties.create_party(session, SEEDER, PartyCreate(
-            name=name, kinds=kinds, jurisdiction=jur, ultimate_parent=parent,  # type: ignore[arg-type]
+            name=name, kinds=kinds, jurisdiction=jur, ultimate_parent=parent,
             parent_jurisdiction=parent_jur, notes=notes))
         ctx.parties[name] = party.id
     policy.save(session, SEEDER, policy.default_policy(home))

@@ -60,7 +60,7 @@ def update_party(session: Session, who: Principal, ref: int | str, data: PartyUp
 
 def exposure(party: Party, home: str) -> list[str]:
     """Foreign laws with extraterritorial reach that bind the party, through itself or its parent."""
-    found = []
+    found: list[str] = []
     for code in dict.fromkeys((party.jurisdiction, party.parent_jurisdiction)):
         if code == home:
             continue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -59,10 +59,10 @@ def authenticate(request: Request, session: Session) -> Principal:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("expected 'Authorization: Bearer sk-…'")
         return identity.authenticate_key(session, token.strip(), settings.api_key_touch_seconds)
-    token = session_token(request)
-    if token is None:
+    cookie_token = session_token(request)
+    if cookie_token is None:
         raise Unauthenticated("authentication required: send 'Authorization: Bearer sk-…'")
-    console, principal = identity.console_session(session, token)
+    console, principal = identity.console_session(session, cookie_token)
     if request.method not in SAFE_METHODS and request.headers.get(CSRF_HEADER) != console.csrf_token:
         raise Refused("missing or wrong CSRF token", reasons=["send the X-CSRF-Token header of your session"])
     return principal
@@ -81,7 +81,7 @@ def get_principal(request: Request, session: SessionDep) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require_scope(scope: str) -> Depends:  # type: ignore[valid-type]
+def require_scope(scope: str) -> Any:
     """A dependency for module routers that need a scope of their own (e.g. ``gateway``)."""
 
     def check(principal: PrincipalDep) -> Principal:

@@ -7,7 +7,6 @@ import sys
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -27,9 +26,9 @@ def _filter(actor: str | None, action: str | None, target: str | None, outcome: 
 
 
 @audit_app.command("list")
-def audit_list(ctx: typer.Context, actor: Optional[str] = ActorOpt, action: Optional[str] = ActionOpt,  # noqa: UP007
-               target: Optional[str] = None, outcome: Optional[str] = OutcomeOpt,  # noqa: UP007
-               since: Optional[datetime] = None, until: Optional[datetime] = None,  # noqa: UP007
+def audit_list(ctx: typer.Context, actor: str | None = ActorOpt, action: str | None = ActionOpt,
+               target: str | None = None, outcome: str | None = OutcomeOpt,
+               since: datetime | None = None, until: datetime | None = None,
                limit: int = typer.Option(50, min=1, max=10000), as_json: bool = JsonOpt) -> None:
     """The newest events, filtered."""
     with session_of(ctx) as s:
@@ -39,11 +38,11 @@ def audit_list(ctx: typer.Context, actor: Optional[str] = ActorOpt, action: Opti
 
 
 @audit_app.command("export")
-def audit_export(ctx: typer.Context, output: Optional[Path] = typer.Option(None, "-o", "--output",  # noqa: UP007
+def audit_export(ctx: typer.Context, output: Path | None = typer.Option(None, "-o", "--output",
                  help="File to write; standard output if absent."),
-                 actor: Optional[str] = ActorOpt, action: Optional[str] = ActionOpt,  # noqa: UP007
-                 target: Optional[str] = None, outcome: Optional[str] = OutcomeOpt,  # noqa: UP007
-                 since: Optional[datetime] = None, until: Optional[datetime] = None) -> None:  # noqa: UP007
+                 actor: str | None = ActorOpt, action: str | None = ActionOpt,
+                 target: str | None = None, outcome: str | None = OutcomeOpt,
+                 since: datetime | None = None, until: datetime | None = None) -> None:
     """Matching events, oldest first, as JSON Lines (hashes included, so a copy can be re-verified)."""
     f = _filter(actor, action, target, outcome, since, until)
     with session_of(ctx) as s:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from sovstack.core import identity
@@ -40,7 +38,7 @@ def org_create(ctx: typer.Context, name: str, kind: str = typer.Option(..., help
                "enterprise|provider|civil_society"), jurisdiction: str = typer.Option(...),
                description: str = "", as_json: bool = JsonOpt) -> None:
     """Create an organisation."""
-    data = OrganisationCreate(name=name, kind=kind, jurisdiction=jurisdiction,  # type: ignore[arg-type]
+    data = OrganisationCreate(name=name, kind=kind, jurisdiction=jurisdiction,
                               description=description)
     with change(ctx) as s:
         org = identity.create_organisation(s, OPERATOR, data)
@@ -48,11 +46,11 @@ def org_create(ctx: typer.Context, name: str, kind: str = typer.Option(..., help
 
 
 @org_app.command("update")
-def org_update(ctx: typer.Context, org: str, name: Optional[str] = None, kind: Optional[str] = None,  # noqa: UP007
-               jurisdiction: Optional[str] = None, description: Optional[str] = None,  # noqa: UP007
+def org_update(ctx: typer.Context, org: str, name: str | None = None, kind: str | None = None,
+               jurisdiction: str | None = None, description: str | None = None,
                as_json: bool = JsonOpt) -> None:
     """Change an organisation (by id or name)."""
-    data = OrganisationUpdate(name=name, kind=kind, jurisdiction=jurisdiction,  # type: ignore[arg-type]
+    data = OrganisationUpdate(name=name, kind=kind, jurisdiction=jurisdiction,
                               description=description)
     with change(ctx) as s:
         found = identity.get_organisation(s, _ref(org))
@@ -72,7 +70,7 @@ def user_list(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 
 @user_app.command("create")
 def user_create(ctx: typer.Context, email: str, name: str = typer.Option(...),
-                password: Optional[str] = typer.Option(None, help="At least 12 characters."),  # noqa: UP007
+                password: str | None = typer.Option(None, help="At least 12 characters."),
                 admin: bool = typer.Option(False, "--admin", help="Make a deployment admin.")) -> None:
     """Create a user (with a password to use the console)."""
     data = UserCreate(email=email, name=name, password=password, is_admin=admin)
@@ -82,9 +80,9 @@ def user_create(ctx: typer.Context, email: str, name: str = typer.Option(...),
 
 
 @user_app.command("update")
-def user_update(ctx: typer.Context, user: str, name: Optional[str] = None,  # noqa: UP007
-                password: Optional[str] = None, admin: Optional[bool] = None,  # noqa: UP007
-                active: Optional[bool] = None) -> None:  # noqa: UP007
+def user_update(ctx: typer.Context, user: str, name: str | None = None,
+                password: str | None = None, admin: bool | None = None,
+                active: bool | None = None) -> None:
     """Change a user (by id or email): name, password, --admin/--no-admin, --active/--no-active."""
     data = UserUpdate(name=name, password=password, is_admin=admin, is_active=active)
     with change(ctx) as s:
@@ -100,7 +98,7 @@ def user_grant(ctx: typer.Context, user: str, org: str = typer.Option(..., "--or
     with change(ctx) as s:
         u, o = identity.get_user(s, _ref(user)), identity.get_organisation(s, _ref(org))
         identity.add_membership(s, OPERATOR, MembershipCreate(user_id=u.id, organisation_id=o.id,
-                                                              role=role))  # type: ignore[arg-type]
+                                                              role=role))
     say(f"{u.email} is now {role} in {o.name}")
 
 
@@ -111,15 +109,15 @@ def user_revoke_role(ctx: typer.Context, user: str, org: str = typer.Option(...,
     with change(ctx) as s:
         u, o = identity.get_user(s, _ref(user)), identity.get_organisation(s, _ref(org))
         identity.remove_membership(s, OPERATOR, MembershipCreate(user_id=u.id, organisation_id=o.id,
-                                                                 role=role))  # type: ignore[arg-type]
+                                                                 role=role))
     say(f"{u.email} no longer holds {role} in {o.name}")
 
 
 @key_app.command("create")
 def key_create(ctx: typer.Context, name: str, user: str = typer.Option(..., help="Owner (id or email)."),
                scope: list[str] = typer.Option(["read", "write"], "--scope", help="Repeat for each scope."),
-               org: Optional[str] = typer.Option(None, "--org"),  # noqa: UP007
-               expires_in_days: Optional[int] = None, as_json: bool = JsonOpt) -> None:  # noqa: UP007
+               org: str | None = typer.Option(None, "--org"),
+               expires_in_days: int | None = None, as_json: bool = JsonOpt) -> None:
     """Create an API key; the whole key is printed this once."""
     with change(ctx) as s:
         owner = identity.get_user(s, _ref(user))
@@ -137,7 +135,7 @@ def key_create(ctx: typer.Context, name: str, user: str = typer.Option(..., help
 
 
 @key_app.command("list")
-def key_list(ctx: typer.Context, user: Optional[str] = None, as_json: bool = JsonOpt) -> None:  # noqa: UP007
+def key_list(ctx: typer.Context, user: str | None = None, as_json: bool = JsonOpt) -> None:
     """List API keys (never their secrets)."""
     with session_of(ctx) as s:
         keys = identity.list_api_keys(s, OPERATOR, all_users=True)

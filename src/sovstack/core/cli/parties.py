@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from sovstack.core import parties
@@ -20,7 +18,7 @@ PARTY_COLUMNS = ["id", "name", "kinds", "jurisdiction", "ultimate_parent", "pare
 
 
 @party_app.command("list")
-def party_list(ctx: typer.Context, kind: Optional[str] = None, jurisdiction: Optional[str] = None,  # noqa: UP007
+def party_list(ctx: typer.Context, kind: str | None = None, jurisdiction: str | None = None,
                as_json: bool = JsonOpt) -> None:
     """List parties, optionally of one kind or touching one jurisdiction (own or parent's)."""
     home = state(ctx).settings.home_jurisdiction
@@ -34,10 +32,10 @@ def party_create(ctx: typer.Context, name: str,
                  kind: list[str] = typer.Option(..., "--kind", help="Repeat: compute_provider, model_developer…"),
                  jurisdiction: str = typer.Option(...),
                  parent: str = typer.Option("", help="Ultimate parent's name."),
-                 parent_jurisdiction: Optional[str] = None, website: str = "", notes: str = "",  # noqa: UP007
+                 parent_jurisdiction: str | None = None, website: str = "", notes: str = "",
                  as_json: bool = JsonOpt) -> None:
     """Register a party with its jurisdiction and its ultimate parent's."""
-    data = PartyCreate(name=name, kinds=kind, jurisdiction=jurisdiction, ultimate_parent=parent,  # type: ignore[arg-type]
+    data = PartyCreate(name=name, kinds=kind, jurisdiction=jurisdiction, ultimate_parent=parent,
                        parent_jurisdiction=parent_jurisdiction, website=website, notes=notes)
     with change(ctx) as s:
         party = parties.create_party(s, OPERATOR, data)
@@ -45,9 +43,9 @@ def party_create(ctx: typer.Context, name: str,
 
 
 @party_app.command("update")
-def party_update(ctx: typer.Context, party: str, jurisdiction: Optional[str] = None,  # noqa: UP007
-                 parent: Optional[str] = None, parent_jurisdiction: Optional[str] = None,  # noqa: UP007
-                 notes: Optional[str] = None, as_json: bool = JsonOpt) -> None:  # noqa: UP007
+def party_update(ctx: typer.Context, party: str, jurisdiction: str | None = None,
+                 parent: str | None = None, parent_jurisdiction: str | None = None,
+                 notes: str | None = None, as_json: bool = JsonOpt) -> None:
     """Change a party's jurisdiction facts (by id or name)."""
     data = PartyUpdate(jurisdiction=jurisdiction, ultimate_parent=parent, parent_jurisdiction=parent_jurisdiction,
                        notes=notes)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -51,8 +50,8 @@ def policy_set(ctx: typer.Context, file: Path = typer.Argument(..., help="A JSON
 def policy_check(ctx: typer.Context,
                  classification: str = typer.Option(..., help="open|restricted|sensitive"),
                  action: str = typer.Option("process", help="process|download|sandbox"),
-                 party: Optional[str] = typer.Option(None, help="Operating party (name or id)."),  # noqa: UP007
-                 hosting: Optional[str] = typer.Option(None, help="Hosting jurisdiction."),  # noqa: UP007
+                 party: str | None = typer.Option(None, help="Operating party (name or id)."),
+                 hosting: str | None = typer.Option(None, help="Hosting jurisdiction."),
                  granted: bool = typer.Option(False, help="The subject holds an access grant."),
                  as_json: bool = JsonOpt) -> None:
     """Explain what the policy decides; exit 1 when refused."""
