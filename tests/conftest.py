@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sovstack.app import create_app
 from sovstack.core import identity
 from sovstack.core.audit import ensure_head
-from sovstack.core.context import Principal, unit_of_work
+from sovstack.core.context import CORE_SCOPES, Principal, unit_of_work
 from sovstack.core.db import Base, Database
 from sovstack.core.schemas import ApiKeyCreate, UserCreate
 from sovstack.core.settings import Settings
@@ -102,9 +102,11 @@ def make_user(db: Database, email: str, *, admin: bool = False, password: str = 
 
 
 def make_key(db: Database, user_id: int, scopes: list[str] | None = None, **extra: Any) -> str:
+    scopes = scopes or ["read", "write"]
     with db.session() as s, unit_of_work(s, OPERATOR):
         _key, secret = identity.create_api_key(
-            s, OPERATOR, ApiKeyCreate(name="test", scopes=scopes or ["read", "write"], user_id=user_id, **extra))
+            s, OPERATOR, ApiKeyCreate(name="test", scopes=scopes, user_id=user_id, **extra),
+            known_scopes=[*CORE_SCOPES, *scopes])
     return secret
 
 

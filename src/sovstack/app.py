@@ -15,6 +15,7 @@ from sovstack.console.static import mount_static
 from sovstack.core.api import audit as audit_api
 from sovstack.core.api import handlers, health
 from sovstack.core.api import identity as identity_api
+from sovstack.core.api import inventory as inventory_api
 from sovstack.core.api import parties as parties_api
 from sovstack.core.api import policy as policy_api
 from sovstack.core.api.middleware import BodyLimit, Metrics, Observe
@@ -47,7 +48,8 @@ def create_app(settings: Settings | None = None, plugins: Iterable[object] = ())
     app.state.scopes = tuple(dict.fromkeys([*CORE_SCOPES, *flatten(pm.hook.sovstack_scopes())]))
     app.state.public_paths = (*PUBLIC_PATHS, *flatten(pm.hook.sovstack_public_paths()))
 
-    for router in (health.router, identity_api.router, parties_api.router, policy_api.router, audit_api.router):
+    for router in (health.router, identity_api.router, parties_api.router, policy_api.router, audit_api.router,
+                   inventory_api.router):
         app.include_router(router)
     for router in flatten(pm.hook.sovstack_api_routers(settings=settings)):
         app.include_router(router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,15 @@ def demo(ctx: typer.Context, serve_after: bool = typer.Option(True, "--serve/--n
         _serve(st, host, port, st.settings.workers)
 
 
+def inventory(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """Components the installed modules manage (what the sovereignty assessor reads)."""
+    st = state(ctx)
+    pm = st.plugins or plugin_manager()
+    with st.ready_db().session() as session:
+        items = [asdict(i) for i in flatten(pm.hook.sovstack_inventory(session=session))]
+    emit(items, ["module", "kind", "name", "layer", "parties", "jurisdiction"], as_json)
+
+
 @config_app.command("show")
 def config_show(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     """Effective settings, secrets masked."""
@@ -128,7 +138,7 @@ def build_cli(pm: pluggy.PluginManager | None = None) -> typer.Typer:
     app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                       context_settings={"obj": pm, "help_option_names": ["-h", "--help"]})
     app.callback()(_root)
-    for fn in (init, serve, demo):
+    for fn in (init, serve, demo, inventory):
         app.command()(fn)
     for sub, name in ((config_app, "config"), (db_app, "db"), (org_app, "org"), (user_app, "user"),
                       (key_app, "key"), (party_app, "party"), (jurisdiction_app, "jurisdiction"),
