@@ -33,7 +33,8 @@ def render(request: Request, exc: SovstackError) -> Response:
             headers["www-authenticate"] = "Bearer"
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
     if isinstance(exc, Unauthenticated):
-        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(here)}", status_code=303)
     renderer = request.app.state.console
     return HTMLResponse(renderer.error_page(request, exc), status_code=exc.status, headers=headers)
 
