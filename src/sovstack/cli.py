@@ -14,7 +14,7 @@ from rich.console import Console
 from sqlalchemy.exc import OperationalError
 from typer.exceptions import TyperException
 
-from sovstack import __version__
+from sovstack import __version__, server
 from sovstack.core import demo as core_demo
 from sovstack.core.cli.audit import audit_app
 from sovstack.core.cli.common import CliState, JsonOpt, emit, say, state
@@ -71,12 +71,9 @@ def serve(ctx: typer.Context, host: str | None = None, port: int | None = None,
 
 
 def _serve(st: CliState, host: str, port: int, workers: int) -> None:
-    import uvicorn
-
     export_for_workers(st.settings)
     say(f"serving on http://{host}:{port}/ with {workers} worker(s); console at http://{host}:{port}/login")
-    uvicorn.run("sovstack.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_level=st.settings.log_level, server_header=False)
+    server.run(host, port, workers, st.settings.log_level)
 
 
 def demo(ctx: typer.Context, serve_after: bool = typer.Option(True, "--serve/--no-serve",

@@ -201,3 +201,28 @@ def test_audit_head_row_exists_after_migration(db: Database) -> None:
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT last_seq, last_hash FROM audit_head WHERE id = 1")).one() == (
             0, audit.GENESIS)
+
+
+def test_rolled_back_savepoint_leaves_a_whole_chain(db: Database) -> None:
+    with db.session() as s:
+        audit.record(s, actor="t", action="test.before")
+        nested = s.begin_nested()
+        audit.record(s, actor="t", action="test.undone")
+        nested.rollback()
+        audit.record(s, actor="t", action="test.after")
+        s.commit()
+    with db.session() as s:
+        assert [e.action for e in s.scalars(select(AuditEvent).order_by(AuditEvent.seq))] == [
+            "test.before", "test.after"]
+    assert verify(db) == audit.Verification(True, 2)
+
+
+def test_rolled_back_transaction_does_not_move_the_head(db: Database) -> None:
+    with db.session() as s:
+        audit.record(s, actor="t", action="test.undone")
+        s.rollback()
+        audit.record(s, actor="t", action="test.kept")
+        s.commit()
+        head = s.get(AuditHead, 1)
+        assert head is not None and head.last_seq == 1
+    assert verify(db) == audit.Verification(True, 1)

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, Table, insert, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, Table, bindparam, event, insert, select, text, update
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from sovstack.core.tables import AuditEvent, AuditHead
 
@@ -25,6 +25,25 @@ OUTCOMES = ("ok", "refused", "failed")
 
 _events: Table = AuditEvent.__table__  # type: ignore[assignment]
 _head: Table = AuditHead.__table__  # type: ignore[assignment]
+
+# Statements are built once: building and cache-keying them per event cost more than running them.
+_LOCK_HEAD = (update(_head).where(_head.c.id == 1).values(last_seq=_head.c.last_seq)
+              .returning(_head.c.last_seq, _head.c.last_hash))
+_INSERT = insert(_events)
+_WRITE_HEAD = update(_head).where(_head.c.id == 1).values(last_seq=bindparam("s"), last_hash=bindparam("h"))
+_TIP_AFTER = text("SELECT seq, hash FROM audit_events WHERE seq > :base ORDER BY seq DESC LIMIT 1")
+_TIP = "sovstack.audit.tip"
+
+
+@dataclass
+class _Tip:
+    """The chain's end as this transaction sees it; the head row is written once, at commit."""
+
+    base_seq: int
+    base_hash: str
+    seq: int
+    hash: str
+    stale: bool = False
 
 
 def _now() -> str:
@@ -42,26 +61,60 @@ def digest(prev: str, seq: int, at: str, actor: str, action: str, target: str,
     return hashlib.sha256(payload).hexdigest()
 
 
+def _tip(session: Session) -> _Tip:
+    tip: _Tip | None = session.info.get(_TIP)
+    if tip is None:
+        # The first event of a transaction locks the head row (SQLite: the write lock; PostgreSQL:
+        # the row lock) until commit, so appenders in any process queue here and never fork.
+        seq, prev = session.execute(_LOCK_HEAD).one()
+        tip = session.info[_TIP] = _Tip(seq, prev, seq, prev)
+    elif tip.stale:
+        # A savepoint was rolled back: find the end of what survived.
+        row = session.execute(_TIP_AFTER, {"base": tip.base_seq}).first()
+        tip.seq, tip.hash = (row[0], row[1]) if row else (tip.base_seq, tip.base_hash)
+        tip.stale = False
+    return tip
+
+
 def record(session: Session, *, actor: str, action: str, target: str = "", outcome: str = "ok",
            reasons: Sequence[str] = (), detail: dict[str, Any] | None = None) -> int:
     """Append one event in the session's transaction and return its sequence number."""
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}")
-    session.flush()
-    seq, prev = session.execute(
-        update(_head).where(_head.c.id == 1).values(last_seq=_head.c.last_seq + 1)
-        .returning(_head.c.last_seq, _head.c.last_hash)
-    ).one()
-    at = _now()
-    reasons_json = _json(list(reasons))
-    detail_json = _json(detail or {})
-    h = digest(prev, seq, at, actor, action, target, outcome, reasons_json, detail_json)
-    session.execute(insert(_events).values(
-        seq=seq, at=at, actor=actor, action=action, target=target, outcome=outcome,
-        reasons=reasons_json, detail=detail_json, prev_hash=prev, hash=h,
-    ))
-    session.execute(update(_head).where(_head.c.id == 1).values(last_hash=h))
-    return int(seq)
+    tip = _tip(session)
+    seq, at = tip.seq + 1, _now()
+    reasons_json, detail_json = _json(list(reasons)), _json(detail or {})
+    h = digest(tip.hash, seq, at, actor, action, target, outcome, reasons_json, detail_json)
+    session.execute(_INSERT, {"seq": seq, "at": at, "actor": actor, "action": action, "target": target,
+                              "outcome": outcome, "reasons": reasons_json, "detail": detail_json,
+                              "prev_hash": tip.hash, "hash": h})
+    tip.seq, tip.hash = seq, h
+    return seq
+
+
+def _write_head(session: Session) -> None:
+    tip: _Tip | None = session.info.get(_TIP)
+    if tip is not None and tip.seq != tip.base_seq:
+        session.execute(_WRITE_HEAD, {"s": tip.seq, "h": tip.hash})
+
+
+def _after_soft_rollback(session: Session, previous: SessionTransaction) -> None:
+    tip: _Tip | None = session.info.get(_TIP)
+    if tip is not None and previous.nested:
+        tip.stale = True
+
+
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    # The outermost transaction ended (commit, rollback or close): the lock is gone, so is the tip.
+    if transaction.parent is None:
+        session.info.pop(_TIP, None)
+
+
+def attach(sessions: sessionmaker[Session]) -> None:
+    """Keep the chain head in step with each session's transactions (done by ``Database``)."""
+    event.listen(sessions, "before_commit", _write_head)
+    event.listen(sessions, "after_soft_rollback", _after_soft_rollback)
+    event.listen(sessions, "after_transaction_end", _after_transaction_end)
 
 
 @dataclass(frozen=True)
@@ -74,24 +127,37 @@ class Verification:
     problem: str = ""
 
 
+_SELECT_CHAIN = ("SELECT seq, at, actor, action, target, outcome, reasons, detail, prev_hash, hash "
+                 "FROM audit_events ORDER BY seq")
+
+
+def _chain_rows(session: Session, batch: int) -> Iterator[tuple[Any, ...]]:
+    """Every event, oldest first, fetched in batches straight from the driver (the hot path of verify)."""
+    conn = session.connection()
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    # PostgreSQL: a server-side cursor, so a long chain is never held in memory whole.
+    cursor = dbapi.cursor(name="sovstack_audit_verify") if conn.dialect.name == "postgresql" else dbapi.cursor()
+    try:
+        cursor.execute(_SELECT_CHAIN)
+        while rows := cursor.fetchmany(batch):
+            yield from rows
+    finally:
+        cursor.close()
+
+
 def verify(session: Session, batch: int = 5000) -> Verification:
     """Recompute the chain from the first event; name the first event that does not hold."""
-    conn = session.connection()
-    head = conn.execute(select(_head.c.last_seq, _head.c.last_hash).where(_head.c.id == 1)).one()
-    result = conn.execution_options(stream_results=True, yield_per=batch).execute(text(
-        "SELECT seq, at, actor, action, target, outcome, reasons, detail, prev_hash, hash "
-        "FROM audit_events ORDER BY seq"
-    ))
+    head = session.execute(select(_head.c.last_seq, _head.c.last_hash).where(_head.c.id == 1)).one()
     prev, expected, checked = GENESIS, 1, 0
     sha, dumps = hashlib.sha256, orjson.dumps
-    for seq, at, actor, action, target, outcome, reasons, detail, prev_hash, h in result:
+    for seq, at, actor, action, target, outcome, reasons, detail, prev_hash, h in _chain_rows(session, batch):
         if seq != expected:
             return Verification(False, checked, expected, f"event {expected} is missing (deleted)")
         if prev_hash != prev:
             return Verification(False, checked, seq,
                                 f"event {seq} does not follow event {seq - 1} (inserted or reordered)")
-        payload = dumps([prev, seq, at, actor, action, target, outcome, reasons, detail])
-        if sha(payload).hexdigest() != h:
+        if sha(dumps([prev, seq, at, actor, action, target, outcome, reasons, detail])).hexdigest() != h:
             return Verification(False, checked, seq, f"event {seq} was altered")
         prev, expected, checked = h, seq + 1, checked + 1
     if head.last_seq != checked or head.last_hash != prev:

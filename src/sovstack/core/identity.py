@@ -12,11 +12,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from sovstack.core import audit
 from sovstack.core.context import CORE_SCOPES, Principal
-from sovstack.core.db import utcnow
+from sovstack.core.base import utcnow
 from sovstack.core.errors import BadInput, Conflict, NotFound, RateLimited, Refused, Unauthenticated
 from sovstack.core.schemas import (
     ApiKeyCreate,
@@ -249,7 +249,7 @@ def authenticate_key(session: Session, token: str, touch_seconds: int = 60) -> P
     prefix = token.split("_", 1)[0]
     if not token.startswith(KEY_PREFIX) or prefix == token:
         raise Unauthenticated("malformed API key: expected 'Authorization: Bearer sk-…'")
-    key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    key = session.scalar(select(ApiKey).options(joinedload(ApiKey.user)).where(ApiKey.prefix == prefix))
     if key is None or not hmac.compare_digest(key.key_hash, _sha(token)):
         raise Unauthenticated("invalid API key")
     now = utcnow()

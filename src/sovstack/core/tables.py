@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from sovstack.core.db import Base, utcnow
+from sovstack.core.base import Base, utcnow
 
 
 class Organisation(Base):
