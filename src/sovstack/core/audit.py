@@ -205,19 +205,19 @@ def search(session: Session, f: AuditFilter, *, limit: int = 100, before: int | 
     return list(session.scalars(q.order_by(AuditEvent.seq.desc()).limit(limit)))
 
 
-def as_dict(event: AuditEvent) -> dict[str, Any]:
+def as_dict(row: AuditEvent) -> dict[str, Any]:
     return {
-        "seq": event.seq, "at": event.at, "actor": event.actor, "action": event.action,
-        "target": event.target, "outcome": event.outcome, "reasons": orjson.loads(event.reasons),
-        "detail": orjson.loads(event.detail), "prev_hash": event.prev_hash, "hash": event.hash,
+        "seq": row.seq, "at": row.at, "actor": row.actor, "action": row.action,
+        "target": row.target, "outcome": row.outcome, "reasons": orjson.loads(row.reasons),
+        "detail": orjson.loads(row.detail), "prev_hash": row.prev_hash, "hash": row.hash,
     }
 
 
 def export_lines(session: Session, f: AuditFilter) -> Iterator[str]:
     """Matching events oldest first, one JSON object per line (JSON Lines)."""
     q = _filtered(f).order_by(AuditEvent.seq).execution_options(yield_per=2000)
-    for event in session.scalars(q):
-        yield orjson.dumps(as_dict(event)).decode() + "\n"
+    for row in session.scalars(q):
+        yield orjson.dumps(as_dict(row)).decode() + "\n"
 
 
 def ensure_head(session: Session) -> None:

@@ -15,8 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from sovstack.core import audit
-from sovstack.core.context import CORE_SCOPES, Principal
 from sovstack.core.base import utcnow
+from sovstack.core.context import CORE_SCOPES, Principal
 from sovstack.core.errors import BadInput, Conflict, NotFound, RateLimited, Refused, Unauthenticated
 from sovstack.core.schemas import (
     ApiKeyCreate,
