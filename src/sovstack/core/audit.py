@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, Table, bindparam, event, insert, select, text, update
+from sqlalchemy import Select, Table, event, select
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from sovstack.core.tables import AuditEvent, AuditHead
@@ -26,12 +26,13 @@ OUTCOMES = ("ok", "refused", "failed")
 _events: Table = AuditEvent.__table__  # type: ignore[assignment]
 _head: Table = AuditHead.__table__  # type: ignore[assignment]
 
-# Statements are built once: building and cache-keying them per event cost more than running them.
-_LOCK_HEAD = (update(_head).where(_head.c.id == 1).values(last_seq=_head.c.last_seq)
-              .returning(_head.c.last_seq, _head.c.last_hash))
-_INSERT = insert(_events)
-_WRITE_HEAD = update(_head).where(_head.c.id == 1).values(last_seq=bindparam("s"), last_hash=bindparam("h"))
-_TIP_AFTER = text("SELECT seq, hash FROM audit_events WHERE seq > :base ORDER BY seq DESC LIMIT 1")
+# The append path talks to the driver directly: SQLAlchemy's per-statement machinery cost more than
+# the SQL itself (bench/core.py). It runs on the session's own connection, inside its transaction.
+_COLUMNS = "seq, at, actor, action, target, outcome, reasons, detail, prev_hash, hash"
+_LOCK_HEAD = "UPDATE audit_head SET last_seq = last_seq WHERE id = 1 RETURNING last_seq, last_hash"
+_INSERT = "INSERT INTO audit_events (" + _COLUMNS + ") VALUES ({marks})"
+_WRITE_HEAD = "UPDATE audit_head SET last_seq = {m}, last_hash = {m} WHERE id = 1"
+_TIP_AFTER = "SELECT seq, hash FROM audit_events WHERE seq > {m} ORDER BY seq DESC LIMIT 1"
 _TIP = "sovstack.audit.tip"
 
 
@@ -39,6 +40,8 @@ _TIP = "sovstack.audit.tip"
 class _Tip:
     """The chain's end as this transaction sees it; the head row is written once, at commit."""
 
+    cursor: Any
+    mark: str
     base_seq: int
     base_hash: str
     seq: int
@@ -63,14 +66,24 @@ def digest(prev: str, seq: int, at: str, actor: str, action: str, target: str,
 
 def _tip(session: Session) -> _Tip:
     tip: _Tip | None = session.info.get(_TIP)
+    if tip is not None and session.in_nested_transaction():
+        session.connection()  # SQLAlchemy emits a pending SAVEPOINT only when its connection is asked for
     if tip is None:
         # The first event of a transaction locks the head row (SQLite: the write lock; PostgreSQL:
         # the row lock) until commit, so appenders in any process queue here and never fork.
-        seq, prev = session.execute(_LOCK_HEAD).one()
-        tip = session.info[_TIP] = _Tip(seq, prev, seq, prev)
+        conn = session.connection()
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        cursor.execute(_LOCK_HEAD)
+        row = cursor.fetchone()
+        if row is None:
+            raise RuntimeError("the audit_head row is missing: the database was not migrated")
+        seq, prev = row
+        tip = session.info[_TIP] = _Tip(cursor, mark, seq, prev, seq, prev)
     elif tip.stale:
         # A savepoint was rolled back: find the end of what survived.
-        row = session.execute(_TIP_AFTER, {"base": tip.base_seq}).first()
+        tip.cursor.execute(_TIP_AFTER.format(m=tip.mark), (tip.base_seq,))
+        row = tip.cursor.fetchone()
         tip.seq, tip.hash = (row[0], row[1]) if row else (tip.base_seq, tip.base_hash)
         tip.stale = False
     return tip
@@ -85,9 +98,8 @@ def record(session: Session, *, actor: str, action: str, target: str = "", outco
     seq, at = tip.seq + 1, _now()
     reasons_json, detail_json = _json(list(reasons)), _json(detail or {})
     h = digest(tip.hash, seq, at, actor, action, target, outcome, reasons_json, detail_json)
-    session.execute(_INSERT, {"seq": seq, "at": at, "actor": actor, "action": action, "target": target,
-                              "outcome": outcome, "reasons": reasons_json, "detail": detail_json,
-                              "prev_hash": tip.hash, "hash": h})
+    tip.cursor.execute(_INSERT.format(marks=", ".join([tip.mark] * 10)),
+                       (seq, at, actor, action, target, outcome, reasons_json, detail_json, tip.hash, h))
     tip.seq, tip.hash = seq, h
     return seq
 
@@ -95,7 +107,7 @@ def record(session: Session, *, actor: str, action: str, target: str = "", outco
 def _write_head(session: Session) -> None:
     tip: _Tip | None = session.info.get(_TIP)
     if tip is not None and tip.seq != tip.base_seq:
-        session.execute(_WRITE_HEAD, {"s": tip.seq, "h": tip.hash})
+        tip.cursor.execute(_WRITE_HEAD.format(m=tip.mark), (tip.seq, tip.hash))
 
 
 def _after_soft_rollback(session: Session, previous: SessionTransaction) -> None:
@@ -107,7 +119,9 @@ def _after_soft_rollback(session: Session, previous: SessionTransaction) -> None
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
     # The outermost transaction ended (commit, rollback or close): the lock is gone, so is the tip.
     if transaction.parent is None:
-        session.info.pop(_TIP, None)
+        tip: _Tip | None = session.info.pop(_TIP, None)
+        if tip is not None:
+            tip.cursor.close()
 
 
 def attach(sessions: sessionmaker[Session]) -> None:
