@@ -148,3 +148,12 @@ def test_demo_seeds_every_role_and_is_rerunnable(settings: Settings, capsys: pyt
     parties = json.loads(capsys.readouterr().out)
     assert len(parties) == 6 and any(p["parent_jurisdiction"] == "US" and p["jurisdiction"] == "IN" for p in parties)
     assert cli(settings, "audit", "verify") == 0
+
+
+def test_version_and_bare_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from sovstack import __version__
+
+    assert run(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == __version__
+    assert run([]) == 0
+    assert "Usage" in capsys.readouterr().out

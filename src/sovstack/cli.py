@@ -39,6 +39,9 @@ def _root(ctx: typer.Context,
     if version:
         typer.echo(__version__)
         raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
     overrides: dict[str, Any] = {}
     if home is not None:
         overrides["home"] = home
@@ -132,9 +135,9 @@ def db_current(ctx: typer.Context) -> None:
 def build_cli(pm: pluggy.PluginManager | None = None) -> typer.Typer:
     """The root Typer app with the core commands and every plugin's sub-app."""
     pm = pm or plugin_manager()
-    app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    app = typer.Typer(pretty_exceptions_enable=False, add_completion=False,
                       context_settings={"obj": pm, "help_option_names": ["-h", "--help"]})
-    app.callback()(_root)
+    app.callback(invoke_without_command=True)(_root)
     for fn in (init, serve, demo, inventory):
         app.command()(fn)
     for sub, name in ((config_app, "config"), (db_app, "db"), (org_app, "org"), (user_app, "user"),

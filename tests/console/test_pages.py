@@ -290,3 +290,14 @@ def test_static_assets_are_served(client: TestClient) -> None:
         assert client.get(f"/static/{name}").status_code == 200
     css = client.get("/static/style.css").text
     assert "http://" not in css and "https://" not in css and "@import" not in css
+
+
+def test_long_chains_are_verified_on_request(console: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sovstack.console import routes
+
+    monkeypatch.setattr(routes, "VERIFY_INLINE_MAX", 0)
+    client = console
+    dashboard = client.get("/")
+    assert "Verify the chain now" in dashboard.text and "Intact" not in dashboard.text
+    assert "Verify the chain now" in client.get("/audit").text
+    assert "Chain intact" in client.get("/audit", params={"verify": 1}).text

@@ -81,6 +81,11 @@ def test_read_only_key_cannot_change_state(client: TestClient, db: Database, adm
     r = client.post("/api/v1/organisations", headers=bearer(key),
                     json={"name": "Nope", "kind": "startup", "jurisdiction": "IN"})
     assert r.status_code == 403 and "write scope" in r.json()["error"]["message"]
+    with db.session() as s:
+        event = s.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()))
+        assert event is not None and (event.action, event.outcome) == ("auth.scope", "refused")
+        assert event.actor == f"admin@test.example ({key.split('_')[0]})"
+        assert event.target == "POST /api/v1/organisations"
 
 
 def test_admin_scope_is_needed_for_admin_actions(client: TestClient, db: Database, admin: dict[str, Any]) -> None:

@@ -234,6 +234,11 @@ def export_lines(session: Session, f: AuditFilter) -> Iterator[str]:
         yield orjson.dumps(as_dict(row)).decode() + "\n"
 
 
+def length(session: Session) -> int:
+    """How many events the chain holds, as its head records."""
+    return int(session.execute(select(_head.c.last_seq).where(_head.c.id == 1)).scalar_one())
+
+
 def ensure_head(session: Session) -> None:
     """Create the head row if the chain has none (migrations do this; tests that truncate too)."""
     if session.get(AuditHead, 1) is None:

@@ -70,12 +70,17 @@ def authenticate(request: Request, session: Session) -> Principal:
 
 def get_principal(request: Request, session: SessionDep) -> Principal:
     principal = authenticate(request, session)
-    scope = "read" if request.method in SAFE_METHODS else "write"
-    if not principal.has_scope(scope):
-        raise Refused(f"this API key lacks the {scope} scope",
-                      reasons=[f"key {principal.key_prefix} has scopes {sorted(principal.scopes)}"])
     request.state.principal = principal
+    scope = "read" if request.method in SAFE_METHODS else "write"
+    _require(principal, scope, request)
     return principal
+
+
+def _require(principal: Principal, scope: str, request: Request) -> None:
+    if not principal.has_scope(scope):
+        raise Refused(f"this API key lacks the {scope} scope", action="auth.scope",
+                      target=f"{request.method} {request.url.path}",
+                      reasons=[f"key {principal.key_prefix} has scopes {sorted(principal.scopes)}"])
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -84,10 +89,8 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 def require_scope(scope: str) -> Any:
     """A dependency for module routers that need a scope of their own (e.g. ``gateway``)."""
 
-    def check(principal: PrincipalDep) -> Principal:
-        if not principal.has_scope(scope):
-            raise Refused(f"this API key lacks the {scope} scope",
-                          reasons=[f"key {principal.key_prefix} has scopes {sorted(principal.scopes)}"])
+    def check(principal: PrincipalDep, request: Request) -> Principal:
+        _require(principal, scope, request)
         return principal
 
     return Depends(check)
