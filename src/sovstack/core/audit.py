@@ -105,9 +105,12 @@ def record(session: Session, *, actor: str, action: str, target: str = "", outco
 
 
 def _write_head(session: Session) -> None:
-    tip: _Tip | None = session.info.get(_TIP)
-    if tip is not None and tip.seq != tip.base_seq:
+    tip: _Tip | None = session.info.pop(_TIP, None)
+    if tip is None:
+        return
+    if tip.seq != tip.base_seq:
         tip.cursor.execute(_WRITE_HEAD.format(m=tip.mark), (tip.seq, tip.hash))
+    tip.cursor.close()
 
 
 def _after_soft_rollback(session: Session, previous: SessionTransaction) -> None:
@@ -117,11 +120,10 @@ def _after_soft_rollback(session: Session, previous: SessionTransaction) -> None
 
 
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
-    # The outermost transaction ended (commit, rollback or close): the lock is gone, so is the tip.
+    # The outermost transaction ended (rollback or close): the lock is gone, so is the tip. Its
+    # cursor is left to the garbage collector: the pool may already have closed the connection.
     if transaction.parent is None:
-        tip: _Tip | None = session.info.pop(_TIP, None)
-        if tip is not None:
-            tip.cursor.close()
+        session.info.pop(_TIP, None)
 
 
 def attach(sessions: sessionmaker[Session]) -> None:
