@@ -35,8 +35,11 @@ def create_app(settings: Settings | None = None, plugins: Iterable[object] = ())
     pm = plugin_manager(plugins)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        for pending in pm.hook.sovstack_app_shutdown(app=app):
+            if pending is not None:
+                await pending
         db.dispose()
 
     app = FastAPI(title="sovstack", version=__version__, lifespan=lifespan,
@@ -61,6 +64,7 @@ def create_app(settings: Settings | None = None, plugins: Iterable[object] = ())
         app.include_router(page.router)
     mount_static(app)
 
+    pm.hook.sovstack_app_created(app=app)
     handlers.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Observe, metrics=app.state.metrics)

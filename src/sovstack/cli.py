@@ -86,7 +86,7 @@ def demo(ctx: typer.Context, serve_after: bool = typer.Option(True, "--serve/--n
     st = state(ctx)
     _init(st)
     with st.db.session() as session:
-        password = core_demo.run(session, st.plugins or plugin_manager(), st.settings.home_jurisdiction, say)
+        password = core_demo.run(session, st.plugins or plugin_manager(), st.settings, say)
     host, port = host or st.settings.host, port or st.settings.port
     say(f"\n[bold]sovstack demo[/bold] in {st.settings.home}")
     say(f"  console: http://{host}:{port}/login")

@@ -13,6 +13,7 @@ from sovstack.core import identity, parties, policy
 from sovstack.core.context import Principal
 from sovstack.core.plugins import DemoContext
 from sovstack.core.schemas import MembershipCreate, OrganisationCreate, PartyCreate, UserCreate, UserUpdate
+from sovstack.core.settings import Settings
 from sovstack.core.tables import Organisation
 
 DEMO_DOMAIN = "demo.sovstack.example"
@@ -49,9 +50,10 @@ PARTIES = [
 ]
 
 
-def seed(session: Session, home: str, password: str, say: Callable[[str], None]) -> DemoContext:
+def seed(session: Session, settings: Settings, password: str, say: Callable[[str], None]) -> DemoContext:
     """Create the core demo content once; on later runs only reset the demo users' password."""
-    ctx = DemoContext(organisations={}, users={}, parties={}, home=home, say=say)
+    ctx = DemoContext(settings=settings, organisations={}, users={}, parties={}, say=say)
+    home = ctx.home
     if session.scalar(select(Organisation).where(Organisation.name == MARKER_ORG)) is not None:
         _reset_passwords(session, password)
         _collect(session, ctx)
@@ -93,10 +95,10 @@ def _collect(session: Session, ctx: DemoContext) -> None:
         ctx.parties[name] = parties.get_party(session, name).id
 
 
-def run(session: Session, pm: pluggy.PluginManager, home: str, say: Callable[[str], None]) -> str:
+def run(session: Session, pm: pluggy.PluginManager, settings: Settings, say: Callable[[str], None]) -> str:
     """Seed core and every module's demo in one transaction; return the demo users' password."""
     password = secrets.token_urlsafe(12)
-    ctx = seed(session, home, password, say)
+    ctx = seed(session, settings, password, say)
     pm.hook.sovstack_demo(session=session, ctx=ctx)
     session.commit()
     return password

@@ -40,6 +40,14 @@ class SovstackError(Exception):
             }
         }
 
+    def openai_body(self) -> dict[str, Any]:
+        """The same error in OpenAI's shape, for the OpenAI-compatible gateway under /v1 (DESIGN.md §4)."""
+        kind = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error",
+                429: "rate_limit_error"}.get(self.status, "invalid_request_error" if self.status < 500 else "api_error")
+        code = "model_not_found" if isinstance(self, NotFound) and self.field == "model" else self.type
+        return {"error": {"message": self.message, "type": kind, "param": self.field, "code": code,
+                          "reasons": self.reasons}}
+
     def line(self) -> str:
         """One readable line for the CLI."""
         text = self.message

@@ -8,7 +8,7 @@ domain module by name anywhere else.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,7 @@ import pluggy
 
 if TYPE_CHECKING:
     import typer
-    from fastapi import APIRouter
+    from fastapi import APIRouter, FastAPI
     from sqlalchemy.orm import Session
 
     from sovstack.core.settings import Settings
@@ -26,7 +26,7 @@ hookspec = pluggy.HookspecMarker("sovstack")
 hookimpl = pluggy.HookimplMarker("sovstack")
 
 # Modules that ship with sovstack, each a plugin like any other (Datasette's DEFAULT_PLUGINS).
-DEFAULT_PLUGINS: tuple[str, ...] = ()
+DEFAULT_PLUGINS: tuple[str, ...] = ("sovstack.gateway.plugin",)
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,15 @@ class InventoryItem:
 class DemoContext:
     """What the core demo created, for modules to build on; ``say`` prints a line for the user."""
 
+    settings: Settings
     organisations: dict[str, int]
     users: dict[str, int]
     parties: dict[str, int]
-    home: str
     say: Callable[[str], None]
+
+    @property
+    def home(self) -> str:
+        return self.settings.home_jurisdiction
 
 
 class Hooks:
@@ -101,6 +105,14 @@ class Hooks:
     @hookspec
     def sovstack_inventory(self, session: Session) -> list[InventoryItem]:  # type: ignore[empty-body]
         """The components the module manages right now (providers, models, datasets…)."""
+
+    @hookspec
+    def sovstack_app_created(self, app: FastAPI) -> None:
+        """Attach the module's per-app state (clients, caches) to ``app.state``; no globals."""
+
+    @hookspec
+    def sovstack_app_shutdown(self, app: FastAPI) -> Awaitable[None] | None:
+        """Release what ``sovstack_app_created`` attached; may return an awaitable."""
 
 
 def plugin_manager(extra: Iterable[object] = ()) -> pluggy.PluginManager:

@@ -31,7 +31,8 @@ def render(request: Request, exc: SovstackError) -> Response:
     if wants_json(request):
         if isinstance(exc, Unauthenticated):
             headers["www-authenticate"] = "Bearer"
-        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+        body = exc.openai_body() if request.url.path.startswith("/v1/") else exc.body()
+        return JSONResponse(body, status_code=exc.status, headers=headers)
     if isinstance(exc, Unauthenticated):
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(here)}", status_code=303)

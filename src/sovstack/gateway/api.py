@@ -1,0 +1,156 @@
+"""HTTP API of the gateway: the OpenAI-compatible /v1 and its management under /api/v1/gateway."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import orjson
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from sovstack.core.api.deps import SESSION_COOKIE, PrincipalDep, SessionDep, SettingsDep
+from sovstack.core.base import utcnow
+from sovstack.core.context import unit_of_work
+from sovstack.core.errors import BadInput, Refused, Unauthenticated
+from sovstack.gateway import proxy, service, usage
+from sovstack.gateway.schemas import (
+    BudgetSet,
+    Catalogue,
+    CutoffRequest,
+    DeploymentCreate,
+    DeploymentPublic,
+    KeyPolicySet,
+    ModelCreate,
+    ModelPublic,
+    UsageReport,
+)
+
+openai_router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+router = APIRouter(prefix="/api/v1/gateway", tags=["gateway"])
+
+
+async def _body(request: Request, required: tuple[str, ...]) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        err = BadInput(f"the request body is not valid JSON: {exc}", field="body")
+        err.status = 400
+        raise err from exc
+    if not isinstance(body, dict):
+        raise BadInput("the request body must be a JSON object", field="body")
+    for name in required:
+        if name not in body:
+            raise BadInput(f"missing required field {name!r}", field=name)
+    if not isinstance(body["model"], str) or not body["model"]:
+        raise BadInput("model must be a non-empty string", field="model")
+    return body
+
+
+def _require_credentials(request: Request) -> None:
+    """Refuse anonymous calls before reading the body; credentials are checked in ``proxy.prepare``."""
+    if not request.headers.get("authorization") and SESSION_COOKIE not in request.cookies:
+        raise Unauthenticated("authentication required: send 'Authorization: Bearer sk-…'")
+
+
+@openai_router.post("/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    _require_credentials(request)
+    body = await _body(request, ("model", "messages"))
+    if not isinstance(body["messages"], list) or not body["messages"]:
+        raise BadInput("messages must be a non-empty list", field="messages")
+    state = request.app.state.gateway
+    prepared = await run_in_threadpool(proxy.prepare, request, state, "chat", body)
+    if body.get("stream"):
+        return await proxy.stream(request, state, prepared, body)
+    return await proxy.forward(request, state, prepared, body)
+
+
+@openai_router.post("/embeddings")
+async def embeddings(request: Request) -> Response:
+    _require_credentials(request)
+    body = await _body(request, ("model", "input"))
+    state = request.app.state.gateway
+    prepared = await run_in_threadpool(proxy.prepare, request, state, "embeddings", body)
+    return await proxy.forward(request, state, prepared, body)
+
+
+@openai_router.get("/models")
+def models(session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
+    if not who.has_scope("gateway"):
+        raise Refused("this API key lacks the gateway scope", action="gateway.auth")
+    data = [{"id": m.name, "object": "model", "created": int(m.created_at.timestamp()), "owned_by": "sovstack"}
+            for m in service.list_models(session) if any(not d.withdrawn for d in m.deployments)]
+    return {"object": "list", "data": data}
+
+
+# Management -------------------------------------------------------------------------------------
+
+@router.get("/models")
+def list_models(session: SessionDep, who: PrincipalDep) -> list[ModelPublic]:
+    return [service.model_public(m) for m in service.list_models(session)]
+
+
+@router.post("/models", status_code=status.HTTP_201_CREATED)
+def create_model(body: ModelCreate, session: SessionDep, who: PrincipalDep) -> ModelPublic:
+    with unit_of_work(session, who):
+        model = service.create_model(session, who, body)
+    return service.model_public(service.get_model(session, model.name))
+
+
+@router.get("/deployments")
+def list_deployments(request: Request, session: SessionDep, who: PrincipalDep,
+                     model: str | None = None) -> list[DeploymentPublic]:
+    breakers = request.app.state.gateway.breakers
+    return [service.public(d, breakers.state(d.id)) for d in service.list_deployments(session, model)]
+
+
+@router.post("/deployments", status_code=status.HTTP_201_CREATED)
+def create_deployment(body: DeploymentCreate, session: SessionDep, who: PrincipalDep,
+                      settings: SettingsDep) -> DeploymentPublic:
+    with unit_of_work(session, who):
+        dep = service.create_deployment(session, who, settings, body)
+    return service.public(service.get_deployment(session, dep.name))
+
+
+@router.post("/apply")
+def apply(body: Catalogue, session: SessionDep, who: PrincipalDep, settings: SettingsDep) -> dict[str, list[str]]:
+    """Make the catalogue match this document (the same shape as a models.yaml); idempotent."""
+    with unit_of_work(session, who):
+        return service.apply_catalogue(session, who, settings, body)
+
+
+@router.post("/cutoff")
+def cutoff(body: CutoffRequest, session: SessionDep, who: PrincipalDep) -> list[str]:
+    with unit_of_work(session, who):
+        return [d.name for d in service.cutoff(session, who, body)]
+
+
+@router.post("/restore")
+def restore(body: CutoffRequest, session: SessionDep, who: PrincipalDep) -> list[str]:
+    with unit_of_work(session, who):
+        return [d.name for d in service.restore(session, who, body)]
+
+
+@router.put("/keys/{prefix}/policy")
+def key_policy(prefix: str, body: KeyPolicySet, session: SessionDep, who: PrincipalDep) -> KeyPolicySet:
+    with unit_of_work(session, who):
+        service.set_key_policy(session, who, prefix, body)
+    return body
+
+
+@router.put("/budgets")
+def budget(body: BudgetSet, session: SessionDep, who: PrincipalDep) -> BudgetSet:
+    with unit_of_work(session, who):
+        service.set_budget(session, who, body)
+    return body
+
+
+@router.get("/usage")
+def usage_report(session: SessionDep, who: PrincipalDep,
+                 by: Literal["organisation", "model", "deployment", "key"] = "model",
+                 days: int = Query(30, ge=1, le=366), organisation_id: int | None = None) -> UsageReport:
+    since: datetime = utcnow() - timedelta(days=days)
+    return usage.report(session, who, by=by, since=since, organisation_id=organisation_id)

@@ -1,0 +1,127 @@
+"""`sovstack gateway …`: the model catalogue, cut-off drills, key policies, budgets and usage."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import typer
+import yaml
+
+from sovstack.core import identity
+from sovstack.core.base import utcnow
+from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, say, session_of, state
+from sovstack.core.errors import BadInput
+from sovstack.gateway import service, usage
+from sovstack.gateway.schemas import BudgetSet, Catalogue, CutoffRequest, KeyPolicySet, ModelCreate
+
+gateway_app = typer.Typer(help="The model gateway: models, deployments, cut-offs, usage.", no_args_is_help=True)
+
+DEPLOYMENT_COLUMNS = ["name", "model", "hosting_jurisdiction", "operator", "developer", "open_weights", "licence",
+                      "priority", "withdrawn"]
+
+
+@gateway_app.command("models")
+def models(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """Logical models and the deployments behind them."""
+    with session_of(ctx) as s:
+        emit([service.model_public(m) for m in service.list_models(s)],
+             ["name", "language_routing", "deployments", "description"], as_json)
+
+
+@gateway_app.command("add-model")
+def add_model(ctx: typer.Context, name: str, description: str = "",
+              language_routing: bool = typer.Option(False, help="Route by the prompt's language.")) -> None:
+    """Register a logical model name."""
+    with change(ctx) as s:
+        service.create_model(s, OPERATOR, ModelCreate(name=name, description=description,
+                                                      language_routing=language_routing))
+    say(f"model {name} registered")
+
+
+@gateway_app.command("deployments")
+def deployments(ctx: typer.Context, model: str | None = None, as_json: bool = JsonOpt) -> None:
+    """Deployments with their sovereignty facts (upstream keys are never shown)."""
+    with session_of(ctx) as s:
+        emit([service.public(d) for d in service.list_deployments(s, model)], DEPLOYMENT_COLUMNS, as_json)
+
+
+def _load(file: Path) -> Catalogue:
+    try:
+        text = file.read_text()
+        raw = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise BadInput(f"cannot read {file}: {exc}", field="file") from exc
+    return Catalogue.model_validate(raw)
+
+
+@gateway_app.command("apply")
+def apply(ctx: typer.Context, file: Path = typer.Argument(..., help="models.yaml (or .json)."),
+          as_json: bool = JsonOpt) -> None:
+    """Make the catalogue match a file: create what is missing, update what differs (idempotent)."""
+    catalogue = _load(file)
+    with change(ctx) as s:
+        result = service.apply_catalogue(s, OPERATOR, state(ctx).settings, catalogue)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for kind in ("created", "updated", "unchanged"):
+        say(f"{kind}: {', '.join(result[kind]) or '-'}")
+
+
+def _cutoff_request(jurisdiction: str | None, party: str | None, reason: str) -> CutoffRequest:
+    return CutoffRequest(jurisdiction=jurisdiction, party=party, reason=reason)
+
+
+@gateway_app.command("cutoff")
+def cutoff(ctx: typer.Context, jurisdiction: str | None = None, party: str | None = None,
+           reason: str = typer.Option("cut-off drill", help="Recorded with the withdrawal.")) -> None:
+    """Withdraw every deployment touching a jurisdiction or a party; traffic moves at once."""
+    with change(ctx) as s:
+        affected = service.cutoff(s, OPERATOR, _cutoff_request(jurisdiction, party, reason))
+    say(f"withdrawn: {', '.join(d.name for d in affected) or 'none'}")
+
+
+@gateway_app.command("restore")
+def restore(ctx: typer.Context, jurisdiction: str | None = None, party: str | None = None) -> None:
+    """Undo a cut-off."""
+    with change(ctx) as s:
+        affected = service.restore(s, OPERATOR, _cutoff_request(jurisdiction, party, "restore"))
+    say(f"restored: {', '.join(d.name for d in affected) or 'none'}")
+
+
+@gateway_app.command("key-policy")
+def key_policy(ctx: typer.Context, key: str = typer.Argument(..., help="Key prefix, sk-xxxxxxxx."),
+               default: str = typer.Option("open", help="open|restricted|sensitive"),
+               floor: str = typer.Option("open", help="Lowest classification a request may claim."),
+               rpm: int | None = typer.Option(None, help="Requests per minute.")) -> None:
+    """Set a key's default classification, floor and rate limit."""
+    data = KeyPolicySet(default_classification=default, floor_classification=floor,
+                        requests_per_minute=rpm)
+    with change(ctx) as s:
+        service.set_key_policy(s, OPERATOR, key, data)
+    say(f"{key}: default {default}, floor {floor}, {rpm or 'no'} requests-per-minute limit")
+
+
+@gateway_app.command("budget")
+def budget(ctx: typer.Context, organisation: str, tokens: int = typer.Option(..., min=0),
+           period: str = typer.Option("month", help="day|month")) -> None:
+    """Set an organisation's token budget per period."""
+    with change(ctx) as s:
+        org = identity.get_organisation(s, int(organisation) if organisation.isdigit() else organisation)
+        service.set_budget(s, OPERATOR, BudgetSet(organisation_id=org.id, tokens=tokens,
+                                                  period=period))
+    say(f"{org.name}: {tokens} tokens per {period}")
+
+
+@gateway_app.command("usage")
+def usage_cmd(ctx: typer.Context, by: str = typer.Option("model", help="organisation|model|deployment|key"),
+              days: int = typer.Option(30, min=1, max=366), as_json: bool = JsonOpt) -> None:
+    """Requests, tokens, cost and errors, grouped."""
+    if by not in usage.GROUPS:
+        raise BadInput(f"--by must be one of {', '.join(usage.GROUPS)}", field="by")
+    with session_of(ctx) as s:
+        rep = usage.report(s, OPERATOR, by=by, since=utcnow() - timedelta(days=days))
+    emit(rep.rows, ["group", "requests", "tokens_in", "tokens_out", "cost", "errors", "p50_latency_ms"], as_json,
+         title=f"usage by {by}, last {days} days")

@@ -1,0 +1,118 @@
+"""Counters shared by every server process (rate limits, token budgets) and the record of each call."""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from sovstack.core import audit
+from sovstack.core.base import utcnow
+from sovstack.gateway.tables import Counter, Usage
+
+_counters: Table = Counter.__table__  # type: ignore[assignment]
+
+
+def window(period: str, now: datetime) -> tuple[str, int]:
+    """The fixed window containing ``now`` and the seconds until it resets."""
+    if period == "minute":
+        start = now.replace(second=0, microsecond=0)
+        return start.strftime("%Y-%m-%dT%H:%M"), int((start + timedelta(minutes=1) - now).total_seconds()) + 1
+    if period == "day":
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start.strftime("%Y-%m-%d"), int((start + timedelta(days=1) - now).total_seconds()) + 1
+    days = calendar.monthrange(now.year, now.month)[1]
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return start.strftime("%Y-%m"), int((start + timedelta(days=days) - now).total_seconds()) + 1
+
+
+class Counters(Protocol):
+    def add(self, session: Session, name: str, window: str, amount: int, ttl: int) -> int:
+        """Add to a counter and return its new value."""
+
+    def get(self, session: Session, name: str, window: str) -> int:
+        """The counter's value (0 when absent)."""
+
+
+class DatabaseCounters:
+    """Counters in the deployment's database: an upsert per increment, atomic across processes."""
+
+    def add(self, session: Session, name: str, window: str, amount: int, ttl: int) -> int:
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        stmt = insert(_counters).values(name=name, window=window, count=amount)
+        stmt = stmt.on_conflict_do_update(index_elements=["name", "window"],
+                                          set_={"count": _counters.c.count + amount})
+        value = session.execute(stmt.returning(_counters.c.count)).scalar_one()
+        return int(value)
+
+    def get(self, session: Session, name: str, window: str) -> int:
+        value = session.scalar(select(_counters.c.count).where(_counters.c.name == name,
+                                                               _counters.c.window == window))
+        return int(value or 0)
+
+
+@dataclass
+class RedisCounters:
+    """Counters in Redis (``SOVSTACK_REDIS_URL``): INCRBY with an expiry at the window's end."""
+
+    client: Any
+
+    def add(self, session: Session, name: str, window: str, amount: int, ttl: int) -> int:
+        key = f"sovstack:{name}:{window}"
+        pipe = self.client.pipeline()
+        pipe.incrby(key, amount)
+        pipe.expire(key, ttl + 60)
+        value, _ = pipe.execute()
+        return int(value)
+
+    def get(self, session: Session, name: str, window: str) -> int:
+        return int(self.client.get(f"sovstack:{name}:{window}") or 0)
+
+
+@dataclass
+class Call:
+    """What happened on one gateway call; becomes a usage row and an audit event."""
+
+    actor: str
+    key_prefix: str
+    organisation_id: int | None
+    model: str
+    endpoint: str
+    classification: str
+    language: str = ""
+    tried: list[str] = field(default_factory=list)
+    answered: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    latency_ms: float = 0.0
+    outcome: str = "ok"
+    reasons: list[str] = field(default_factory=list)
+
+    def detail(self) -> dict[str, Any]:
+        return {"key": self.key_prefix, "organisation_id": self.organisation_id, "model": self.model,
+                "endpoint": self.endpoint, "classification": self.classification, "language": self.language,
+                "tried": self.tried, "answered": self.answered, "tokens_in": self.tokens_in,
+                "tokens_out": self.tokens_out, "cost": round(self.cost, 8), "latency_ms": round(self.latency_ms, 2)}
+
+
+def record(session: Session, counters: Counters, call: Call, budget_period: str | None) -> None:
+    """Store the call's usage, add its tokens to the organisation's budget, and audit it: one transaction."""
+    session.add(Usage(at=utcnow(), key_prefix=call.key_prefix, organisation_id=call.organisation_id, model=call.model,
+                      deployment=call.answered, endpoint=call.endpoint, classification=call.classification,
+                      language=call.language, tokens_in=call.tokens_in, tokens_out=call.tokens_out, cost=call.cost,
+                      latency_ms=call.latency_ms, tries=len(call.tried), outcome=call.outcome))
+    tokens = call.tokens_in + call.tokens_out
+    if budget_period and call.organisation_id is not None and tokens:
+        win, ttl = window(budget_period, utcnow())
+        counters.add(session, f"tokens:{call.organisation_id}", win, tokens, ttl)
+    outcome = {"ok": "ok", "refused": "refused"}.get(call.outcome, "failed")
+    audit.record(session, actor=call.actor, action=f"gateway.{call.endpoint}", target=f"model:{call.model}",
+                 outcome=outcome, reasons=call.reasons, detail=call.detail())
+    session.commit()

@@ -1,0 +1,76 @@
+"""The gateway as a sovstack plugin: routes, scopes, CLI, per-app state, demo and inventory."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+import httpx
+import typer
+from fastapi import APIRouter, FastAPI
+from sqlalchemy.orm import Session
+
+from sovstack.core.plugins import DemoContext, InventoryItem, hookimpl
+from sovstack.core.settings import Settings
+from sovstack.gateway import demo, service
+from sovstack.gateway.api import openai_router, router
+from sovstack.gateway.cli import gateway_app
+from sovstack.gateway.language import Detector
+from sovstack.gateway.metering import Counters, DatabaseCounters, RedisCounters
+from sovstack.gateway.proxy import GatewayState
+from sovstack.gateway.routing import Breakers
+
+UPSTREAM_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+
+
+@hookimpl
+def sovstack_api_routers(settings: Settings) -> list[APIRouter]:
+    return [openai_router, router]
+
+
+@hookimpl
+def sovstack_scopes() -> list[str]:
+    return ["gateway"]
+
+
+@hookimpl
+def sovstack_cli(app: typer.Typer) -> None:
+    app.add_typer(gateway_app, name="gateway")
+
+
+def _counters(settings: Settings) -> Counters:
+    if settings.redis_url:
+        import redis
+
+        return RedisCounters(redis.Redis.from_url(settings.redis_url))
+    return DatabaseCounters()
+
+
+@hookimpl
+def sovstack_app_created(app: FastAPI) -> None:
+    settings: Settings = app.state.settings
+    app.state.gateway = GatewayState(client=httpx.AsyncClient(limits=UPSTREAM_LIMITS), breakers=Breakers(),
+                                     counters=_counters(settings), detector=Detector())
+
+
+@hookimpl
+def sovstack_app_shutdown(app: FastAPI) -> Awaitable[None] | None:
+    state: GatewayState | None = getattr(app.state, "gateway", None)
+    return state.client.aclose() if state else None
+
+
+@hookimpl
+def sovstack_demo(session: Session, ctx: DemoContext) -> None:
+    demo.seed(session, ctx)
+
+
+@hookimpl
+def sovstack_inventory(session: Session) -> list[InventoryItem]:
+    items = []
+    for dep in service.list_deployments(session):
+        items.append(InventoryItem(
+            module="gateway", kind="model_deployment", name=dep.name, layer="models",
+            parties=(dep.operator.name, dep.developer.name), jurisdiction=dep.hosting_jurisdiction,
+            detail={"model": dep.model.name, "licence": dep.licence, "open_weights": dep.open_weights,
+                    "withdrawn": dep.withdrawn, "developer_jurisdiction": dep.developer.jurisdiction,
+                    "operator_parent_jurisdiction": dep.operator.parent_jurisdiction}))
+    return items

@@ -1,0 +1,302 @@
+"""One gateway call: authenticate, classify, check quotas, route by policy, fail over, meter, audit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from sovstack.core import policy
+from sovstack.core.api.deps import authenticate
+from sovstack.core.base import utcnow
+from sovstack.core.context import Principal
+from sovstack.core.errors import BadInput, NotFound, RateLimited, Refused, Unavailable
+from sovstack.gateway import routing
+from sovstack.gateway.language import Detector
+from sovstack.gateway.metering import Call, Counters, record, window
+from sovstack.gateway.routing import Breakers, Candidate
+from sovstack.gateway.secrets import unseal
+from sovstack.gateway.tables import Deployment, GatewayModel, KeyPolicy, OrgBudget
+
+CLASSIFICATION_HEADER = "x-sovstack-classification"
+STREAM_MAX_SECONDS = 900.0
+PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings"}
+
+
+@dataclass
+class GatewayState:
+    """Per-app state of the gateway: the upstream client, the circuits, the counters, the detector."""
+
+    client: httpx.AsyncClient
+    breakers: Breakers
+    counters: Counters
+    detector: Detector
+
+
+@dataclass
+class Prepared:
+    call: Call
+    candidates: list[Candidate]
+    budget_period: str | None
+    wants_usage: bool = True
+    started: float = field(default_factory=time.perf_counter)
+
+
+class UpstreamFailed(Exception):
+    """The upstream could not answer (connection, timeout, 429/5xx, garbage): try the next deployment."""
+
+
+def _classification(request: Request, key_policy: KeyPolicy | None) -> str:
+    default = key_policy.default_classification if key_policy else "open"
+    floor = key_policy.floor_classification if key_policy else "open"
+    asked = request.headers.get(CLASSIFICATION_HEADER, "").strip().lower() or default
+    if asked not in policy.LEVELS:
+        raise BadInput(f"unknown classification {asked!r}; one of {', '.join(policy.LEVELS)}",
+                       field=CLASSIFICATION_HEADER)
+    # A request may raise its classification, never lower it below the key's floor.
+    return asked if policy.rank(asked) >= policy.rank(floor) else floor
+
+
+def _check_quotas(request: Request, session: Any, state: GatewayState, who: Principal,
+                  key_policy: KeyPolicy | None) -> str | None:
+    now = utcnow()
+    if key_policy and key_policy.requests_per_minute:
+        win, reset = window("minute", now)
+        used = state.counters.add(session, f"rpm:{who.key_prefix}", win, 1, reset)
+        if used > key_policy.requests_per_minute:
+            session.commit()
+            raise RateLimited(f"rate limit of {key_policy.requests_per_minute} requests per minute reached for key "
+                              f"{who.key_prefix}; resets in {reset} s", retry_after=reset)
+    budget = session.get(OrgBudget, who.organisation_id) if who.organisation_id else None
+    if budget is None:
+        return None
+    win, reset = window(budget.period, now)
+    used = state.counters.get(session, f"tokens:{who.organisation_id}", win)
+    if used >= budget.tokens:
+        raise RateLimited(f"the organisation's token budget of {budget.tokens} per {budget.period} is spent "
+                          f"({used} used); resets in {reset} s", retry_after=reset)
+    return str(budget.period)
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def prepare(request: Request, state: GatewayState, endpoint: str, body: dict[str, Any]) -> Prepared:
+    """Everything that needs the database before the upstream call (runs in a worker thread)."""
+    settings, db = request.app.state.settings, request.app.state.db
+    with db.session() as session:
+        who = authenticate(request, session)
+        if not who.has_scope("gateway"):
+            raise Refused("this API key lacks the gateway scope", action="gateway.auth",
+                          reasons=[f"key {who.key_prefix} has scopes {sorted(who.scopes)}"])
+        key_policy = session.get(KeyPolicy, who.key_prefix) if who.key_prefix else None
+        classification = _classification(request, key_policy)
+        budget_period = _check_quotas(request, session, state, who, key_policy)
+        model = session.scalar(select(GatewayModel).where(GatewayModel.name == body["model"]))
+        if model is None:
+            raise NotFound(f"the model {body['model']!r} does not exist", field="model")
+        call = Call(actor=who.actor, key_prefix=who.key_prefix or "", organisation_id=who.organisation_id,
+                    model=model.name, endpoint=endpoint, classification=classification)
+        if model.language_routing:
+            call.language = state.detector.detect(_last_user_text(body)) or ""
+        deployments = list(session.scalars(select(Deployment).where(Deployment.model_id == model.id)))
+        doc = policy.current(session, settings.home_jurisdiction)
+        plan = routing.plan(doc, who, classification, deployments, lambda t: unseal(settings, t))
+        if not plan.allowed:
+            _refuse(session, state, call, plan.refused)
+        session.commit()
+    return Prepared(call, routing.order(plan.allowed, call.language or None), budget_period)
+
+
+def _refuse(session: Any, state: GatewayState, call: Call, refused: dict[str, list[str]]) -> None:
+    reasons = [f"{name}: {'; '.join(why)}" for name, why in refused.items()] or ["the model has no deployments"]
+    call.outcome, call.reasons = "refused", reasons
+    record(session, state.counters, call, None)
+    exc = Refused(f"no deployment of {call.model} may serve a {call.classification} request; "
+                  f"candidates refused: {' | '.join(reasons)}", action=f"gateway.{call.endpoint}", reasons=reasons)
+    exc.audited = True
+    raise exc
+
+
+def _upstream_body(body: dict[str, Any], cand: Candidate) -> dict[str, Any]:
+    return {**body, "model": cand.upstream_model}
+
+
+def _headers(cand: Candidate) -> dict[str, str]:
+    headers = {"content-type": "application/json"}
+    if cand.api_key:
+        headers["authorization"] = f"Bearer {cand.api_key}"
+    return headers
+
+
+async def _post(state: GatewayState, cand: Candidate, path: str, body: dict[str, Any]) -> dict[str, Any] | Response:
+    try:
+        resp = await state.client.post(cand.base_url + path, content=orjson.dumps(_upstream_body(body, cand)),
+                                       headers=_headers(cand), timeout=cand.timeout)
+    except httpx.HTTPError as exc:
+        raise UpstreamFailed(f"{type(exc).__name__}") from exc
+    if resp.status_code == 429 or resp.status_code >= 500:
+        raise UpstreamFailed(f"HTTP {resp.status_code}")
+    if resp.status_code >= 400:
+        # The request itself is wrong (the upstream says so): pass its answer on, no failover.
+        return Response(resp.content, status_code=resp.status_code, media_type="application/json")
+    try:
+        data = orjson.loads(resp.content)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamFailed("not JSON") from exc
+    if not isinstance(data, dict):
+        raise UpstreamFailed("not a JSON object")
+    return data
+
+
+def _meter(call: Call, cand: Candidate, usage: dict[str, Any] | None) -> None:
+    usage = usage or {}
+    call.tokens_in = int(usage.get("prompt_tokens") or 0)
+    call.tokens_out = int(usage.get("completion_tokens") or 0)
+    call.cost = (call.tokens_in * cand.price_in + call.tokens_out * cand.price_out) / 1_000_000
+
+
+def _response_headers(call: Call) -> dict[str, str]:
+    return {"x-sovstack-deployment": call.answered, "x-sovstack-tries": str(len(call.tried)),
+            "x-sovstack-classification": call.classification, "x-sovstack-language": call.language}
+
+
+async def _finish(request: Request, state: GatewayState, prepared: Prepared) -> None:
+    prepared.call.latency_ms = (time.perf_counter() - prepared.started) * 1000
+    with request.app.state.db.session() as session:
+        await run_in_threadpool(record, session, state.counters, prepared.call, prepared.budget_period)
+
+
+async def _all_failed(request: Request, state: GatewayState, prepared: Prepared, failures: list[str]) -> Unavailable:
+    call = prepared.call
+    call.outcome, call.reasons = "failed", failures
+    await _finish(request, state, prepared)
+    return Unavailable(f"no deployment of {call.model} answered: {'; '.join(failures) or 'all circuits open'}",
+                       reasons=failures)
+
+
+async def forward(request: Request, state: GatewayState, prepared: Prepared, body: dict[str, Any]) -> Response:
+    """Try the allowed deployments in order until one answers (non-streaming)."""
+    call, failures = prepared.call, []
+    for cand in prepared.candidates:
+        breaker = state.breakers.of(cand.id)
+        if not breaker.allows():
+            failures.append(f"{cand.name}: circuit open")
+            continue
+        call.tried.append(cand.name)
+        try:
+            result = await _post(state, cand, PATHS[call.endpoint], body)
+        except UpstreamFailed as exc:
+            breaker.failed()
+            failures.append(f"{cand.name}: {exc}")
+            continue
+        breaker.succeeded()
+        call.answered = cand.name
+        if isinstance(result, Response):
+            call.outcome, call.reasons = "upstream_error", [f"{cand.name}: HTTP {result.status_code}"]
+            await _finish(request, state, prepared)
+            result.headers.update(_response_headers(call))
+            return result
+        _meter(call, cand, result.get("usage"))
+        result["model"] = call.model
+        await _finish(request, state, prepared)
+        return Response(orjson.dumps(result), media_type="application/json", headers=_response_headers(call))
+    raise await _all_failed(request, state, prepared, failures)
+
+
+async def _open_stream(state: GatewayState, cand: Candidate, body: dict[str, Any]) -> httpx.Response:
+    upstream = _upstream_body(body, cand)
+    upstream["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    req = state.client.build_request("POST", cand.base_url + PATHS["chat"], content=orjson.dumps(upstream),
+                                     headers=_headers(cand), timeout=cand.timeout)
+    try:
+        resp = await state.client.send(req, stream=True)
+    except httpx.HTTPError as exc:
+        raise UpstreamFailed(type(exc).__name__) from exc
+    if resp.status_code == 429 or resp.status_code >= 400:
+        await resp.aclose()
+        raise UpstreamFailed(f"HTTP {resp.status_code}")
+    return resp
+
+
+async def stream(request: Request, state: GatewayState, prepared: Prepared, body: dict[str, Any]) -> Response:
+    """Open a stream on the first deployment that answers, then relay it chunk by chunk."""
+    call, failures = prepared.call, []
+    prepared.wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    for cand in prepared.candidates:
+        breaker = state.breakers.of(cand.id)
+        if not breaker.allows():
+            failures.append(f"{cand.name}: circuit open")
+            continue
+        call.tried.append(cand.name)
+        try:
+            resp = await _open_stream(state, cand, body)
+        except UpstreamFailed as exc:
+            breaker.failed()
+            failures.append(f"{cand.name}: {exc}")
+            continue
+        call.answered = cand.name
+        return StreamingResponse(_relay(request, state, prepared, cand, resp), media_type="text/event-stream",
+                                 headers=_response_headers(call))
+    raise await _all_failed(request, state, prepared, failures)
+
+
+def _error_event(message: str) -> bytes:
+    return b"data: " + orjson.dumps({"error": {"message": message, "type": "upstream_error",
+                                               "code": "stream_interrupted"}}) + b"\n\n"
+
+
+async def _relay(request: Request, state: GatewayState, prepared: Prepared, cand: Candidate,
+                 resp: httpx.Response) -> AsyncIterator[bytes]:
+    call, breaker = prepared.call, state.breakers.of(cand.id)
+    deadline, done = time.monotonic() + STREAM_MAX_SECONDS, False
+    try:
+        async for line in resp.aiter_lines():
+            if time.monotonic() > deadline:
+                raise UpstreamFailed(f"stream exceeded {STREAM_MAX_SECONDS:.0f} s")
+            out = _relay_line(call, cand, line, prepared.wants_usage)
+            done = done or line.strip() == "data: [DONE]"
+            if out is not None:
+                yield out
+        if not done:
+            raise UpstreamFailed("the upstream closed the stream before [DONE]")
+        breaker.succeeded()
+    except (httpx.HTTPError, UpstreamFailed) as exc:
+        breaker.failed()
+        call.outcome, call.reasons = "interrupted", [f"{cand.name}: {exc or type(exc).__name__} mid-stream"]
+        yield _error_event(f"the upstream {cand.name} failed mid-stream; the answer is incomplete")
+    finally:
+        await resp.aclose()
+        await _finish(request, state, prepared)
+
+
+def _relay_line(call: Call, cand: Candidate, line: str, wants_usage: bool) -> bytes | None:
+    if not line.startswith("data: ") or line == "data: [DONE]":
+        return (line + "\n").encode()
+    try:
+        chunk = orjson.loads(line[6:])
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamFailed("garbage in the stream") from exc
+    if isinstance(chunk, dict):
+        if chunk.get("usage"):
+            _meter(call, cand, chunk["usage"])
+            if not wants_usage and not chunk.get("choices"):
+                return None  # the usage-only chunk we asked for on the client's behalf
+        chunk["model"] = call.model
+    return b"data: " + orjson.dumps(chunk) + b"\n"

@@ -1,0 +1,230 @@
+"""The gateway's catalogue: logical models, deployments, cut-offs, key policies and budgets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from sovstack.core import audit, identity, parties
+from sovstack.core.context import Principal
+from sovstack.core.errors import BadInput, Conflict, NotFound
+from sovstack.core.policy import rank
+from sovstack.core.settings import Settings
+from sovstack.gateway.schemas import (
+    BudgetSet,
+    Catalogue,
+    CutoffRequest,
+    DeploymentCreate,
+    DeploymentPublic,
+    KeyPolicySet,
+    LanguageTag,
+    ModelCreate,
+    ModelPublic,
+)
+from sovstack.gateway.secrets import seal, unseal
+from sovstack.gateway.tables import Deployment, GatewayModel, KeyPolicy, OrgBudget
+
+# Fields of a deployment compared by `apply` (the API key is compared separately, decrypted).
+DEPLOYMENT_FIELDS = ("backend", "base_url", "upstream_model", "hosting_jurisdiction", "licence", "open_weights",
+                     "languages", "context_length", "price_in", "price_out", "priority", "weight",
+                     "timeout_seconds")
+
+
+def list_models(session: Session) -> list[GatewayModel]:
+    q = select(GatewayModel).options(selectinload(GatewayModel.deployments)).order_by(GatewayModel.name)
+    return list(session.scalars(q))
+
+
+def get_model(session: Session, name: str) -> GatewayModel:
+    model = session.scalar(select(GatewayModel).options(selectinload(GatewayModel.deployments))
+                           .where(GatewayModel.name == name))
+    if model is None:
+        raise NotFound(f"no model {name!r}", field="model")
+    return model
+
+
+def model_public(model: GatewayModel) -> ModelPublic:
+    return ModelPublic(id=model.id, name=model.name, description=model.description,
+                       language_routing=model.language_routing, deployments=[d.name for d in model.deployments])
+
+
+def create_model(session: Session, who: Principal, data: ModelCreate) -> GatewayModel:
+    who.require_admin("gateway.model.create", data.name)
+    if session.scalar(select(GatewayModel).where(GatewayModel.name == data.name)) is not None:
+        raise Conflict(f"model {data.name!r} already exists", field="name")
+    model = GatewayModel(**data.model_dump())
+    session.add(model)
+    session.flush()
+    audit.record(session, actor=who.actor, action="gateway.model.create", target=f"model:{data.name}",
+                 detail=data.model_dump())
+    return model
+
+
+def list_deployments(session: Session, model: str | None = None) -> list[Deployment]:
+    q = select(Deployment).options(selectinload(Deployment.model)).order_by(Deployment.priority, Deployment.name)
+    if model:
+        q = q.join(GatewayModel).where(GatewayModel.name == model)
+    return list(session.scalars(q))
+
+
+def get_deployment(session: Session, name: str) -> Deployment:
+    dep = session.scalar(select(Deployment).where(Deployment.name == name))
+    if dep is None:
+        raise NotFound(f"no deployment {name!r}", field="deployment")
+    return dep
+
+
+def _values(session: Session, settings: Settings, data: DeploymentCreate) -> dict[str, Any]:
+    values = data.model_dump(exclude={"name", "model", "api_key", "operator", "developer"})
+    values["languages"] = [tag.model_dump() for tag in data.languages]
+    try:
+        values["operator_id"] = parties.get_party(session, data.operator).id
+    except NotFound as exc:
+        raise BadInput(f"unknown operator party {data.operator!r}: register it first", field="operator") from exc
+    try:
+        values["developer_id"] = parties.get_party(session, data.developer).id
+    except NotFound as exc:
+        raise BadInput(f"unknown developer party {data.developer!r}: register it first",
+                       field="developer") from exc
+    return values
+
+
+def create_deployment(session: Session, who: Principal, settings: Settings, data: DeploymentCreate) -> Deployment:
+    who.require_admin("gateway.deployment.create", data.name)
+    model = get_model(session, data.model)
+    if session.scalar(select(Deployment).where(Deployment.name == data.name)) is not None:
+        raise Conflict(f"deployment {data.name!r} already exists", field="name")
+    dep = Deployment(name=data.name, model_id=model.id, api_key_encrypted=seal(settings, data.api_key or ""),
+                     **_values(session, settings, data))
+    session.add(dep)
+    session.flush()
+    audit.record(session, actor=who.actor, action="gateway.deployment.create", target=f"deployment:{data.name}",
+                 detail=_redacted(data))
+    return dep
+
+
+def _redacted(data: DeploymentCreate) -> dict[str, Any]:
+    detail = data.model_dump(mode="json", exclude={"api_key"})
+    detail["api_key"] = "(set)" if data.api_key else None
+    return detail
+
+
+def apply_catalogue(session: Session, who: Principal, settings: Settings, catalogue: Catalogue) -> dict[str, list[str]]:
+    """Make the catalogue match the file: create what is missing, update what differs; idempotent."""
+    who.require_admin("gateway.apply", "catalogue")
+    result: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": []}
+    for entry in catalogue.models:
+        model = session.scalar(select(GatewayModel).where(GatewayModel.name == entry.name))
+        if model is None:
+            create_model(session, who, ModelCreate(**entry.model_dump(exclude={"deployments"})))
+            result["created"].append(f"model:{entry.name}")
+        elif (model.description, model.language_routing) != (entry.description, entry.language_routing):
+            model.description, model.language_routing = entry.description, entry.language_routing
+            result["updated"].append(f"model:{entry.name}")
+        else:
+            result["unchanged"].append(f"model:{entry.name}")
+        for dep_entry in entry.deployments:
+            data = DeploymentCreate(**{**dep_entry.model_dump(), "model": entry.name})
+            result[_apply_deployment(session, who, settings, data)].append(f"deployment:{data.name}")
+    audit.record(session, actor=who.actor, action="gateway.apply", target="catalogue",
+                 detail={k: v for k, v in result.items() if k != "unchanged"})
+    return result
+
+
+def _apply_deployment(session: Session, who: Principal, settings: Settings, data: DeploymentCreate) -> str:
+    dep = session.scalar(select(Deployment).where(Deployment.name == data.name))
+    if dep is None:
+        create_deployment(session, who, settings, data)
+        return "created"
+    values = _values(session, settings, data)
+    values["model_id"] = get_model(session, data.model).id
+    changed = {k: v for k, v in values.items() if getattr(dep, k) != v}
+    if data.api_key is not None and unseal(settings, dep.api_key_encrypted) != data.api_key:
+        dep.api_key_encrypted = seal(settings, data.api_key)
+        changed["api_key"] = "(changed)"
+    if not changed:
+        return "unchanged"
+    for key, value in changed.items():
+        if key != "api_key":
+            setattr(dep, key, value)
+    audit.record(session, actor=who.actor, action="gateway.deployment.update", target=f"deployment:{data.name}",
+                 detail={k: ("(changed)" if k == "api_key" else v) for k, v in changed.items()})
+    return "updated"
+
+
+def _affected(session: Session, req: CutoffRequest) -> list[Deployment]:
+    if not (req.jurisdiction or req.party):
+        raise BadInput("name a --jurisdiction or a --party", field="jurisdiction")
+    found = []
+    party = parties.get_party(session, req.party) if req.party else None
+    for dep in list_deployments(session):
+        facts = {dep.hosting_jurisdiction, dep.operator.jurisdiction, dep.operator.parent_jurisdiction,
+                 dep.developer.jurisdiction, dep.developer.parent_jurisdiction}
+        if (req.jurisdiction and req.jurisdiction in facts) or (
+                party and party.id in (dep.operator_id, dep.developer_id)):
+            found.append(dep)
+    return found
+
+
+def cutoff(session: Session, who: Principal, req: CutoffRequest) -> list[Deployment]:
+    """Withdraw every deployment touching a jurisdiction or party (hosting, operator, developer, parents)."""
+    who.require_admin("gateway.cutoff", req.jurisdiction or req.party or "")
+    affected = _affected(session, req)
+    for dep in affected:
+        dep.withdrawn, dep.withdrawn_reason = True, req.reason
+    audit.record(session, actor=who.actor, action="gateway.cutoff", target=req.jurisdiction or req.party or "",
+                 detail={"reason": req.reason, "withdrawn": [d.name for d in affected]})
+    return affected
+
+
+def restore(session: Session, who: Principal, req: CutoffRequest) -> list[Deployment]:
+    who.require_admin("gateway.restore", req.jurisdiction or req.party or "")
+    affected = [d for d in _affected(session, req) if d.withdrawn]
+    for dep in affected:
+        dep.withdrawn, dep.withdrawn_reason = False, ""
+    audit.record(session, actor=who.actor, action="gateway.restore", target=req.jurisdiction or req.party or "",
+                 detail={"restored": [d.name for d in affected]})
+    return affected
+
+
+def public(dep: Deployment, circuit: str = "closed") -> DeploymentPublic:
+    return DeploymentPublic(
+        id=dep.id, name=dep.name, model=dep.model.name, backend=dep.backend, base_url=dep.base_url,
+        upstream_model=dep.upstream_model, has_api_key=bool(dep.api_key_encrypted),
+        hosting_jurisdiction=dep.hosting_jurisdiction, operator=dep.operator.name,
+        operator_jurisdiction=dep.operator.jurisdiction, operator_parent_jurisdiction=dep.operator.parent_jurisdiction,
+        developer=dep.developer.name, developer_jurisdiction=dep.developer.jurisdiction, licence=dep.licence,
+        open_weights=dep.open_weights, languages=[LanguageTag(**t) for t in dep.languages],
+        context_length=dep.context_length, price_in=dep.price_in, price_out=dep.price_out, priority=dep.priority,
+        weight=dep.weight, withdrawn=dep.withdrawn, withdrawn_reason=dep.withdrawn_reason, circuit=circuit)
+
+
+def set_key_policy(session: Session, who: Principal, prefix: str, data: KeyPolicySet) -> KeyPolicy:
+    key = identity.get_api_key(session, prefix)
+    if key.user_id != who.user_id:
+        who.require_admin("gateway.key_policy", f"key:{prefix}")
+    if rank(data.default_classification) < rank(data.floor_classification):
+        raise BadInput("the default classification may not be below the floor", field="default_classification")
+    row = session.get(KeyPolicy, key.prefix) or KeyPolicy(key_prefix=key.prefix)
+    # Only an admin may lower a floor once set: a key's owner may only raise it.
+    if row.floor_classification and rank(data.floor_classification) < rank(row.floor_classification or "open"):
+        who.require_admin("gateway.key_policy", f"key:{prefix}")
+    row.default_classification, row.floor_classification = data.default_classification, data.floor_classification
+    row.requests_per_minute = data.requests_per_minute
+    session.add(row)
+    audit.record(session, actor=who.actor, action="gateway.key_policy", target=f"key:{key.prefix}",
+                 detail=data.model_dump())
+    return row
+
+
+def set_budget(session: Session, who: Principal, data: BudgetSet) -> OrgBudget:
+    org = identity.get_organisation(session, data.organisation_id)
+    who.require_admin("gateway.budget", f"organisation:{org.id}")
+    row = session.get(OrgBudget, org.id) or OrgBudget(organisation_id=org.id)
+    row.tokens, row.period = data.tokens, data.period
+    session.add(row)
+    audit.record(session, actor=who.actor, action="gateway.budget", target=f"organisation:{org.id}",
+                 detail=data.model_dump())
+    return row

@@ -1,0 +1,115 @@
+"""Tables of the model gateway: logical models, their deployments, usage, counters, key policies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from sovstack.core.base import Base, utcnow
+from sovstack.core.tables import Party
+
+
+class GatewayModel(Base):
+    """A logical model name that clients ask for; one or more deployments serve it."""
+
+    __tablename__ = "gateway_models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    language_routing: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    deployments: Mapped[list[Deployment]] = relationship(back_populates="model", cascade="all, delete-orphan")
+
+
+class Deployment(Base):
+    """One place a model is served: an upstream OpenAI-compatible server, with its sovereignty facts."""
+
+    __tablename__ = "gateway_deployments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("gateway_models.id", ondelete="CASCADE"), index=True)
+    backend: Mapped[str] = mapped_column(String(32), default="openai")
+    base_url: Mapped[str] = mapped_column(String(500))
+    upstream_model: Mapped[str] = mapped_column(String(200))
+    api_key_encrypted: Mapped[str] = mapped_column(Text, default="")
+    hosting_jurisdiction: Mapped[str] = mapped_column(String(2))
+    operator_id: Mapped[int] = mapped_column(ForeignKey("parties.id"))
+    developer_id: Mapped[int] = mapped_column(ForeignKey("parties.id"))
+    licence: Mapped[str] = mapped_column(String(100), default="proprietary")
+    open_weights: Mapped[bool] = mapped_column(Boolean, default=False)
+    languages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    context_length: Mapped[int] = mapped_column(Integer, default=8192)
+    price_in: Mapped[float] = mapped_column(Float, default=0.0)
+    price_out: Mapped[float] = mapped_column(Float, default=0.0)
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+    weight: Mapped[int] = mapped_column(Integer, default=1)
+    timeout_seconds: Mapped[float] = mapped_column(Float, default=60.0)
+    withdrawn: Mapped[bool] = mapped_column(Boolean, default=False)
+    withdrawn_reason: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    model: Mapped[GatewayModel] = relationship(back_populates="deployments")
+    operator: Mapped[Party] = relationship(foreign_keys=[operator_id], lazy="joined")
+    developer: Mapped[Party] = relationship(foreign_keys=[developer_id], lazy="joined")
+
+
+class KeyPolicy(Base):
+    """How an API key's gateway requests are classified: a default, and a floor a request cannot lower."""
+
+    __tablename__ = "gateway_key_policies"
+
+    key_prefix: Mapped[str] = mapped_column(String(32), primary_key=True)
+    default_classification: Mapped[str] = mapped_column(String(16), default="open")
+    floor_classification: Mapped[str] = mapped_column(String(16), default="open")
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class OrgBudget(Base):
+    """A token budget of an organisation per period."""
+
+    __tablename__ = "gateway_budgets"
+
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"),
+                                                 primary_key=True)
+    tokens: Mapped[int] = mapped_column(Integer)
+    period: Mapped[str] = mapped_column(String(8), default="month")
+
+
+class Counter(Base):
+    """A fixed-window counter shared by every server process (requests per minute, tokens per period)."""
+
+    __tablename__ = "gateway_counters"
+    __table_args__ = (UniqueConstraint("name", "window", name="uq_gateway_counter"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    window: Mapped[str] = mapped_column(String(32))
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Usage(Base):
+    """One metered gateway call."""
+
+    __tablename__ = "gateway_usage"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    key_prefix: Mapped[str] = mapped_column(String(32), index=True)
+    organisation_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    model: Mapped[str] = mapped_column(String(200), index=True)
+    deployment: Mapped[str] = mapped_column(String(200), default="")
+    endpoint: Mapped[str] = mapped_column(String(32))
+    classification: Mapped[str] = mapped_column(String(16))
+    language: Mapped[str] = mapped_column(String(16), default="")
+    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[str] = mapped_column(String(16))
