@@ -9,9 +9,9 @@ import typer
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.orm import Session
 
-from sovstack.core.plugins import DemoContext, InventoryItem, hookimpl
+from sovstack.core.plugins import ConsolePages, DemoContext, InventoryItem, hookimpl
 from sovstack.core.settings import Settings
-from sovstack.gateway import demo, service
+from sovstack.gateway import demo, pages, service
 from sovstack.gateway.api import openai_router, router
 from sovstack.gateway.cli import gateway_app
 from sovstack.gateway.language import Detector
@@ -30,6 +30,11 @@ def sovstack_api_routers(settings: Settings) -> list[APIRouter]:
 @hookimpl
 def sovstack_scopes() -> list[str]:
     return ["gateway"]
+
+
+@hookimpl
+def sovstack_console_pages(settings: Settings) -> ConsolePages:
+    return pages.console_pages()
 
 
 @hookimpl

@@ -28,6 +28,7 @@ from sovstack.gateway.tables import Deployment, GatewayModel, KeyPolicy, OrgBudg
 
 CLASSIFICATION_HEADER = "x-sovstack-classification"
 STREAM_MAX_SECONDS = 900.0
+STREAM_TIMEOUT_FACTOR = 10  # a stream may last this many times its deployment's per-read timeout
 PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings"}
 
 
@@ -265,29 +266,38 @@ def _error_event(message: str) -> bytes:
 async def _relay(request: Request, state: GatewayState, prepared: Prepared, cand: Candidate,
                  resp: httpx.Response) -> AsyncIterator[bytes]:
     call, breaker = prepared.call, state.breakers.of(cand.id)
-    deadline, done = time.monotonic() + STREAM_MAX_SECONDS, False
+    deadline = time.monotonic() + min(STREAM_MAX_SECONDS, cand.timeout * STREAM_TIMEOUT_FACTOR)
+    finished = False
     try:
         async for line in resp.aiter_lines():
             if time.monotonic() > deadline:
-                raise UpstreamFailed(f"stream exceeded {STREAM_MAX_SECONDS:.0f} s")
+                raise UpstreamFailed("the stream went on past its time limit")
+            if line.strip() == "data: [DONE]":
+                # Metered and audited before the client sees the end, so usage is never behind the client.
+                breaker.succeeded()
+                finished = True
+                await _finish(request, state, prepared)
+                yield b"data: [DONE]\n\n"
+                return
             out = _relay_line(call, cand, line, prepared.wants_usage)
-            done = done or line.strip() == "data: [DONE]"
             if out is not None:
                 yield out
-        if not done:
-            raise UpstreamFailed("the upstream closed the stream before [DONE]")
-        breaker.succeeded()
+        raise UpstreamFailed("the upstream closed the stream before [DONE]")
     except (httpx.HTTPError, UpstreamFailed) as exc:
         breaker.failed()
         call.outcome, call.reasons = "interrupted", [f"{cand.name}: {exc or type(exc).__name__} mid-stream"]
+        finished = True
+        await _finish(request, state, prepared)
         yield _error_event(f"the upstream {cand.name} failed mid-stream; the answer is incomplete")
     finally:
         await resp.aclose()
-        await _finish(request, state, prepared)
+        if not finished:  # the client went away
+            call.outcome = "client_closed"
+            await _finish(request, state, prepared)
 
 
 def _relay_line(call: Call, cand: Candidate, line: str, wants_usage: bool) -> bytes | None:
-    if not line.startswith("data: ") or line == "data: [DONE]":
+    if not line.startswith("data: "):
         return (line + "\n").encode()
     try:
         chunk = orjson.loads(line[6:])

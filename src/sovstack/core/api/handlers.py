@@ -31,8 +31,11 @@ def render(request: Request, exc: SovstackError) -> Response:
     if wants_json(request):
         if isinstance(exc, Unauthenticated):
             headers["www-authenticate"] = "Bearer"
-        body = exc.openai_body() if request.url.path.startswith("/v1/") else exc.body()
-        return JSONResponse(body, status_code=exc.status, headers=headers)
+        if request.url.path.startswith("/v1/"):
+            # OpenAI's clients expect 400 for any invalid request, and its error shape.
+            status = 400 if exc.status == 422 else exc.status
+            return JSONResponse(exc.openai_body(), status_code=status, headers=headers)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
     if isinstance(exc, Unauthenticated):
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(here)}", status_code=303)

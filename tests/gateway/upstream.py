@@ -1,0 +1,104 @@
+"""A small OpenAI-compatible upstream for tests, able to inject faults (mocks only at the world's edge)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+MODES = ("ok", "500", "429", "400", "stall", "garbage", "drop", "endless", "slow")
+
+
+@dataclass
+class Upstream:
+    """Answers like an OpenAI-compatible server, or fails the way ``mode`` says."""
+
+    name: str
+    mode: str = "ok"
+    received: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    url: str = ""
+    server: uvicorn.Server | None = None
+
+    def completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": f"hello from {self.name}"}}],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}
+
+    def chunks(self, body: dict[str, Any], n: int = 3) -> list[dict[str, Any]]:
+        base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
+        out = [{**base, "choices": [{"index": 0, "delta": {"content": f"part{i} "}, "finish_reason": None}]}
+               for i in range(n)]
+        out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            out.append({**base, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": n,
+                                                          "total_tokens": 5 + n}})
+        return out
+
+    async def chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.received.append(body)
+        self.headers.append(dict(request.headers))
+        if self.mode in ("500", "429", "400"):
+            return JSONResponse({"error": {"message": f"injected {self.mode}"}}, status_code=int(self.mode))
+        if self.mode == "stall":
+            await asyncio.sleep(30)
+        if self.mode == "garbage":
+            return Response(b"<html>not json", media_type="application/json")
+        if body.get("stream"):
+            return StreamingResponse(self.stream(body), media_type="text/event-stream")
+        return JSONResponse(self.completion(body))
+
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        if self.mode == "endless":
+            while True:
+                yield b'data: {"choices": [{"index": 0, "delta": {"content": "."}}]}\n\n'
+                await asyncio.sleep(0.01)
+        for i, chunk in enumerate(self.chunks(body)):
+            if self.mode == "drop" and i == 2:
+                raise RuntimeError("injected: connection dropped mid-stream")
+            if self.mode == "slow":
+                await asyncio.sleep(0.05)
+            yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    async def embeddings(self, request: Request) -> Response:
+        body = await request.json()
+        self.received.append(body)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        return JSONResponse({"object": "list", "model": body["model"],
+                             "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+                                      for i in range(len(inputs))],
+                             "usage": {"prompt_tokens": 4 * len(inputs), "total_tokens": 4 * len(inputs)}})
+
+    async def models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": "m", "object": "model"}]})
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+                                 Route("/v1/models", self.models)])
+
+
+def serve(app: Any, port: int) -> uvicorn.Server:
+    """Run an ASGI app on 127.0.0.1:port in a thread until ``server.should_exit`` is set."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    return server
