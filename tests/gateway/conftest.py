@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -10,10 +11,12 @@ import pytest
 from fastapi import FastAPI
 
 from sovstack.core import parties
+from sovstack.core.base import utcnow
 from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.db import Database
 from sovstack.core.schemas import PartyCreate
 from sovstack.gateway import service
+from sovstack.gateway.metering import window
 from sovstack.gateway.schemas import Catalogue
 from tests.conftest import free_port, make_key, make_user
 from tests.gateway.upstream import Upstream, serve
@@ -67,6 +70,13 @@ def gateway(app: FastAPI, db: Database) -> Iterator[Gateway]:
     yield Gateway(f"http://127.0.0.1:{port}", app, db, make_key(db, user["id"], ["read", "gateway"]),
                   make_key(db, admin["id"], ["read", "write", "admin", "gateway"]))
     server.should_exit = True
+
+
+def fresh_minute(margin: int = 5) -> None:
+    """Wait out the end of a rate-limit window, so a burst falls in one window."""
+    _, reset = window("minute", utcnow())
+    if reset <= margin:
+        time.sleep(reset)
 
 
 def deployment(name: str, url: str, **extra: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from sovstack.gateway import service
 from sovstack.gateway.schemas import BudgetSet, KeyPolicySet
 from sovstack.gateway.tables import Counter, Deployment
 from tests.conftest import make_key
-from tests.gateway.conftest import OPERATOR, Gateway, deployment, register
+from tests.gateway.conftest import OPERATOR, Gateway, deployment, fresh_minute, register
 from tests.gateway.upstream import Upstream
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hello there"}]}
@@ -102,6 +102,7 @@ def test_requests_per_minute_limit_says_when_it_resets(gateway: Gateway, upstrea
     register(gateway.db, "m", deployment("d", upstreams("d").url))
     with gateway.db.session() as s, unit_of_work(s, OPERATOR):
         service.set_key_policy(s, OPERATOR, gateway.key.split("_")[0], KeyPolicySet(requests_per_minute=2))
+    fresh_minute()
     codes = [post(gateway).status_code for _ in range(3)]
     r = post(gateway)
     assert codes[:2] == [200, 200] and r.status_code == 429

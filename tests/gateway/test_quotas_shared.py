@@ -1,0 +1,63 @@
+"""Rate limits hold across server processes: two workers on the database counters, and on Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import redis
+
+from sovstack.core.context import unit_of_work
+from sovstack.core.settings import Settings
+from sovstack.gateway import service
+from sovstack.gateway.metering import RedisCounters
+from sovstack.gateway.schemas import KeyPolicySet
+from tests.conftest import start_server, stop_server
+from tests.gateway.conftest import OPERATOR, Gateway, deployment, fresh_minute, register
+from tests.gateway.upstream import Upstream
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def _limit(gw: Gateway, rpm: int) -> None:
+    with gw.db.session() as s, unit_of_work(s, OPERATOR):
+        service.set_key_policy(s, OPERATOR, gw.key.split("_")[0], KeyPolicySet(requests_per_minute=rpm))
+
+
+def _burst(url: str, key: str, n: int) -> list[int]:
+    def one(_: int) -> int:
+        return httpx.post(f"{url}/v1/chat/completions", timeout=30, headers={"Authorization": f"Bearer {key}"},
+                          json={"model": "m", "messages": [{"role": "user", "content": "hi"}]}).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(one, range(n)))
+
+
+@pytest.mark.server
+def test_rate_limit_is_shared_by_two_workers(gateway: Gateway, settings: Settings,
+                                            upstreams: Callable[..., Upstream]) -> None:
+    register(gateway.db, "m", deployment("d", upstreams("d").url))
+    _limit(gateway, 6)
+    srv = start_server(settings, workers=2)
+    try:
+        fresh_minute()
+        codes = _burst(srv.url, gateway.key, 10)
+    finally:
+        stop_server(srv)
+    assert sorted(codes) == [200] * 6 + [429] * 4
+
+
+def test_redis_counters_when_configured(gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    gateway.app.state.gateway.counters = RedisCounters(client)
+    register(gateway.db, "m", deployment("d", upstreams("d").url))
+    _limit(gateway, 3)
+    fresh_minute()
+    codes = _burst(gateway.url, gateway.key, 5)
+    assert sorted(codes) == [200] * 3 + [429] * 2
+    keys = [k.decode() for k in client.keys("sovstack:rpm:*")]
+    assert len(keys) == 1 and int(client.get(keys[0]) or 0) == 5 and 0 < client.ttl(keys[0]) <= 120
+    client.flushdb()
