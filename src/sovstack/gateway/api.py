@@ -24,6 +24,7 @@ from sovstack.gateway.schemas import (
     KeyPolicySet,
     ModelCreate,
     ModelPublic,
+    OrgLoggingSet,
     UsageReport,
 )
 
@@ -145,6 +146,14 @@ def key_policy(prefix: str, body: KeyPolicySet, session: SessionDep, who: Princi
 def budget(body: BudgetSet, session: SessionDep, who: PrincipalDep) -> BudgetSet:
     with unit_of_work(session, who):
         service.set_budget(session, who, body)
+    return body
+
+
+@router.put("/organisations/{organisation_id}/logging")
+def org_logging(organisation_id: int, body: OrgLoggingSet, session: SessionDep, who: PrincipalDep) -> OrgLoggingSet:
+    """Opt in (or out) of keeping prompts and completions, with a retention period."""
+    with unit_of_work(session, who):
+        service.set_org_logging(session, who, organisation_id, body)
     return body
 
 

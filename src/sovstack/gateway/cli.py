@@ -14,7 +14,7 @@ from sovstack.core.base import utcnow
 from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, say, session_of, state
 from sovstack.core.errors import BadInput
 from sovstack.gateway import service, usage
-from sovstack.gateway.schemas import BudgetSet, Catalogue, CutoffRequest, KeyPolicySet, ModelCreate
+from sovstack.gateway.schemas import BudgetSet, Catalogue, CutoffRequest, KeyPolicySet, ModelCreate, OrgLoggingSet
 
 gateway_app = typer.Typer(help="The model gateway: models, deployments, cut-offs, usage.", no_args_is_help=True)
 
@@ -113,6 +113,17 @@ def budget(ctx: typer.Context, organisation: str, tokens: int = typer.Option(...
         service.set_budget(s, OPERATOR, BudgetSet(organisation_id=org.id, tokens=tokens,
                                                   period=period))
     say(f"{org.name}: {tokens} tokens per {period}")
+
+
+@gateway_app.command("logging")
+def logging_cmd(ctx: typer.Context, organisation: str,
+                enable: bool = typer.Option(..., "--enable/--disable", help="Keep prompts and completions?"),
+                retention_days: int = typer.Option(30, min=1, max=3650)) -> None:
+    """Opt an organisation in to (or out of) keeping prompts and completions for a retention period."""
+    with change(ctx) as s:
+        org = identity.get_organisation(s, int(organisation) if organisation.isdigit() else organisation)
+        service.set_org_logging(s, OPERATOR, org.id, OrgLoggingSet(enabled=enable, retention_days=retention_days))
+    say(f"{org.name}: prompts and completions " + (f"kept {retention_days} days" if enable else "not kept"))
 
 
 @gateway_app.command("usage")

@@ -5,10 +5,13 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from sovstack.core import identity
 from sovstack.core.context import Principal
+from sovstack.core.demo import DEMO_DOMAIN
 from sovstack.core.plugins import DemoContext
+from sovstack.core.schemas import ApiKeyCreate
 from sovstack.gateway import service
-from sovstack.gateway.schemas import Catalogue
+from sovstack.gateway.schemas import Catalogue, KeyPolicySet
 from sovstack.gateway.tables import GatewayModel
 
 DEMO_MODEL = "bharat-chat"
@@ -46,6 +49,14 @@ def seed(session: Session, ctx: DemoContext) -> None:
     """Register the demo catalogue once (its servers may be absent: the console shows them unreachable)."""
     if session.scalar(select(GatewayModel).where(GatewayModel.name == DEMO_MODEL)) is not None:
         return
-    result = service.apply_catalogue(session, Principal.system("demo"), ctx.settings, catalogue(ctx))
+    seeder = Principal.system("demo")
+    result = service.apply_catalogue(session, seeder, ctx.settings, catalogue(ctx))
     ctx.say(f"gateway: {len(result['created'])} models and deployments registered "
             "(local Ollama on :11434 and vLLM on :8001 are used when running)")
+    key, secret = identity.create_api_key(session, seeder, ApiKeyCreate(
+        name="demo gateway key", scopes=["read", "gateway"], user_id=ctx.users["member"],
+        organisation_id=ctx.organisations["university"]), known_scopes=("read", "gateway"))
+    service.set_key_policy(session, seeder, key.prefix, KeyPolicySet(default_classification="restricted",
+                                                                     floor_classification="open",
+                                                                     requests_per_minute=120))
+    ctx.say(f"gateway: API key for member@{DEMO_DOMAIN} (restricted by default, 120 requests/min): {secret}")

@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from sovstack.core import audit
 from sovstack.core.base import utcnow
-from sovstack.gateway.tables import Counter, Usage
+from sovstack.gateway.tables import Counter, Transcript, Usage
 
 _counters: Table = Counter.__table__  # type: ignore[assignment]
 
@@ -94,12 +94,16 @@ class Call:
     latency_ms: float = 0.0
     outcome: str = "ok"
     reasons: list[str] = field(default_factory=list)
+    keep_days: int = 0  # > 0: the organisation opted in to keeping prompts and completions this long
+    prompt: str = ""
+    completion: list[str] = field(default_factory=list)
 
     def detail(self) -> dict[str, Any]:
         return {"key": self.key_prefix, "organisation_id": self.organisation_id, "model": self.model,
                 "endpoint": self.endpoint, "classification": self.classification, "language": self.language,
                 "tried": self.tried, "answered": self.answered, "tokens_in": self.tokens_in,
-                "tokens_out": self.tokens_out, "cost": round(self.cost, 8), "latency_ms": round(self.latency_ms, 2)}
+                "tokens_out": self.tokens_out, "cost": round(self.cost, 8), "latency_ms": round(self.latency_ms, 2),
+                "transcript_kept": self.keep_days > 0}
 
 
 def record(session: Session, counters: Counters, call: Call, budget_period: str | None) -> None:
@@ -112,7 +116,17 @@ def record(session: Session, counters: Counters, call: Call, budget_period: str 
     if budget_period and call.organisation_id is not None and tokens:
         win, ttl = window(budget_period, utcnow())
         counters.add(session, f"tokens:{call.organisation_id}", win, tokens, ttl)
+    if call.keep_days and call.organisation_id is not None:
+        _keep_transcript(session, call)
     outcome = {"ok": "ok", "refused": "refused"}.get(call.outcome, "failed")
     audit.record(session, actor=call.actor, action=f"gateway.{call.endpoint}", target=f"model:{call.model}",
                  outcome=outcome, reasons=call.reasons, detail=call.detail())
     session.commit()
+
+
+def _keep_transcript(session: Session, call: Call) -> None:
+    now = utcnow()
+    session.execute(delete(Transcript).where(Transcript.expires_at < now))  # retention is enforced as we go
+    session.add(Transcript(at=now, expires_at=now + timedelta(days=call.keep_days),
+                           organisation_id=call.organisation_id, key_prefix=call.key_prefix, model=call.model,
+                           deployment=call.answered, request=call.prompt, response="".join(call.completion)))

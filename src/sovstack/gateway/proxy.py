@@ -24,7 +24,7 @@ from sovstack.gateway.language import Detector
 from sovstack.gateway.metering import Call, Counters, record, window
 from sovstack.gateway.routing import Breakers, Candidate
 from sovstack.gateway.secrets import unseal
-from sovstack.gateway.tables import Deployment, GatewayModel, KeyPolicy, OrgBudget
+from sovstack.gateway.tables import Deployment, GatewayModel, KeyPolicy, OrgBudget, OrgLogging
 
 CLASSIFICATION_HEADER = "x-sovstack-classification"
 STREAM_MAX_SECONDS = 900.0
@@ -114,6 +114,10 @@ def prepare(request: Request, state: GatewayState, endpoint: str, body: dict[str
             raise NotFound(f"the model {body['model']!r} does not exist", field="model")
         call = Call(actor=who.actor, key_prefix=who.key_prefix or "", organisation_id=who.organisation_id,
                     model=model.name, endpoint=endpoint, classification=classification)
+        logging = session.get(OrgLogging, who.organisation_id) if who.organisation_id else None
+        if logging is not None and logging.enabled:
+            call.keep_days = logging.retention_days
+            call.prompt = orjson.dumps(body.get("messages") or body.get("input")).decode()
         if model.language_routing:
             call.language = state.detector.detect(_last_user_text(body)) or ""
         deployments = list(session.scalars(select(Deployment).where(Deployment.model_id == model.id)))
@@ -215,6 +219,8 @@ async def forward(request: Request, state: GatewayState, prepared: Prepared, bod
             result.headers.update(_response_headers(call))
             return result
         _meter(call, cand, result.get("usage"))
+        if call.keep_days:
+            call.completion = [str(c.get("message", {}).get("content") or "") for c in result.get("choices") or []]
         result["model"] = call.model
         await _finish(request, state, prepared)
         return Response(orjson.dumps(result), media_type="application/json", headers=_response_headers(call))
@@ -309,4 +315,6 @@ def _relay_line(call: Call, cand: Candidate, line: str, wants_usage: bool) -> by
             if not wants_usage and not chunk.get("choices"):
                 return None  # the usage-only chunk we asked for on the client's behalf
         chunk["model"] = call.model
+        if call.keep_days:
+            call.completion.extend(str((c.get("delta") or {}).get("content") or "") for c in chunk.get("choices") or [])
     return b"data: " + orjson.dumps(chunk) + b"\n"

@@ -157,3 +157,10 @@ class UsageReport(BaseModel):
 
 
 ModelEntry.model_rebuild()
+
+
+class OrgLoggingSet(Strict):
+    """Opt an organisation in to keeping prompts and completions, for at most ``retention_days``."""
+
+    enabled: bool
+    retention_days: int = Field(30, ge=1, le=3650)

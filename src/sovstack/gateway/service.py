@@ -22,9 +22,10 @@ from sovstack.gateway.schemas import (
     LanguageTag,
     ModelCreate,
     ModelPublic,
+    OrgLoggingSet,
 )
 from sovstack.gateway.secrets import seal, unseal
-from sovstack.gateway.tables import Deployment, GatewayModel, KeyPolicy, OrgBudget
+from sovstack.gateway.tables import Deployment, GatewayModel, KeyPolicy, OrgBudget, OrgLogging
 
 # Fields of a deployment compared by `apply` (the API key is compared separately, decrypted).
 DEPLOYMENT_FIELDS = ("backend", "base_url", "upstream_model", "hosting_jurisdiction", "licence", "open_weights",
@@ -226,5 +227,17 @@ def set_budget(session: Session, who: Principal, data: BudgetSet) -> OrgBudget:
     row.tokens, row.period = data.tokens, data.period
     session.add(row)
     audit.record(session, actor=who.actor, action="gateway.budget", target=f"organisation:{org.id}",
+                 detail=data.model_dump())
+    return row
+
+
+def set_org_logging(session: Session, who: Principal, organisation_id: int, data: OrgLoggingSet) -> OrgLogging:
+    """Only the organisation's own admins (or a deployment admin) decide whether its prompts are kept."""
+    org = identity.get_organisation(session, organisation_id)
+    who.require_role(org.id, "org_admin", action="gateway.logging", target=f"organisation:{org.id}")
+    row = session.get(OrgLogging, org.id) or OrgLogging(organisation_id=org.id)
+    row.enabled, row.retention_days = data.enabled, data.retention_days
+    session.add(row)
+    audit.record(session, actor=who.actor, action="gateway.logging", target=f"organisation:{org.id}",
                  detail=data.model_dump())
     return row

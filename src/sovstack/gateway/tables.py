@@ -113,3 +113,30 @@ class Usage(Base):
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     tries: Mapped[int] = mapped_column(Integer, default=0)
     outcome: Mapped[str] = mapped_column(String(16))
+
+
+class OrgLogging(Base):
+    """An organisation's opt-in to keeping prompts and completions, for a limited time."""
+
+    __tablename__ = "gateway_org_logging"
+
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"),
+                                                 primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    retention_days: Mapped[int] = mapped_column(Integer, default=30)
+
+
+class Transcript(Base):
+    """A prompt and its completion, kept only for organisations that opted in, until it expires."""
+
+    __tablename__ = "gateway_transcripts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    organisation_id: Mapped[int] = mapped_column(Integer, index=True)
+    key_prefix: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(200))
+    deployment: Mapped[str] = mapped_column(String(200))
+    request: Mapped[str] = mapped_column(Text)
+    response: Mapped[str] = mapped_column(Text)

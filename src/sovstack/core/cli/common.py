@@ -120,4 +120,4 @@ def _cell(value: Any) -> str:
 
 
 def say(message: str) -> None:
-    Console().print(message)
+    Console(soft_wrap=True).print(message)

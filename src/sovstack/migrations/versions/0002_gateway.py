@@ -48,6 +48,31 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", "window", name="uq_gateway_counter"),
     )
     _usage()
+    _transcripts()
+
+
+def _transcripts() -> None:
+    op.create_table(
+        "gateway_org_logging",
+        sa.Column("organisation_id", sa.Integer(), sa.ForeignKey("organisations.id", ondelete="CASCADE"),
+                  primary_key=True),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("retention_days", sa.Integer(), nullable=False),
+    )
+    op.create_table(
+        "gateway_transcripts",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("at", sa.DateTime(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(), nullable=False),
+        sa.Column("organisation_id", sa.Integer(), nullable=False),
+        sa.Column("key_prefix", sa.String(32), nullable=False),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("deployment", sa.String(200), nullable=False),
+        sa.Column("request", sa.Text(), nullable=False),
+        sa.Column("response", sa.Text(), nullable=False),
+    )
+    op.create_index("ix_gateway_transcripts_expires_at", "gateway_transcripts", ["expires_at"])
+    op.create_index("ix_gateway_transcripts_organisation_id", "gateway_transcripts", ["organisation_id"])
 
 
 def _deployments() -> None:
@@ -105,6 +130,6 @@ def _usage() -> None:
 
 
 def downgrade() -> None:
-    for table in ("gateway_usage", "gateway_counters", "gateway_budgets", "gateway_key_policies",
+    for table in ("gateway_transcripts", "gateway_org_logging", "gateway_usage", "gateway_counters", "gateway_budgets", "gateway_key_policies",
                   "gateway_deployments", "gateway_models"):
         op.drop_table(table)
