@@ -130,6 +130,7 @@ def _usage() -> None:
 
 
 def downgrade() -> None:
-    for table in ("gateway_transcripts", "gateway_org_logging", "gateway_usage", "gateway_counters", "gateway_budgets", "gateway_key_policies",
+    for table in ("gateway_transcripts", "gateway_org_logging", "gateway_usage", "gateway_counters",
+                  "gateway_budgets", "gateway_key_policies",
                   "gateway_deployments", "gateway_models"):
         op.drop_table(table)
