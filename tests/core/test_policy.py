@@ -116,3 +116,18 @@ def test_policy_check_endpoint_explains(admin_client: TestClient) -> None:
     assert r.status_code == 422 and r.json()["error"]["field"] == "classification"
     r = admin_client.post("/api/v1/policy/check", json={"classification": "open", "party": "Nobody"})
     assert r.status_code == 404 and r.json()["error"]["field"] == "party"
+
+
+def test_model_origin_weights_and_licence_conditions() -> None:
+    doc = policy.default_policy("IN")
+    rule = doc.levels["sensitive"]
+    rule.developer_jurisdictions, rule.require_open_weights, rule.licences = ["IN", "EU"], True, ["Apache-2.0"]
+    frontier = P("Frontier Labs", "US", "US")
+    refused = policy.decide(doc, MEMBER, "process", policy.Resource(
+        "sensitive", party=DOMESTIC, developer=frontier, open_weights=False, licence="proprietary"))
+    joined = " ".join(refused.reasons)
+    assert not refused.allowed and "developer is in IN, EU" in joined
+    assert "open-weight" in joined and "licensed Apache-2.0" in joined
+    french = P("Mistral-like SAS", "FR", "FR")
+    assert policy.decide(doc, MEMBER, "process", policy.Resource(
+        "sensitive", party=DOMESTIC, developer=french, open_weights=True, licence="Apache-2.0")).allowed

@@ -115,3 +115,18 @@ def test_order_is_by_priority_then_weight() -> None:
     assert "c" not in firsts and 0.68 < firsts.count("a") / len(firsts) < 0.82
     ordered = routing.order([cand("en", 1, 1, ("en",)), cand("hi", 5, 1, ("hi",))], language="hi", rng=rng)
     assert [c.name for c in ordered] == ["hi", "en"]
+
+
+def test_stream_abandoned_by_the_client_is_still_metered(gateway: Gateway,
+                                                         upstreams: Callable[..., Upstream]) -> None:
+    register(gateway.db, "m", deployment("slow", upstreams("slow", "slow").url))
+    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json={**CHAT, "stream": True}, timeout=30,
+                      headers={"Authorization": f"Bearer {gateway.key}"}) as r:
+        next(r.iter_lines())  # read the first event, then hang up
+    deadline = time.monotonic() + 5
+    outcomes: list[str] = []
+    while time.monotonic() < deadline and not outcomes:
+        with gateway.db.session() as s:
+            outcomes = list(s.scalars(select(Usage.outcome)))
+        time.sleep(0.1)
+    assert outcomes == ["client_closed"]

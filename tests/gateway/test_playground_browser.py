@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy.orm import Session
 
 from sovstack.core import parties
@@ -78,7 +79,7 @@ def test_playground_streams_an_answer(server: Any, settings: Settings, admin: di
     page.get_by_label("Classification").select_option("restricted")
     page.get_by_label("Message").fill("namaste")
     page.get_by_role("button", name="Send").click()
-    page.wait_for_function("document.getElementById('pg-status').textContent === 'Done.'", timeout=10_000)
+    expect(page.locator("#pg-status")).to_have_text("Done.", timeout=10_000)
 
     assert page.inner_text("#pg-output") == "part0 part1 part2 "
     assert page.inner_text("#pg-deployment") == "indic-live"

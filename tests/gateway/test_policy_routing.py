@@ -187,3 +187,42 @@ def test_bad_catalogue_names_the_field(gateway: Gateway, tmp_path: Path, capsys:
     assert "unknown operator party 'Nobody Inc'" in capsys.readouterr().err  # type: ignore[attr-defined]
     with gateway.db.session() as s:
         assert s.scalars(select(Deployment)).all() == []
+
+
+def test_routing_on_model_origin_and_open_weights(gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
+    closed, open_ = upstreams("closed"), upstreams("open")
+    register(gateway.db, "m",
+             deployment("foreign-closed", closed.url, developer="Frontier Labs", open_weights=False,
+                        licence="proprietary", priority=1),
+             deployment("domestic-open", open_.url, priority=2))
+    from sovstack.core import policy
+
+    with gateway.db.session() as s, unit_of_work(s, OPERATOR):
+        doc = policy.current(s, "IN")
+        doc.levels["restricted"].developer_jurisdictions = ["IN"]
+        doc.levels["restricted"].require_open_weights = True
+        policy.save(s, OPERATOR, doc)
+    assert post(gateway).headers["x-sovstack-deployment"] == "foreign-closed"  # open data: anything goes
+    r = post(gateway, **{"X-Sovstack-Classification": "restricted"})
+    assert r.headers["x-sovstack-deployment"] == "domestic-open" and r.headers["x-sovstack-tries"] == "1"
+
+
+def test_key_owner_may_tighten_but_not_loosen_own_policy(gateway: Gateway) -> None:
+    prefix = gateway.key.split("_")[0]
+    owner_key = make_key(gateway.db, _user_id(gateway), ["read", "write", "gateway"])
+    url = f"{gateway.url}/api/v1/gateway/keys/{prefix}/policy"
+    headers = {"Authorization": f"Bearer {owner_key}"}
+    tighter = {"default_classification": "restricted", "floor_classification": "restricted",
+               "requests_per_minute": 10}
+    assert httpx.put(url, json=tighter, headers=headers, timeout=10).status_code == 200
+    for looser in ({**tighter, "requests_per_minute": None}, {**tighter, "requests_per_minute": 50},
+                   {**tighter, "floor_classification": "open"}):
+        assert httpx.put(url, json=looser, headers=headers, timeout=10).status_code == 403, looser
+    admin = {"Authorization": f"Bearer {gateway.admin_key}"}
+    assert httpx.put(url, json={**tighter, "requests_per_minute": None}, headers=admin, timeout=10).status_code == 200
+
+
+def test_oversize_body_is_refused_in_openai_shape(gateway: Gateway) -> None:
+    big = {"model": "m", "messages": [{"role": "user", "content": "x" * 2_000_000}]}
+    r = post(gateway, body=big)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"

@@ -39,8 +39,12 @@ class LevelRule(Strict):
     hosting_jurisdictions: list[str] = Field(min_length=1, description="Countries, blocs or *.")
     operator_jurisdictions: list[str] = Field(min_length=1, description="Countries, blocs or *.")
     allow_foreign_extraterritorial: bool
+    developer_jurisdictions: list[str] = Field(
+        ["*"], min_length=1, description="Where a model's developer (its origin) and its parent may be from.")
+    require_open_weights: bool = Field(False, description="Only models whose weights are published.")
+    licences: list[str] = Field(["*"], min_length=1, description="Allowed model licences (SPDX ids, proprietary).")
 
-    @field_validator("hosting_jurisdictions", "operator_jurisdictions")
+    @field_validator("hosting_jurisdictions", "operator_jurisdictions", "developer_jurisdictions")
     @classmethod
     def _places(cls, values: list[str]) -> list[str]:
         return [check_place(v, "jurisdictions") for v in values]
@@ -90,6 +94,9 @@ class Resource:
     hosting_jurisdiction: str | None = None
     granted: bool = False
     label: str = ""
+    developer: PartyFacts | None = None  # of a model: who made it
+    open_weights: bool | None = None
+    licence: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,10 +160,29 @@ def _decide_processing(policy: PolicyDocument, rule: LevelRule, resource: Resour
                                        f"{party.name} is subject to {law.name} ({law.citation})")
     elif rule.operator_jurisdictions != ["*"] or not rule.allow_foreign_extraterritorial:
         refused.append("the operating party is unknown, so its jurisdiction cannot be checked")
+    refused.extend(_model_reasons(rule, resource))
     if refused:
         return Decision(False, refused)
     who = f" by {party.name} ({party.jurisdiction}, parent {party.parent_jurisdiction})" if party else ""
     return Decision(True, [f"{level} data may be processed in {hosting}{who}"])
+
+
+def _model_reasons(rule: LevelRule, resource: Resource) -> list[str]:
+    """What the rule says about the model itself: its origin, its weights, its licence."""
+    level, found = resource.classification, []
+    dev = resource.developer
+    if dev is not None and rule.developer_jurisdictions != ["*"]:
+        allowed = catalogue().expand(rule.developer_jurisdictions)
+        for role, code in (("developer", dev.jurisdiction), ("developer's parent", dev.parent_jurisdiction)):
+            if code not in allowed:
+                found.append(f"{level} data may be processed only by models whose {role} is in "
+                             f"{_places(rule.developer_jurisdictions)}; {dev.name}'s is in {code}")
+    if rule.require_open_weights and resource.open_weights is False:
+        found.append(f"{level} data may be processed only by open-weight models")
+    if resource.licence is not None and rule.licences != ["*"] and resource.licence not in rule.licences:
+        found.append(f"{level} data may be processed only by models licensed {', '.join(rule.licences)}; "
+                     f"this one is {resource.licence}")
+    return found
 
 
 def _places(codes: list[str]) -> str:

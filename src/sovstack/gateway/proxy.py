@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import httpx
 import orjson
 from fastapi import Request
@@ -72,8 +73,8 @@ def _check_quotas(request: Request, session: Any, state: GatewayState, who: Prin
     if key_policy and key_policy.requests_per_minute:
         win, reset = window("minute", now)
         used = state.counters.add(session, f"rpm:{who.key_prefix}", win, 1, reset)
+        session.commit()  # every attempt counts, whatever happens to the request next
         if used > key_policy.requests_per_minute:
-            session.commit()
             raise RateLimited(f"rate limit of {key_policy.requests_per_minute} requests per minute reached for key "
                               f"{who.key_prefix}; resets in {reset} s", retry_after=reset)
     budget = session.get(OrgBudget, who.organisation_id) if who.organisation_id else None
@@ -273,7 +274,7 @@ async def _relay(request: Request, state: GatewayState, prepared: Prepared, cand
                  resp: httpx.Response) -> AsyncIterator[bytes]:
     call, breaker = prepared.call, state.breakers.of(cand.id)
     deadline = time.monotonic() + min(STREAM_MAX_SECONDS, cand.timeout * STREAM_TIMEOUT_FACTOR)
-    finished = False
+    finished, event = False, bytearray()
     try:
         async for line in resp.aiter_lines():
             if time.monotonic() > deadline:
@@ -285,9 +286,11 @@ async def _relay(request: Request, state: GatewayState, prepared: Prepared, cand
                 await _finish(request, state, prepared)
                 yield b"data: [DONE]\n\n"
                 return
-            out = _relay_line(call, cand, line, prepared.wants_usage)
-            if out is not None:
-                yield out
+            if line:
+                event += _relay_line(call, cand, line, prepared.wants_usage) or b""
+            elif event:  # a blank line ends an event: one write per event, not per line
+                yield bytes(event) + b"\n"
+                event.clear()
         raise UpstreamFailed("the upstream closed the stream before [DONE]")
     except (httpx.HTTPError, UpstreamFailed) as exc:
         breaker.failed()
@@ -296,10 +299,12 @@ async def _relay(request: Request, state: GatewayState, prepared: Prepared, cand
         await _finish(request, state, prepared)
         yield _error_event(f"the upstream {cand.name} failed mid-stream; the answer is incomplete")
     finally:
-        await resp.aclose()
-        if not finished:  # the client went away
-            call.outcome = "client_closed"
-            await _finish(request, state, prepared)
+        # When the client went away the generator is being cancelled: shield the clean-up and the metering.
+        with anyio.CancelScope(shield=True):
+            await resp.aclose()
+            if not finished:
+                call.outcome = "client_closed"
+                await _finish(request, state, prepared)
 
 
 def _relay_line(call: Call, cand: Candidate, line: str, wants_usage: bool) -> bytes | None:

@@ -95,7 +95,8 @@ def plan(doc: policy.PolicyDocument, who: Principal, classification: str, deploy
             refused[dep.name] = [f"withdrawn: {dep.withdrawn_reason or 'cut off'}"]
             continue
         decision = policy.decide(doc, who, "process", policy.Resource(
-            classification=classification, party=dep.operator, hosting_jurisdiction=dep.hosting_jurisdiction))
+            classification=classification, party=dep.operator, hosting_jurisdiction=dep.hosting_jurisdiction,
+            developer=dep.developer, open_weights=dep.open_weights, licence=dep.licence))
         if not decision.allowed:
             refused[dep.name] = decision.reasons
             continue

@@ -117,7 +117,7 @@ class KeyPolicySet(Strict):
 
 class BudgetSet(Strict):
     organisation_id: int
-    tokens: int = Field(ge=0)
+    tokens: int = Field(ge=0, le=10**15)
     period: Literal["day", "month"] = "month"
 
 

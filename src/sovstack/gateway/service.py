@@ -203,14 +203,13 @@ def public(dep: Deployment, circuit: str = "closed") -> DeploymentPublic:
 
 
 def set_key_policy(session: Session, who: Principal, prefix: str, data: KeyPolicySet) -> KeyPolicy:
+    """A key's owner may only make its policy stricter; anything looser needs a deployment admin."""
     key = identity.get_api_key(session, prefix)
-    if key.user_id != who.user_id:
-        who.require_admin("gateway.key_policy", f"key:{prefix}")
     if rank(data.default_classification) < rank(data.floor_classification):
         raise BadInput("the default classification may not be below the floor", field="default_classification")
-    row = session.get(KeyPolicy, key.prefix) or KeyPolicy(key_prefix=key.prefix)
-    # Only an admin may lower a floor once set: a key's owner may only raise it.
-    if row.floor_classification and rank(data.floor_classification) < rank(row.floor_classification or "open"):
+    row = session.get(KeyPolicy, key.prefix) or KeyPolicy(key_prefix=key.prefix, default_classification="open",
+                                                          floor_classification="open", requests_per_minute=None)
+    if key.user_id != who.user_id or not _stricter(row, data):
         who.require_admin("gateway.key_policy", f"key:{prefix}")
     row.default_classification, row.floor_classification = data.default_classification, data.floor_classification
     row.requests_per_minute = data.requests_per_minute
@@ -218,6 +217,15 @@ def set_key_policy(session: Session, who: Principal, prefix: str, data: KeyPolic
     audit.record(session, actor=who.actor, action="gateway.key_policy", target=f"key:{key.prefix}",
                  detail=data.model_dump())
     return row
+
+
+def _stricter(old: KeyPolicy, new: KeyPolicySet) -> bool:
+    lower_rate = new.requests_per_minute is not None and (
+        old.requests_per_minute is None or new.requests_per_minute <= old.requests_per_minute)
+    same_rate = new.requests_per_minute == old.requests_per_minute
+    return (rank(new.floor_classification) >= rank(old.floor_classification)
+            and rank(new.default_classification) >= rank(old.default_classification)
+            and (lower_rate or same_rate))
 
 
 def set_budget(session: Session, who: Principal, data: BudgetSet) -> OrgBudget:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from sovstack.core.base import Base, utcnow
@@ -77,7 +77,7 @@ class OrgBudget(Base):
 
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"),
                                                  primary_key=True)
-    tokens: Mapped[int] = mapped_column(Integer)
+    tokens: Mapped[int] = mapped_column(BigInteger)
     period: Mapped[str] = mapped_column(String(8), default="month")
 
 
@@ -90,7 +90,7 @@ class Counter(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     window: Mapped[str] = mapped_column(String(32))
-    count: Mapped[int] = mapped_column(Integer, default=0)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Usage(Base):
@@ -107,8 +107,8 @@ class Usage(Base):
     endpoint: Mapped[str] = mapped_column(String(32))
     classification: Mapped[str] = mapped_column(String(16))
     language: Mapped[str] = mapped_column(String(16), default="")
-    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
-    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_in: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens_out: Mapped[int] = mapped_column(BigInteger, default=0)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     tries: Mapped[int] = mapped_column(Integer, default=0)

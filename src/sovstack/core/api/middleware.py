@@ -40,8 +40,9 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
+        openai = scope["path"].startswith("/v1/")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(send, openai)
             return
         seen = 0
         started = False
@@ -64,11 +65,13 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(send, openai)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"error": {"type": "payload_too_large", "field": "body", "reasons": [],
-                                     "message": f"request body larger than {self.max_bytes} bytes"}}).encode()
+    async def _refuse(self, send: Send, openai: bool) -> None:
+        message = f"request body larger than {self.max_bytes} bytes"
+        error = ({"message": message, "type": "invalid_request_error", "param": "body", "code": "payload_too_large"}
+                 if openai else {"type": "payload_too_large", "field": "body", "reasons": [], "message": message})
+        body = json.dumps({"error": error}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})

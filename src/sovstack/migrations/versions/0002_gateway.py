@@ -36,7 +36,7 @@ def upgrade() -> None:
         "gateway_budgets",
         sa.Column("organisation_id", sa.Integer(), sa.ForeignKey("organisations.id", ondelete="CASCADE"),
                   primary_key=True),
-        sa.Column("tokens", sa.Integer(), nullable=False),
+        sa.Column("tokens", sa.BigInteger(), nullable=False),
         sa.Column("period", sa.String(8), nullable=False),
     )
     op.create_table(
@@ -44,7 +44,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("window", sa.String(32), nullable=False),
-        sa.Column("count", sa.Integer(), nullable=False),
+        sa.Column("count", sa.BigInteger(), nullable=False),
         sa.UniqueConstraint("name", "window", name="uq_gateway_counter"),
     )
     _usage()
@@ -118,8 +118,8 @@ def _usage() -> None:
         sa.Column("endpoint", sa.String(32), nullable=False),
         sa.Column("classification", sa.String(16), nullable=False),
         sa.Column("language", sa.String(16), nullable=False),
-        sa.Column("tokens_in", sa.Integer(), nullable=False),
-        sa.Column("tokens_out", sa.Integer(), nullable=False),
+        sa.Column("tokens_in", sa.BigInteger(), nullable=False),
+        sa.Column("tokens_out", sa.BigInteger(), nullable=False),
         sa.Column("cost", sa.Float(), nullable=False),
         sa.Column("latency_ms", sa.Float(), nullable=False),
         sa.Column("tries", sa.Integer(), nullable=False),
