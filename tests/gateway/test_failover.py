@@ -105,16 +105,20 @@ def test_endless_stream_is_cut_in_bounded_time(gateway: Gateway, upstreams: Call
 def test_order_is_by_priority_then_weight() -> None:
     import random
 
-    def cand(name: str, priority: int, weight: int, langs: tuple[str, ...] = ()) -> routing.Candidate:
+    def cand(name: str, priority: int, weight: int, langs: dict[str, int] | None = None) -> routing.Candidate:
+        langs = langs or {}
         return routing.Candidate(id=hash(name), name=name, base_url="", upstream_model="", api_key="", timeout=1,
-                                 price_in=0, price_out=0, priority=priority, weight=weight, languages=langs, facts={})
+                                 price_in=0, price_out=0, priority=priority, weight=weight, languages=tuple(langs),
+                                 facts={}, tiers=langs)
 
     rng = random.Random(1)
     firsts = [routing.order([cand("a", 1, 3), cand("b", 1, 1), cand("c", 2, 100)], rng=rng)[0].name
               for _ in range(2000)]
     assert "c" not in firsts and 0.68 < firsts.count("a") / len(firsts) < 0.82
-    ordered = routing.order([cand("en", 1, 1, ("en",)), cand("hi", 5, 1, ("hi",))], language="hi", rng=rng)
+    ordered = routing.order([cand("en", 1, 1, {"en": 0}), cand("hi", 5, 1, {"hi": 0})], language="hi", rng=rng)
     assert [c.name for c in ordered] == ["hi", "en"]
+    tiers = routing.order([cand("hi-low", 1, 1, {"hi": 2}), cand("hi-high", 9, 1, {"hi": 0})], language="hi", rng=rng)
+    assert [c.name for c in tiers] == ["hi-high", "hi-low"]
 
 
 def test_stream_abandoned_by_the_client_is_still_metered(gateway: Gateway,

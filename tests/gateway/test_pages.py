@@ -257,3 +257,27 @@ def test_playground_call_with_the_session(console: TestClient, catalogue: Callab
         assert answer.status_code == 200, text
         assert answer.headers["x-sovstack-deployment"] == "indic-live"
     assert "part0" in text and "data: [DONE]" in text
+
+
+def test_catalogue_can_be_applied_from_the_console(console: TestClient, db: Database) -> None:
+    page = console.get("/gateway")
+    token = csrf_of(page.text)
+    with db.session() as s, unit_of_work(s, Principal.system("test")):
+        for name, jur in (("Applied Cloud", "IN"), ("Applied Labs", "IN")):
+            parties.create_party(s, Principal.system("test"), PartyCreate(name=name, kinds=["model_host"],
+                                                                          jurisdiction=jur))
+    text = """models:
+  - name: applied-model
+    deployments:
+      - name: applied-local
+        base_url: http://127.0.0.1:9/v1
+        upstream_model: up
+        hosting_jurisdiction: IN
+        operator: Applied Cloud
+        developer: Applied Labs
+"""
+    r = console.post("/gateway/apply", data={"csrf_token": token, "catalogue": text}, follow_redirects=False)
+    assert r.status_code == 303 and "applied-local" in r.headers["location"].replace("%3A", ":")
+    assert "applied-model" in console.get("/gateway").text
+    bad = console.post("/gateway/apply", data={"csrf_token": token, "catalogue": "models: [{name: x, bogus: 1}]"})
+    assert bad.status_code == 422 and "bogus" in bad.text

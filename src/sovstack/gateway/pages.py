@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import httpx
+import yaml
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
@@ -29,7 +30,7 @@ from sovstack.core.plugins import ConsolePages, NavEntry
 from sovstack.core.settings import Settings
 from sovstack.gateway import service, usage
 from sovstack.gateway.routing import Breakers
-from sovstack.gateway.schemas import CutoffRequest, DeploymentPublic, UsagePoint, UsageRow
+from sovstack.gateway.schemas import Catalogue, CutoffRequest, DeploymentPublic, UsagePoint, UsageRow
 from sovstack.gateway.tables import Deployment
 
 router = APIRouter(include_in_schema=False)
@@ -184,6 +185,31 @@ async def restore(request: Request, session: SessionDep, settings: SettingsDep, 
     return await change_page(
         request, session, settings, user[1], service.restore, {"jurisdiction": jurisdiction, "party": party},
         lambda names: f"Restored {_names(names)}." if names else f"Nothing withdrawn touches {target}.")
+
+
+def apply_text(session: Session, settings: Settings, who: Principal, text: str) -> dict[str, list[str]]:
+    """Parse a catalogue (YAML or JSON) from the form and apply it like `sovstack gateway apply`."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise BadInput(f"the catalogue is not valid YAML: {exc}", field="catalogue") from exc
+    if not isinstance(raw, dict):
+        raise BadInput("the catalogue must be a mapping with a 'models' list", field="catalogue")
+    data = parse(Catalogue, **raw)
+    with unit_of_work(session, who):
+        return service.apply_catalogue(session, who, settings, data)
+
+
+@router.post("/gateway/apply")
+async def apply(request: Request, session: SessionDep, settings: SettingsDep, user: ConsolePoster,
+                catalogue: FormStr = "") -> Response:
+    """Register or update models and deployments from a pasted catalogue (the models.yaml format)."""
+    try:
+        result = await run_in_threadpool(apply_text, session, settings, user[1], catalogue)
+    except CutoffErrors as exc:
+        return await catalogue_page(request, session, settings, user[1], error=exc, form={"catalogue": catalogue})
+    changed = result["created"] + result["updated"]
+    return see_other("/gateway", f"Catalogue applied: {_names(changed)}." if changed else "Catalogue unchanged.")
 
 
 # Usage --------------------------------------------------------------------------------------------

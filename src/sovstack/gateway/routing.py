@@ -12,6 +12,7 @@ from sovstack.core.context import Principal
 from sovstack.gateway.tables import Deployment
 
 FAILURES_TO_OPEN = 3
+TIERS = {"high": 0, "medium": 1, "low": 2}
 COOL_DOWN_SECONDS = 30.0
 
 
@@ -78,6 +79,7 @@ class Candidate:
     weight: int
     languages: tuple[str, ...]
     facts: dict[str, Any]
+    tiers: dict[str, int] = field(default_factory=dict)  # language → 0 high, 1 medium, 2 low
 
 
 @dataclass
@@ -105,6 +107,7 @@ def plan(doc: policy.PolicyDocument, who: Principal, classification: str, deploy
             api_key=unseal(dep.api_key_encrypted), timeout=dep.timeout_seconds, price_in=dep.price_in,
             price_out=dep.price_out, priority=dep.priority, weight=dep.weight,
             languages=tuple(t["code"].split("-")[0].lower() for t in dep.languages),
+            tiers={t["code"].split("-")[0].lower(): TIERS.get(t.get("tier", "medium"), 1) for t in dep.languages},
             facts={"hosting": dep.hosting_jurisdiction, "operator": dep.operator.name,
                    "developer": dep.developer.name}))
     return Plan(allowed, refused)
@@ -112,12 +115,12 @@ def plan(doc: policy.PolicyDocument, who: Principal, classification: str, deploy
 
 def order(candidates: list[Candidate], language: str | None = None,
           rng: random.Random | None = None) -> list[Candidate]:
-    """Deployments tagged for the language first; then by priority; weighted shuffle within equal priority."""
+    """Deployments best at the language first (by quality tier); then by priority; weighted within a priority."""
     rng = rng or random.Random()
 
     def key(c: Candidate) -> tuple[int, int, float]:
-        speaks = 0 if language and language in c.languages else 1
+        fit = c.tiers.get(language, len(TIERS)) if language else 0
         # Efraimidis–Spirakis: u^(1/w) sorts a weighted random permutation.
-        return (speaks if language else 0, c.priority, -(rng.random() ** (1.0 / c.weight)))
+        return (fit, c.priority, -(rng.random() ** (1.0 / c.weight)))
 
     return sorted(candidates, key=key)
