@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,43 +10,6 @@ from urllib.parse import urlsplit
 import pytest
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def chromium_path() -> str:
-    """The browser binary; a missing one fails the run in CI and skips it elsewhere."""
-    found = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    if found:
-        return found
-    if os.environ.get("CI"):
-        pytest.fail(f"Chromium is required in CI but {CHROMIUM} is missing")
-    pytest.skip(f"no Chromium at {CHROMIUM}")
-
-
-def playwright_api() -> Any:
-    """The Playwright sync API; required in CI, optional elsewhere."""
-    if os.environ.get("CI"):
-        from playwright import sync_api
-
-        return sync_api
-    return pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture
-def browser_page() -> Iterator[Any]:
-    executable = chromium_path()
-    with playwright_api().sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1360, "height": 900})
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
-            browser.close()
-
 
 def test_key_is_shown_once_and_audited(server: Any, admin: dict[str, Any], browser_page: Any,
                                        tmp_path: Path) -> None:

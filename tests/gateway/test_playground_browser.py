@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,25 +18,11 @@ from sovstack.core.schemas import PartyCreate
 from sovstack.core.settings import Settings
 from sovstack.gateway import service
 from sovstack.gateway.schemas import CutoffRequest, DeploymentCreate, ModelCreate
-from tests.console.test_browser import CHROMIUM_ARGS, chromium_path, playwright_api
 from tests.gateway.upstream import Upstream
 
 pytestmark = pytest.mark.browser
 
 SYSTEM = Principal.system("test")
-
-
-@pytest.fixture
-def browser_page() -> Iterator[Any]:
-    executable = chromium_path()
-    with playwright_api().sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1360, "height": 900})
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
-            browser.close()
 
 
 def in_unit(settings: Settings, work: Callable[[Session], object]) -> None:
