@@ -80,9 +80,14 @@ def default_policy(home: str) -> PolicyDocument:
 
 
 class PartyFacts(Protocol):
-    name: str
-    jurisdiction: str
-    parent_jurisdiction: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def jurisdiction(self) -> str: ...
+
+    @property
+    def parent_jurisdiction(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ import httpx
 import orjson
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from sovstack.core import policy
@@ -21,11 +20,11 @@ from sovstack.core.base import utcnow
 from sovstack.core.context import Principal
 from sovstack.core.errors import BadInput, NotFound, RateLimited, Refused, Unavailable
 from sovstack.gateway import routing
+from sovstack.gateway.facts import Facts, KeyFacts, Snapshot
 from sovstack.gateway.language import Detector
 from sovstack.gateway.metering import Call, Counters, record, window
 from sovstack.gateway.routing import Breakers, Candidate
 from sovstack.gateway.secrets import unseal
-from sovstack.gateway.tables import Deployment, GatewayModel, KeyPolicy, OrgBudget, OrgLogging
 
 CLASSIFICATION_HEADER = "x-sovstack-classification"
 STREAM_MAX_SECONDS = 900.0
@@ -41,6 +40,7 @@ class GatewayState:
     breakers: Breakers
     counters: Counters
     detector: Detector
+    facts: Facts = field(default_factory=Facts)
 
 
 @dataclass
@@ -56,9 +56,9 @@ class UpstreamFailed(Exception):
     """The upstream could not answer (connection, timeout, 429/5xx, garbage): try the next deployment."""
 
 
-def _classification(request: Request, key_policy: KeyPolicy | None) -> str:
-    default = key_policy.default_classification if key_policy else "open"
-    floor = key_policy.floor_classification if key_policy else "open"
+def _classification(request: Request, key: KeyFacts | None) -> str:
+    default = key.default_classification if key else "open"
+    floor = key.floor_classification if key else "open"
     asked = request.headers.get(CLASSIFICATION_HEADER, "").strip().lower() or default
     if asked not in policy.LEVELS:
         raise BadInput(f"unknown classification {asked!r}; one of {', '.join(policy.LEVELS)}",
@@ -67,25 +67,26 @@ def _classification(request: Request, key_policy: KeyPolicy | None) -> str:
     return asked if policy.rank(asked) >= policy.rank(floor) else floor
 
 
-def _check_quotas(request: Request, session: Any, state: GatewayState, who: Principal,
-                  key_policy: KeyPolicy | None) -> str | None:
+def _check_quotas(session: Any, state: GatewayState, who: Principal, snap: Snapshot) -> str | None:
     now = utcnow()
-    if key_policy and key_policy.requests_per_minute:
+    key = snap.keys.get(who.key_prefix or "")
+    if key and key.requests_per_minute:
         win, reset = window("minute", now)
         used = state.counters.add(session, f"rpm:{who.key_prefix}", win, 1, reset)
         session.commit()  # every attempt counts, whatever happens to the request next
-        if used > key_policy.requests_per_minute:
-            raise RateLimited(f"rate limit of {key_policy.requests_per_minute} requests per minute reached for key "
+        if used > key.requests_per_minute:
+            raise RateLimited(f"rate limit of {key.requests_per_minute} requests per minute reached for key "
                               f"{who.key_prefix}; resets in {reset} s", retry_after=reset)
-    budget = session.get(OrgBudget, who.organisation_id) if who.organisation_id else None
+    budget = snap.budgets.get(who.organisation_id) if who.organisation_id is not None else None
     if budget is None:
         return None
-    win, reset = window(budget.period, now)
+    tokens, period = budget
+    win, reset = window(period, now)
     used = state.counters.get(session, f"tokens:{who.organisation_id}", win)
-    if used >= budget.tokens:
-        raise RateLimited(f"the organisation's token budget of {budget.tokens} per {budget.period} is spent "
+    if used >= tokens:
+        raise RateLimited(f"the organisation's token budget of {tokens} per {period} is spent "
                           f"({used} used); resets in {reset} s", retry_after=reset)
-    return str(budget.period)
+    return period
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
@@ -107,26 +108,26 @@ def prepare(request: Request, state: GatewayState, endpoint: str, body: dict[str
         if not who.has_scope("gateway"):
             raise Refused("this API key lacks the gateway scope", action="gateway.auth",
                           reasons=[f"key {who.key_prefix} has scopes {sorted(who.scopes)}"])
-        key_policy = session.get(KeyPolicy, who.key_prefix) if who.key_prefix else None
-        classification = _classification(request, key_policy)
-        budget_period = _check_quotas(request, session, state, who, key_policy)
-        model = session.scalar(select(GatewayModel).where(GatewayModel.name == body["model"]))
+        snap = state.facts.current(session, settings.home_jurisdiction, lambda t: unseal(settings, t))
+        classification = _classification(request, snap.keys.get(who.key_prefix or ""))
+        budget_period = _check_quotas(session, state, who, snap)
+        model = snap.models.get(body["model"])
         if model is None:
             raise NotFound(f"the model {body['model']!r} does not exist", field="model")
         call = Call(actor=who.actor, key_prefix=who.key_prefix or "", organisation_id=who.organisation_id,
                     model=model.name, endpoint=endpoint, classification=classification)
-        logging = session.get(OrgLogging, who.organisation_id) if who.organisation_id else None
-        if logging is not None and logging.enabled:
-            call.keep_days = logging.retention_days
+        if who.organisation_id is not None and who.organisation_id in snap.keep_days:
+            call.keep_days = snap.keep_days[who.organisation_id]
             call.prompt = orjson.dumps(body.get("messages") or body.get("input")).decode()
         if model.language_routing:
             call.language = state.detector.detect(_last_user_text(body)) or ""
-        deployments = list(session.scalars(select(Deployment).where(Deployment.model_id == model.id)))
-        doc = policy.current(session, settings.home_jurisdiction)
-        plan = routing.plan(doc, who, classification, deployments, lambda t: unseal(settings, t))
+        # Process decisions do not depend on who asks, so a plan serves every request of its kind.
+        plan = snap.plans.get((model.name, classification))
+        if plan is None:
+            plan = snap.plans[(model.name, classification)] = routing.plan(
+                snap.policy, None, classification, model.deployments)
         if not plan.allowed:
             _refuse(session, state, call, plan.refused)
-        session.commit()
     return Prepared(call, routing.order(plan.allowed, call.language or None), budget_period)
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sovstack.core import policy
 from sovstack.core.context import Principal
-from sovstack.gateway.tables import Deployment
+
+if TYPE_CHECKING:
+    from sovstack.gateway.facts import DeploymentFacts
 
 FAILURES_TO_OPEN = 3
 TIERS = {"high": 0, "medium": 1, "low": 2}
@@ -88,8 +91,8 @@ class Plan:
     refused: dict[str, list[str]]
 
 
-def plan(doc: policy.PolicyDocument, who: Principal, classification: str, deployments: list[Deployment],
-         unseal: Any) -> Plan:
+def plan(doc: policy.PolicyDocument, who: Principal | None, classification: str,
+         deployments: Sequence[DeploymentFacts]) -> Plan:
     """Split deployments into those the policy allows for this classification and those it refuses (why)."""
     allowed, refused = [], {}
     for dep in deployments:
@@ -103,8 +106,8 @@ def plan(doc: policy.PolicyDocument, who: Principal, classification: str, deploy
             refused[dep.name] = decision.reasons
             continue
         allowed.append(Candidate(
-            id=dep.id, name=dep.name, base_url=dep.base_url.rstrip("/"), upstream_model=dep.upstream_model,
-            api_key=unseal(dep.api_key_encrypted), timeout=dep.timeout_seconds, price_in=dep.price_in,
+            id=dep.id, name=dep.name, base_url=dep.base_url, upstream_model=dep.upstream_model,
+            api_key=dep.api_key, timeout=dep.timeout_seconds, price_in=dep.price_in,
             price_out=dep.price_out, priority=dep.priority, weight=dep.weight,
             languages=tuple(t["code"].split("-")[0].lower() for t in dep.languages),
             tiers={t["code"].split("-")[0].lower(): TIERS.get(t.get("tier", "medium"), 1) for t in dep.languages},

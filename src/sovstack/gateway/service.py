@@ -12,6 +12,7 @@ from sovstack.core.context import Principal
 from sovstack.core.errors import BadInput, Conflict, NotFound
 from sovstack.core.policy import rank
 from sovstack.core.settings import Settings
+from sovstack.gateway.facts import bump
 from sovstack.gateway.schemas import (
     BudgetSet,
     Catalogue,
@@ -58,6 +59,7 @@ def create_model(session: Session, who: Principal, data: ModelCreate) -> Gateway
     model = GatewayModel(**data.model_dump())
     session.add(model)
     session.flush()
+    bump(session)
     audit.record(session, actor=who.actor, action="gateway.model.create", target=f"model:{data.name}",
                  detail=data.model_dump())
     return model
@@ -101,6 +103,7 @@ def create_deployment(session: Session, who: Principal, settings: Settings, data
                      **_values(session, settings, data))
     session.add(dep)
     session.flush()
+    bump(session)
     audit.record(session, actor=who.actor, action="gateway.deployment.create", target=f"deployment:{data.name}",
                  detail=_redacted(data))
     return dep
@@ -129,6 +132,7 @@ def apply_catalogue(session: Session, who: Principal, settings: Settings, catalo
         for dep_entry in entry.deployments:
             data = DeploymentCreate(**{**dep_entry.model_dump(), "model": entry.name})
             result[_apply_deployment(session, who, settings, data)].append(f"deployment:{data.name}")
+    bump(session)
     audit.record(session, actor=who.actor, action="gateway.apply", target="catalogue",
                  detail={k: v for k, v in result.items() if k != "unchanged"})
     return result
@@ -150,6 +154,7 @@ def _apply_deployment(session: Session, who: Principal, settings: Settings, data
     for key, value in changed.items():
         if key != "api_key":
             setattr(dep, key, value)
+    bump(session)
     audit.record(session, actor=who.actor, action="gateway.deployment.update", target=f"deployment:{data.name}",
                  detail={k: ("(changed)" if k == "api_key" else v) for k, v in changed.items()})
     return "updated"
@@ -175,6 +180,7 @@ def cutoff(session: Session, who: Principal, req: CutoffRequest) -> list[Deploym
     affected = _affected(session, req)
     for dep in affected:
         dep.withdrawn, dep.withdrawn_reason = True, req.reason
+    bump(session)
     audit.record(session, actor=who.actor, action="gateway.cutoff", target=req.jurisdiction or req.party or "",
                  detail={"reason": req.reason, "withdrawn": [d.name for d in affected]})
     return affected
@@ -185,6 +191,7 @@ def restore(session: Session, who: Principal, req: CutoffRequest) -> list[Deploy
     affected = [d for d in _affected(session, req) if d.withdrawn]
     for dep in affected:
         dep.withdrawn, dep.withdrawn_reason = False, ""
+    bump(session)
     audit.record(session, actor=who.actor, action="gateway.restore", target=req.jurisdiction or req.party or "",
                  detail={"restored": [d.name for d in affected]})
     return affected
@@ -214,6 +221,7 @@ def set_key_policy(session: Session, who: Principal, prefix: str, data: KeyPolic
     row.default_classification, row.floor_classification = data.default_classification, data.floor_classification
     row.requests_per_minute = data.requests_per_minute
     session.add(row)
+    bump(session)
     audit.record(session, actor=who.actor, action="gateway.key_policy", target=f"key:{key.prefix}",
                  detail=data.model_dump())
     return row
@@ -234,6 +242,7 @@ def set_budget(session: Session, who: Principal, data: BudgetSet) -> OrgBudget:
     row = session.get(OrgBudget, org.id) or OrgBudget(organisation_id=org.id)
     row.tokens, row.period = data.tokens, data.period
     session.add(row)
+    bump(session)
     audit.record(session, actor=who.actor, action="gateway.budget", target=f"organisation:{org.id}",
                  detail=data.model_dump())
     return row
@@ -246,6 +255,7 @@ def set_org_logging(session: Session, who: Principal, organisation_id: int, data
     row = session.get(OrgLogging, org.id) or OrgLogging(organisation_id=org.id)
     row.enabled, row.retention_days = data.enabled, data.retention_days
     session.add(row)
+    bump(session)
     audit.record(session, actor=who.actor, action="gateway.logging", target=f"organisation:{org.id}",
                  detail=data.model_dump())
     return row

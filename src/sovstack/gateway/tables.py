@@ -140,3 +140,12 @@ class Transcript(Base):
     deployment: Mapped[str] = mapped_column(String(200))
     request: Mapped[str] = mapped_column(Text)
     response: Mapped[str] = mapped_column(Text)
+
+
+class Generation(Base):
+    """One row: bumped by every change to what routing reads, so each process knows to reload."""
+
+    __tablename__ = "gateway_generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)

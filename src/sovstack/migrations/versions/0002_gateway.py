@@ -49,6 +49,12 @@ def upgrade() -> None:
     )
     _usage()
     _transcripts()
+    generation = op.create_table(
+        "gateway_generation",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("value", sa.BigInteger(), nullable=False),
+    )
+    op.bulk_insert(generation, [{"id": 1, "value": 0}])
 
 
 def _transcripts() -> None:
@@ -130,7 +136,7 @@ def _usage() -> None:
 
 
 def downgrade() -> None:
-    for table in ("gateway_transcripts", "gateway_org_logging", "gateway_usage", "gateway_counters",
-                  "gateway_budgets", "gateway_key_policies",
-                  "gateway_deployments", "gateway_models"):
+    for table in ("gateway_generation", "gateway_transcripts", "gateway_org_logging", "gateway_usage",
+                  "gateway_counters", "gateway_budgets", "gateway_key_policies", "gateway_deployments",
+                  "gateway_models"):
         op.drop_table(table)
