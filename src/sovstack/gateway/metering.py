@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -17,6 +17,7 @@ from sovstack.core.base import utcnow
 from sovstack.gateway.tables import Counter, Transcript, Usage
 
 _counters: Table = Counter.__table__  # type: ignore[assignment]
+_INSERT_USAGE = insert(Usage)
 
 
 def window(period: str, now: datetime) -> tuple[str, int]:
@@ -43,18 +44,30 @@ class Counters(Protocol):
 class DatabaseCounters:
     """Counters in the deployment's database: an upsert per increment, atomic across processes."""
 
+    def __init__(self) -> None:
+        self._upserts: dict[str, Any] = {}  # built once per dialect: building one costs more than running it
+
+    def _upsert(self, dialect: str) -> Any:
+        stmt = self._upserts.get(dialect)
+        if stmt is None:
+            insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            base = insert(_counters).values(name=bindparam("n"), window=bindparam("w"), count=bindparam("a"))
+            stmt = self._upserts[dialect] = base.on_conflict_do_update(
+                index_elements=["name", "window"], set_={"count": _counters.c.count + base.excluded.count}
+            ).returning(_counters.c.count)
+        return stmt
+
     def add(self, session: Session, name: str, window: str, amount: int, ttl: int) -> int:
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        stmt = insert(_counters).values(name=name, window=window, count=amount)
-        stmt = stmt.on_conflict_do_update(index_elements=["name", "window"],
-                                          set_={"count": _counters.c.count + amount})
-        value = session.execute(stmt.returning(_counters.c.count)).scalar_one()
+        conn = session.connection()
+        value = conn.execute(self._upsert(conn.dialect.name), {"n": name, "w": window, "a": amount}).scalar_one()
         return int(value)
 
     def get(self, session: Session, name: str, window: str) -> int:
-        value = session.scalar(select(_counters.c.count).where(_counters.c.name == name,
-                                                               _counters.c.window == window))
+        value = session.connection().execute(_GET, {"n": name, "w": window}).scalar()
         return int(value or 0)
+
+
+_GET = select(_counters.c.count).where(_counters.c.name == bindparam("n"), _counters.c.window == bindparam("w"))
 
 
 @dataclass
@@ -108,10 +121,11 @@ class Call:
 
 def record(session: Session, counters: Counters, call: Call, budget_period: str | None) -> None:
     """Store the call's usage, add its tokens to the organisation's budget, and audit it: one transaction."""
-    session.add(Usage(at=utcnow(), key_prefix=call.key_prefix, organisation_id=call.organisation_id, model=call.model,
-                      deployment=call.answered, endpoint=call.endpoint, classification=call.classification,
-                      language=call.language, tokens_in=call.tokens_in, tokens_out=call.tokens_out, cost=call.cost,
-                      latency_ms=call.latency_ms, tries=len(call.tried), outcome=call.outcome))
+    session.connection().execute(_INSERT_USAGE, {
+        "at": utcnow(), "key_prefix": call.key_prefix, "organisation_id": call.organisation_id, "model": call.model,
+        "deployment": call.answered, "endpoint": call.endpoint, "classification": call.classification,
+        "language": call.language, "tokens_in": call.tokens_in, "tokens_out": call.tokens_out, "cost": call.cost,
+        "latency_ms": call.latency_ms, "tries": len(call.tried), "outcome": call.outcome})
     tokens = call.tokens_in + call.tokens_out
     if budget_period and call.organisation_id is not None and tokens:
         win, ttl = window(budget_period, utcnow())
