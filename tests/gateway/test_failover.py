@@ -134,3 +134,18 @@ def test_stream_abandoned_by_the_client_is_still_metered(gateway: Gateway,
             outcomes = list(s.scalars(select(Usage.outcome)))
         time.sleep(0.1)
     assert outcomes == ["client_closed"]
+
+
+def test_concurrent_calls_share_commits_and_lose_nothing(gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sovstack.core import audit
+
+    register(gateway.db, "m", deployment("d", upstreams("d").url))
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        codes = list(pool.map(lambda _: post(gateway).status_code, range(64)))
+    assert codes == [200] * 64
+    with gateway.db.session() as s:
+        assert len(s.scalars(select(Usage.id)).all()) == 64
+        result = audit.verify(s)
+    assert result.ok

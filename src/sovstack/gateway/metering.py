@@ -121,6 +121,12 @@ class Call:
 
 def record(session: Session, counters: Counters, call: Call, budget_period: str | None) -> None:
     """Store the call's usage, add its tokens to the organisation's budget, and audit it: one transaction."""
+    stage(session, counters, call, budget_period)
+    session.commit()
+
+
+def stage(session: Session, counters: Counters, call: Call, budget_period: str | None) -> None:
+    """Write one call's usage, budget tokens, transcript and audit event into the session's transaction."""
     session.connection().execute(_INSERT_USAGE, {
         "at": utcnow(), "key_prefix": call.key_prefix, "organisation_id": call.organisation_id, "model": call.model,
         "deployment": call.answered, "endpoint": call.endpoint, "classification": call.classification,
@@ -135,7 +141,6 @@ def record(session: Session, counters: Counters, call: Call, budget_period: str 
     outcome = {"ok": "ok", "refused": "refused"}.get(call.outcome, "failed")
     audit.record(session, actor=call.actor, action=f"gateway.{call.endpoint}", target=f"model:{call.model}",
                  outcome=outcome, reasons=call.reasons, detail=call.detail())
-    session.commit()
 
 
 def _keep_transcript(session: Session, call: Call) -> None:

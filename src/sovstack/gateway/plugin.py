@@ -18,6 +18,7 @@ from sovstack.gateway.language import Detector
 from sovstack.gateway.metering import Counters, DatabaseCounters, RedisCounters
 from sovstack.gateway.proxy import GatewayState
 from sovstack.gateway.routing import Breakers
+from sovstack.gateway.writer import MeterWriter
 
 UPSTREAM_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
 
@@ -53,14 +54,21 @@ def _counters(settings: Settings) -> Counters:
 @hookimpl
 def sovstack_app_created(app: FastAPI) -> None:
     settings: Settings = app.state.settings
+    counters = _counters(settings)
     app.state.gateway = GatewayState(client=httpx.AsyncClient(limits=UPSTREAM_LIMITS), breakers=Breakers(),
-                                     counters=_counters(settings), detector=Detector())
+                                     counters=counters, detector=Detector(),
+                                     writer=MeterWriter(app.state.db))
 
 
 @hookimpl
 def sovstack_app_shutdown(app: FastAPI) -> Awaitable[None] | None:
     state: GatewayState | None = getattr(app.state, "gateway", None)
-    return state.client.aclose() if state else None
+    return _close(state) if state else None
+
+
+async def _close(state: GatewayState) -> None:
+    await state.writer.aclose()
+    await state.client.aclose()
 
 
 @hookimpl

@@ -12,7 +12,6 @@ import httpx
 import orjson
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from sovstack.core import policy
 from sovstack.core.api.deps import authenticate
@@ -25,6 +24,7 @@ from sovstack.gateway.language import Detector
 from sovstack.gateway.metering import Call, Counters, record, window
 from sovstack.gateway.routing import Breakers, Candidate
 from sovstack.gateway.secrets import unseal
+from sovstack.gateway.writer import MeterWriter
 
 CLASSIFICATION_HEADER = "x-sovstack-classification"
 STREAM_MAX_SECONDS = 900.0
@@ -40,6 +40,7 @@ class GatewayState:
     breakers: Breakers
     counters: Counters
     detector: Detector
+    writer: MeterWriter
     facts: Facts = field(default_factory=Facts)
 
 
@@ -186,8 +187,7 @@ def _response_headers(call: Call) -> dict[str, str]:
 
 async def _finish(request: Request, state: GatewayState, prepared: Prepared) -> None:
     prepared.call.latency_ms = (time.perf_counter() - prepared.started) * 1000
-    with request.app.state.db.session() as session:
-        await run_in_threadpool(record, session, state.counters, prepared.call, prepared.budget_period)
+    await state.writer.submit(prepared.call, prepared.budget_period, state.counters)
 
 
 async def _all_failed(request: Request, state: GatewayState, prepared: Prepared, failures: list[str]) -> Unavailable:

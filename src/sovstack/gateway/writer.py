@@ -1,0 +1,82 @@
+"""Group commit of finished calls: one transaction for every call that finished while the last one wrote.
+
+Each request still waits until its own usage row and audit event are committed (so metering is never
+behind the client), but concurrent requests share a commit instead of queueing one by one on the
+database's write lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from sovstack.core.db import Database
+from sovstack.gateway.metering import Call, Counters, stage
+
+MAX_BATCH = 128
+Item = tuple[Call, str | None, Counters, "asyncio.Future[None]"]
+
+
+class MeterWriter:
+    """The per-process writer; its queue and task live on the event loop that first used it."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[Item] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _ensure(self) -> asyncio.Queue[Item]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._queue is None or self._task is None or self._task.done():
+            self._loop, self._queue = loop, asyncio.Queue()
+            self._task = loop.create_task(self._run(self._queue))
+        return self._queue
+
+    async def submit(self, call: Call, budget_period: str | None, counters: Counters) -> None:
+        """Record the call; returns once it is committed (raises what the commit raised)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ensure().put_nowait((call, budget_period, counters, future))
+        await future
+
+    async def _run(self, queue: asyncio.Queue[Item]) -> None:
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < MAX_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
+            try:
+                await run_in_threadpool(self._write, batch)
+            except SQLAlchemyError as exc:
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+
+    def _write(self, batch: list[Item]) -> None:
+        with self.db.session() as session:
+            for call, period, counters, _ in batch:
+                stage(session, counters, call, period)
+            session.commit()
+
+    async def aclose(self) -> None:
+        """Stop the writer after it has written what is queued."""
+        queue, task = self._queue, self._task
+        if task is None or queue is None or task.done():
+            return
+        while not queue.empty():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    def __repr__(self) -> str:
+        pending: Any = self._queue.qsize() if self._queue else 0
+        return f"MeterWriter(pending={pending})"
