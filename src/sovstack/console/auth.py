@@ -15,7 +15,6 @@ from sovstack.core.errors import Refused, Unauthenticated
 from sovstack.core.tables import ConsoleSession
 
 LOGIN_CSRF_COOKIE = "sovstack_login_csrf"
-CSRF_FIELD = "csrf_token"
 
 
 def console_user(request: Request, session: SessionDep) -> tuple[ConsoleSession, Principal]:

@@ -1,7 +1,8 @@
 """The errors sovstack raises on purpose, and how each reaches a user.
 
     SovstackError                 base; never raised itself
-    ├── BadInput                  400/422  CLI 2   a value is wrong (names the field)
+    ├── BadInput                  422      CLI 2   a value is wrong (names the field)
+    │   ├── MalformedBody         400      CLI 2   the body is not the JSON it must be
     │   ├── NotFound              404      CLI 2   the thing named does not exist
     │   ├── Conflict              409      CLI 2   it clashes with what exists (duplicate name)
     │   └── PayloadTooLarge       413      CLI 2   the body is larger than allowed
@@ -62,6 +63,10 @@ class BadInput(SovstackError):
     status = 422
     exit_code = 2
     type = "invalid_request"
+
+
+class MalformedBody(BadInput):
+    status = 400
 
 
 class NotFound(BadInput):

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from sovstack.core.api.deps import SESSION_COOKIE, PrincipalDep, SessionDep, SettingsDep
 from sovstack.core.base import utcnow
 from sovstack.core.context import unit_of_work
-from sovstack.core.errors import BadInput, Refused, Unauthenticated
+from sovstack.core.errors import BadInput, MalformedBody, Refused, Unauthenticated
 from sovstack.gateway import proxy, service, usage
 from sovstack.gateway.schemas import (
     BudgetSet,
@@ -37,9 +37,7 @@ async def _body(request: Request, required: tuple[str, ...]) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        err = BadInput(f"the request body is not valid JSON: {exc}", field="body")
-        err.status = 400
-        raise err from exc
+        raise MalformedBody(f"the request body is not valid JSON: {exc}", field="body") from exc
     if not isinstance(body, dict):
         raise BadInput("the request body must be a JSON object", field="body")
     for name in required:

@@ -11,7 +11,7 @@ import yaml
 
 from sovstack.core import identity
 from sovstack.core.base import utcnow
-from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, say, session_of, state
+from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, ref, say, session_of, state
 from sovstack.core.errors import BadInput
 from sovstack.gateway import service, usage
 from sovstack.gateway.schemas import BudgetSet, Catalogue, CutoffRequest, KeyPolicySet, ModelCreate, OrgLoggingSet
@@ -109,7 +109,7 @@ def budget(ctx: typer.Context, organisation: str, tokens: int = typer.Option(...
            period: str = typer.Option("month", help="day|month")) -> None:
     """Set an organisation's token budget per period."""
     with change(ctx) as s:
-        org = identity.get_organisation(s, int(organisation) if organisation.isdigit() else organisation)
+        org = identity.get_organisation(s, ref(organisation))
         service.set_budget(s, OPERATOR, BudgetSet(organisation_id=org.id, tokens=tokens,
                                                   period=period))
     say(f"{org.name}: {tokens} tokens per {period}")
@@ -121,7 +121,7 @@ def logging_cmd(ctx: typer.Context, organisation: str,
                 retention_days: int = typer.Option(30, min=1, max=3650)) -> None:
     """Opt an organisation in to (or out of) keeping prompts and completions for a retention period."""
     with change(ctx) as s:
-        org = identity.get_organisation(s, int(organisation) if organisation.isdigit() else organisation)
+        org = identity.get_organisation(s, ref(organisation))
         service.set_org_logging(s, OPERATOR, org.id, OrgLoggingSet(enabled=enable, retention_days=retention_days))
     say(f"{org.name}: prompts and completions " + (f"kept {retention_days} days" if enable else "not kept"))
 

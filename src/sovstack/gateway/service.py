@@ -28,11 +28,6 @@ from sovstack.gateway.schemas import (
 from sovstack.gateway.secrets import seal, unseal
 from sovstack.gateway.tables import Deployment, GatewayModel, KeyPolicy, OrgBudget, OrgLogging
 
-# Fields of a deployment compared by `apply` (the API key is compared separately, decrypted).
-DEPLOYMENT_FIELDS = ("backend", "base_url", "upstream_model", "hosting_jurisdiction", "licence", "open_weights",
-                     "languages", "context_length", "price_in", "price_out", "priority", "weight",
-                     "timeout_seconds")
-
 
 def list_models(session: Session) -> list[GatewayModel]:
     q = select(GatewayModel).options(selectinload(GatewayModel.deployments)).order_by(GatewayModel.name)

@@ -8,7 +8,6 @@ database's write lock.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -76,7 +75,3 @@ class MeterWriter:
             await task
         except asyncio.CancelledError:
             pass
-
-    def __repr__(self) -> str:
-        pending: Any = self._queue.qsize() if self._queue else 0
-        return f"MeterWriter(pending={pending})"

@@ -13,7 +13,15 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sovstack.core.context import record_refusal
-from sovstack.core.errors import BadInput, RateLimited, Refused, SovstackError, Unauthenticated, Unavailable
+from sovstack.core.errors import (
+    BadInput,
+    MalformedBody,
+    RateLimited,
+    Refused,
+    SovstackError,
+    Unauthenticated,
+    Unavailable,
+)
 
 log = logging.getLogger("sovstack")
 API_PREFIXES = ("/api/", "/v1/", "/healthz", "/readyz", "/metrics")
@@ -61,10 +69,9 @@ async def on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     if any(e.get("type") == "json_invalid" for e in errors):
-        err = BadInput("the request body is not valid JSON", field="body",
-                       reasons=[str(e.get("ctx", {}).get("error", "")) for e in errors if e.get("ctx")])
-        err.status = 400
-        return render(request, err)
+        return render(request, MalformedBody(
+            "the request body is not valid JSON", field="body",
+            reasons=[str(e.get("ctx", {}).get("error", "")) for e in errors if e.get("ctx")]))
     first = errors[0] if errors else {}
     field = _field(tuple(first.get("loc", ())))
     reasons = [f"{_field(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in errors]

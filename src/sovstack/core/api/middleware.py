@@ -9,6 +9,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sovstack.core.errors import PayloadTooLarge
+
 # Pages and API answers may load only what this server serves: the console works air-gapped.
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
        "connect-src 'self'; font-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
@@ -68,10 +70,8 @@ class BodyLimit:
                 await self._refuse(send, openai)
 
     async def _refuse(self, send: Send, openai: bool) -> None:
-        message = f"request body larger than {self.max_bytes} bytes"
-        error = ({"message": message, "type": "invalid_request_error", "param": "body", "code": "payload_too_large"}
-                 if openai else {"type": "payload_too_large", "field": "body", "reasons": [], "message": message})
-        body = json.dumps({"error": error}).encode()
+        err = PayloadTooLarge(f"request body larger than {self.max_bytes} bytes", field="body")
+        body = json.dumps(err.openai_body() if openai else err.body()).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})

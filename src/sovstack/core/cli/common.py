@@ -119,5 +119,10 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def ref(value: str) -> int | str:
+    """A CLI reference to a row: digits are an id, anything else a name (or email, or key prefix)."""
+    return int(value) if value.isdigit() else value
+
+
 def say(message: str) -> None:
     Console(soft_wrap=True).print(message)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sovstack.core import identity
-from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, emit_one, say, session_of, state
+from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, emit_one, ref, say, session_of, state
 from sovstack.core.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -53,7 +53,7 @@ def org_update(ctx: typer.Context, org: str, name: str | None = None, kind: str 
     data = OrganisationUpdate(name=name, kind=kind, jurisdiction=jurisdiction,
                               description=description)
     with change(ctx) as s:
-        found = identity.get_organisation(s, _ref(org))
+        found = identity.get_organisation(s, ref(org))
         updated = identity.update_organisation(s, OPERATOR, found.id, data)
     emit_one(OrganisationPublic.model_validate(updated), as_json)
 
@@ -86,7 +86,7 @@ def user_update(ctx: typer.Context, user: str, name: str | None = None,
     """Change a user (by id or email): name, password, --admin/--no-admin, --active/--no-active."""
     data = UserUpdate(name=name, password=password, is_admin=admin, is_active=active)
     with change(ctx) as s:
-        found = identity.get_user(s, _ref(user))
+        found = identity.get_user(s, ref(user))
         identity.update_user(s, OPERATOR, found.id, data)
     say(f"updated user {found.id} {found.email}")
 
@@ -96,7 +96,7 @@ def user_grant(ctx: typer.Context, user: str, org: str = typer.Option(..., "--or
                role: str = typer.Option(..., help="org_admin|steward|reviewer|member")) -> None:
     """Give a user a role in an organisation."""
     with change(ctx) as s:
-        u, o = identity.get_user(s, _ref(user)), identity.get_organisation(s, _ref(org))
+        u, o = identity.get_user(s, ref(user)), identity.get_organisation(s, ref(org))
         identity.add_membership(s, OPERATOR, MembershipCreate(user_id=u.id, organisation_id=o.id,
                                                               role=role))
     say(f"{u.email} is now {role} in {o.name}")
@@ -107,7 +107,7 @@ def user_revoke_role(ctx: typer.Context, user: str, org: str = typer.Option(...,
                      role: str = typer.Option(...)) -> None:
     """Take a role in an organisation away from a user."""
     with change(ctx) as s:
-        u, o = identity.get_user(s, _ref(user)), identity.get_organisation(s, _ref(org))
+        u, o = identity.get_user(s, ref(user)), identity.get_organisation(s, ref(org))
         identity.remove_membership(s, OPERATOR, MembershipCreate(user_id=u.id, organisation_id=o.id,
                                                                  role=role))
     say(f"{u.email} no longer holds {role} in {o.name}")
@@ -120,8 +120,8 @@ def key_create(ctx: typer.Context, name: str, user: str = typer.Option(..., help
                expires_in_days: int | None = None, as_json: bool = JsonOpt) -> None:
     """Create an API key; the whole key is printed this once."""
     with change(ctx) as s:
-        owner = identity.get_user(s, _ref(user))
-        org_id = identity.get_organisation(s, _ref(org)).id if org else None
+        owner = identity.get_user(s, ref(user))
+        org_id = identity.get_organisation(s, ref(org)).id if org else None
         data = ApiKeyCreate(name=name, scopes=scope, organisation_id=org_id, expires_in_days=expires_in_days,
                             user_id=owner.id)
         key, secret = identity.create_api_key(s, OPERATOR, data, state(ctx).scopes)
@@ -140,7 +140,7 @@ def key_list(ctx: typer.Context, user: str | None = None, as_json: bool = JsonOp
     with session_of(ctx) as s:
         keys = identity.list_api_keys(s, OPERATOR, all_users=True)
         if user:
-            owner = identity.get_user(s, _ref(user))
+            owner = identity.get_user(s, ref(user))
             keys = [k for k in keys if k.user_id == owner.id]
         rows = [ApiKeyPublic.model_validate(k) for k in keys]
     emit(rows, ["id", "prefix", "name", "user_id", "scopes", "expires_at", "revoked_at", "last_used_at"], as_json)
@@ -150,9 +150,5 @@ def key_list(ctx: typer.Context, user: str | None = None, as_json: bool = JsonOp
 def key_revoke(ctx: typer.Context, key: str = typer.Argument(..., help="Key id or prefix (sk-xxxxxxxx).")) -> None:
     """Revoke an API key at once."""
     with change(ctx) as s:
-        revoked = identity.revoke_api_key(s, OPERATOR, _ref(key))
+        revoked = identity.revoke_api_key(s, OPERATOR, ref(key))
     say(f"revoked {revoked.prefix}")
-
-
-def _ref(value: str) -> int | str:
-    return int(value) if value.isdigit() else value

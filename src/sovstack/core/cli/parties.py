@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from sovstack.core import parties
-from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, emit_one, session_of, state
+from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, emit_one, ref, session_of, state
 from sovstack.core.jurisdictions import catalogue
 from sovstack.core.schemas import PartyCreate, PartyUpdate
 
@@ -50,7 +50,7 @@ def party_update(ctx: typer.Context, party: str, jurisdiction: str | None = None
     data = PartyUpdate(jurisdiction=jurisdiction, ultimate_parent=parent, parent_jurisdiction=parent_jurisdiction,
                        notes=notes)
     with change(ctx) as s:
-        updated = parties.update_party(s, OPERATOR, int(party) if party.isdigit() else party, data)
+        updated = parties.update_party(s, OPERATOR, ref(party), data)
     emit_one(parties.public(updated, state(ctx).settings.home_jurisdiction), as_json)
 
 
@@ -58,7 +58,7 @@ def party_update(ctx: typer.Context, party: str, jurisdiction: str | None = None
 def party_show(ctx: typer.Context, party: str, as_json: bool = JsonOpt) -> None:
     """One party, with the foreign laws that reach it."""
     with session_of(ctx) as s:
-        found = parties.get_party(s, int(party) if party.isdigit() else party)
+        found = parties.get_party(s, ref(party))
         emit_one(parties.public(found, state(ctx).settings.home_jurisdiction), as_json)
 
 

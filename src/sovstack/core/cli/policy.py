@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from sovstack.core import parties, policy
-from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, say, session_of, state
+from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, ref, say, session_of, state
 from sovstack.core.context import Principal
 from sovstack.core.errors import BadInput
 from sovstack.core.jurisdictions import check_country
@@ -61,7 +61,7 @@ def policy_check(ctx: typer.Context,
     if action not in ("process", "download", "sandbox"):
         raise BadInput(f"unknown action {action!r}; one of process, download, sandbox", field="action")
     with session_of(ctx) as s:
-        found = parties.get_party(s, int(party) if party.isdigit() else party) if party else None
+        found = parties.get_party(s, ref(party)) if party else None
         doc = policy.current(s, state(ctx).settings.home_jurisdiction)
         decision = policy.decide(doc, A_MEMBER,
                                  action,  # type: ignore[arg-type]

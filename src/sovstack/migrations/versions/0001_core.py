@@ -15,6 +15,12 @@ depends_on = None
 
 
 def upgrade() -> None:
+    _identity()
+    _parties_and_policy()
+    _audit()
+
+
+def _identity() -> None:
     op.create_table(
         "organisations",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -78,6 +84,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name="uq_console_sessions_token_hash"),
     )
     op.create_index("ix_console_sessions_user_id", "console_sessions", ["user_id"])
+
+
+def _parties_and_policy() -> None:
     op.create_table(
         "parties",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -98,6 +107,9 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(320), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
     )
+
+
+def _audit() -> None:
     op.create_table(
         "audit_events",
         sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=False),
