@@ -129,7 +129,7 @@ async def catalogue_page(request: Request, session: Session, settings: Settings,
         return home, catalogue_view(session, home, state.breakers), names
 
     home, models, party_names = await run_in_threadpool(load)
-    reach = await probe_all(state.client, models)
+    reach = await probe_all(state.probe, models)
     names = {code: c.name for code, c in jurisdiction_catalogue().countries.items()}
     return console_of(request).page(
         request, "gateway_models.html", error.status if error else 200, models=models, reach=reach, home=home,

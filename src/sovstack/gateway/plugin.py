@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from sovstack.core.plugins import ConsolePages, DemoContext, InventoryItem, hookimpl
 from sovstack.core.settings import Settings
-from sovstack.gateway import demo, pages, service
+from sovstack.gateway import demo, http1, pages, service
 from sovstack.gateway.api import openai_router, router
 from sovstack.gateway.cli import gateway_app
 from sovstack.gateway.language import Detector
@@ -20,7 +20,7 @@ from sovstack.gateway.proxy import GatewayState
 from sovstack.gateway.routing import Breakers
 from sovstack.gateway.writer import MeterWriter
 
-UPSTREAM_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+PROBE_LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=0)
 
 
 @hookimpl
@@ -55,7 +55,8 @@ def _counters(settings: Settings) -> Counters:
 def sovstack_app_created(app: FastAPI) -> None:
     settings: Settings = app.state.settings
     counters = _counters(settings)
-    app.state.gateway = GatewayState(client=httpx.AsyncClient(limits=UPSTREAM_LIMITS), breakers=Breakers(),
+    app.state.gateway = GatewayState(client=http1.Client(), probe=httpx.AsyncClient(limits=PROBE_LIMITS),
+                                     breakers=Breakers(),
                                      counters=counters, detector=Detector(),
                                      writer=MeterWriter(app.state.db))
 
@@ -69,6 +70,7 @@ def sovstack_app_shutdown(app: FastAPI) -> Awaitable[None] | None:
 async def _close(state: GatewayState) -> None:
     await state.writer.aclose()
     await state.client.aclose()
+    await state.probe.aclose()
 
 
 @hookimpl

@@ -18,7 +18,7 @@ from sovstack.core.api.deps import authenticate
 from sovstack.core.base import utcnow
 from sovstack.core.context import Principal
 from sovstack.core.errors import BadInput, NotFound, RateLimited, Refused, Unavailable
-from sovstack.gateway import routing
+from sovstack.gateway import http1, routing
 from sovstack.gateway.facts import Facts, KeyFacts, Snapshot
 from sovstack.gateway.language import Detector
 from sovstack.gateway.metering import Call, Counters, record, window
@@ -36,7 +36,8 @@ PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings"}
 class GatewayState:
     """Per-app state of the gateway: the upstream client, the circuits, the counters, the detector."""
 
-    client: httpx.AsyncClient
+    client: http1.Client
+    probe: httpx.AsyncClient  # the console's reachability probes, off the hot path
     breakers: Breakers
     counters: Counters
     detector: Detector
@@ -155,17 +156,18 @@ def _headers(cand: Candidate) -> dict[str, str]:
 
 async def _post(state: GatewayState, cand: Candidate, path: str, body: dict[str, Any]) -> dict[str, Any] | Response:
     try:
-        resp = await state.client.post(cand.base_url + path, content=orjson.dumps(_upstream_body(body, cand)),
-                                       headers=_headers(cand), timeout=cand.timeout)
-    except httpx.HTTPError as exc:
-        raise UpstreamFailed(f"{type(exc).__name__}") from exc
-    if resp.status_code == 429 or resp.status_code >= 500:
-        raise UpstreamFailed(f"HTTP {resp.status_code}")
-    if resp.status_code >= 400:
+        resp = await state.client.post(cand.base_url + path, orjson.dumps(_upstream_body(body, cand)),
+                                       _headers(cand), cand.timeout)
+        content = await resp.read()
+    except http1.UpstreamError as exc:
+        raise UpstreamFailed(str(exc)) from exc
+    if resp.status == 429 or resp.status >= 500:
+        raise UpstreamFailed(f"HTTP {resp.status}")
+    if resp.status >= 400:
         # The request itself is wrong (the upstream says so): pass its answer on, no failover.
-        return Response(resp.content, status_code=resp.status_code, media_type="application/json")
+        return Response(content, status_code=resp.status, media_type="application/json")
     try:
-        data = orjson.loads(resp.content)
+        data = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
         raise UpstreamFailed("not JSON") from exc
     if not isinstance(data, dict):
@@ -229,18 +231,17 @@ async def forward(request: Request, state: GatewayState, prepared: Prepared, bod
     raise await _all_failed(request, state, prepared, failures)
 
 
-async def _open_stream(state: GatewayState, cand: Candidate, body: dict[str, Any]) -> httpx.Response:
+async def _open_stream(state: GatewayState, cand: Candidate, body: dict[str, Any]) -> http1.Response:
     upstream = _upstream_body(body, cand)
     upstream["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-    req = state.client.build_request("POST", cand.base_url + PATHS["chat"], content=orjson.dumps(upstream),
-                                     headers=_headers(cand), timeout=cand.timeout)
     try:
-        resp = await state.client.send(req, stream=True)
-    except httpx.HTTPError as exc:
-        raise UpstreamFailed(type(exc).__name__) from exc
-    if resp.status_code == 429 or resp.status_code >= 400:
-        await resp.aclose()
-        raise UpstreamFailed(f"HTTP {resp.status_code}")
+        resp = await state.client.post(cand.base_url + PATHS["chat"], orjson.dumps(upstream), _headers(cand),
+                                       cand.timeout)
+    except http1.UpstreamError as exc:
+        raise UpstreamFailed(str(exc)) from exc
+    if resp.status == 429 or resp.status >= 400:
+        resp.close()
+        raise UpstreamFailed(f"HTTP {resp.status}")
     return resp
 
 
@@ -272,12 +273,12 @@ def _error_event(message: str) -> bytes:
 
 
 async def _relay(request: Request, state: GatewayState, prepared: Prepared, cand: Candidate,
-                 resp: httpx.Response) -> AsyncIterator[bytes]:
+                 resp: http1.Response) -> AsyncIterator[bytes]:
     call, breaker = prepared.call, state.breakers.of(cand.id)
     deadline = time.monotonic() + min(STREAM_MAX_SECONDS, cand.timeout * STREAM_TIMEOUT_FACTOR)
     finished, event = False, bytearray()
     try:
-        async for line in resp.aiter_lines():
+        async for line in resp.iter_lines():
             if time.monotonic() > deadline:
                 raise UpstreamFailed("the stream went on past its time limit")
             if line.strip() == "data: [DONE]":
@@ -293,7 +294,7 @@ async def _relay(request: Request, state: GatewayState, prepared: Prepared, cand
                 yield bytes(event) + b"\n"
                 event.clear()
         raise UpstreamFailed("the upstream closed the stream before [DONE]")
-    except (httpx.HTTPError, UpstreamFailed) as exc:
+    except (http1.UpstreamError, UpstreamFailed) as exc:
         breaker.failed()
         call.outcome, call.reasons = "interrupted", [f"{cand.name}: {exc or type(exc).__name__} mid-stream"]
         finished = True
@@ -302,7 +303,7 @@ async def _relay(request: Request, state: GatewayState, prepared: Prepared, cand
     finally:
         # When the client went away the generator is being cancelled: shield the clean-up and the metering.
         with anyio.CancelScope(shield=True):
-            await resp.aclose()
+            resp.close()
             if not finished:
                 call.outcome = "client_closed"
                 await _finish(request, state, prepared)
