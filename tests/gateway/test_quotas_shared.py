@@ -8,12 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import redis
+from sqlalchemy import select
 
 from sovstack.core.context import unit_of_work
 from sovstack.core.settings import Settings
 from sovstack.gateway import service
 from sovstack.gateway.metering import RedisCounters
 from sovstack.gateway.schemas import KeyPolicySet
+from sovstack.gateway.tables import Counter
 from tests.conftest import start_server, stop_server
 from tests.gateway.conftest import OPERATOR, Gateway, deployment, fresh_minute, register
 from tests.gateway.upstream import Upstream
@@ -61,3 +63,23 @@ def test_redis_counters_when_configured(gateway: Gateway, upstreams: Callable[..
     keys = [k.decode() for k in client.keys("sovstack:rpm:*")]
     assert len(keys) == 1 and int(client.get(keys[0]) or 0) == 5 and 0 < client.ttl(keys[0]) <= 120
     client.flushdb()
+
+
+@pytest.mark.server
+def test_leased_rate_limit_never_exceeds_the_limit_across_workers(gateway: Gateway, settings: Settings,
+                                                                  upstreams: Callable[..., Upstream]) -> None:
+    # 200 per minute: each process claims blocks of 4 from the shared counter instead of writing per request.
+    register(gateway.db, "m", deployment("d", upstreams("d").url))
+    _limit(gateway, 200)
+    srv = start_server(settings, workers=2)
+    try:
+        fresh_minute()
+        codes = _burst(srv.url, gateway.key, 240)
+    finally:
+        stop_server(srv)
+    ok = codes.count(200)
+    assert codes.count(200) + codes.count(429) == 240
+    assert 200 - 4 <= ok <= 200, ok  # never over; early by at most one unused block of the other process
+    with gateway.db.session() as s:
+        claims = s.scalar(select(Counter.count).where(Counter.name.like("rpm:%")))
+    assert claims is not None and claims >= ok

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -86,6 +87,45 @@ class RedisCounters:
 
     def get(self, session: Session, name: str, window: str) -> int:
         return int(self.client.get(f"sovstack:{name}:{window}") or 0)
+
+
+LEASE_SHARE = 50  # a process claims at most 1/50 of a key's per-minute limit at a time …
+LEASE_MAX = 100  # … and never more than this many requests
+
+
+class RateLeases:
+    """Admission under a per-minute limit shared by every process, without a shared write per request.
+
+    A process claims a block of requests from the shared counter (one atomic add) and admits from it
+    locally until it is spent. The shared counter is the sum of claims, so the limit is never exceeded
+    by all processes together; a block another process has claimed but not used may refuse a request
+    early, by at most ``limit / LEASE_SHARE`` per other process. Limits under ``LEASE_SHARE`` claim one
+    request at a time: exact, as if there were no leases.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[str, tuple[str, int]] = {}  # key prefix -> (window, requests left in its claims)
+
+    def admit(self, session: Session, counters: Counters, key_prefix: str, limit: int, now: datetime) -> int | None:
+        """None when admitted; else the seconds until the window resets."""
+        win, reset = window("minute", now)
+        with self._lock:
+            held = self._held.get(key_prefix)
+            if held is not None and held[0] == win and held[1] > 0:
+                self._held[key_prefix] = (win, held[1] - 1)
+                return None
+        block = max(1, min(limit // LEASE_SHARE, LEASE_MAX))
+        claimed = counters.add(session, f"rpm:{key_prefix}", win, block, reset)
+        session.commit()  # every attempt counts, whatever happens to the request next
+        granted = block - max(0, claimed - limit)  # the part of this claim inside the limit
+        if granted <= 0:
+            return reset
+        with self._lock:
+            held = self._held.get(key_prefix)
+            left = held[1] if held is not None and held[0] == win else 0
+            self._held[key_prefix] = (win, left + granted - 1)
+        return None
 
 
 @dataclass

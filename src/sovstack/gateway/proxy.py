@@ -21,7 +21,7 @@ from sovstack.core.errors import BadInput, NotFound, RateLimited, Refused, Unava
 from sovstack.gateway import http1, routing
 from sovstack.gateway.facts import Facts, KeyFacts, Snapshot
 from sovstack.gateway.language import Detector
-from sovstack.gateway.metering import Call, Counters, record, window
+from sovstack.gateway.metering import Call, Counters, RateLeases, record, window
 from sovstack.gateway.routing import Breakers, Candidate
 from sovstack.gateway.secrets import unseal
 from sovstack.gateway.writer import MeterWriter
@@ -43,6 +43,7 @@ class GatewayState:
     detector: Detector
     writer: MeterWriter
     facts: Facts = field(default_factory=Facts)
+    leases: RateLeases = field(default_factory=RateLeases)
 
 
 @dataclass
@@ -73,10 +74,8 @@ def _check_quotas(session: Any, state: GatewayState, who: Principal, snap: Snaps
     now = utcnow()
     key = snap.keys.get(who.key_prefix or "")
     if key and key.requests_per_minute:
-        win, reset = window("minute", now)
-        used = state.counters.add(session, f"rpm:{who.key_prefix}", win, 1, reset)
-        session.commit()  # every attempt counts, whatever happens to the request next
-        if used > key.requests_per_minute:
+        reset = state.leases.admit(session, state.counters, who.key_prefix or "", key.requests_per_minute, now)
+        if reset is not None:
             raise RateLimited(f"rate limit of {key.requests_per_minute} requests per minute reached for key "
                               f"{who.key_prefix}; resets in {reset} s", retry_after=reset)
     budget = snap.budgets.get(who.organisation_id) if who.organisation_id is not None else None
@@ -106,7 +105,7 @@ def prepare(request: Request, state: GatewayState, endpoint: str, body: dict[str
     """Everything that needs the database before the upstream call (runs in a worker thread)."""
     settings, db = request.app.state.settings, request.app.state.db
     with db.session() as session:
-        who = authenticate(request, session)
+        who = authenticate(request, session, roles=False)  # the gateway acts on the key's org and scopes
         if not who.has_scope("gateway"):
             raise Refused("this API key lacks the gateway scope", action="gateway.auth",
                           reasons=[f"key {who.key_prefix} has scopes {sorted(who.scopes)}"])
