@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -83,3 +85,26 @@ def test_leased_rate_limit_never_exceeds_the_limit_across_workers(gateway: Gatew
     with gateway.db.session() as s:
         claims = s.scalar(select(Counter.count).where(Counter.name.like("rpm:%")))
     assert claims is not None and claims >= ok
+
+
+def test_a_held_sqlite_write_lock_moves_admission_to_a_thread_not_the_loop(
+        gateway: Gateway, settings: Settings, upstreams: Callable[..., Upstream]) -> None:
+    if gateway.db.dialect != "sqlite":
+        pytest.skip("the event-loop admission path is SQLite's; PostgreSQL always admits in a worker thread")
+    register(gateway.db, "m", deployment("d", upstreams("d").url))
+    _limit(gateway, 5)  # under 50: every request claims from the shared counter, a write
+    fresh_minute()
+    locker = sqlite3.connect(settings.home / "sovstack.db", isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(_burst, gateway.url, gateway.key, 1)
+            time.sleep(0.3)
+            started = time.perf_counter()
+            assert httpx.get(f"{gateway.url}/healthz", timeout=5).status_code == 200
+            assert time.perf_counter() - started < 0.2, "the event loop waited for the lock"
+            assert not pending.done()
+            locker.execute("COMMIT")
+            assert pending.result(timeout=20) == [200]
+    finally:
+        locker.close()

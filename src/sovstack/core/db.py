@@ -23,13 +23,14 @@ from sovstack.core.settings import Settings
 __all__ = ["Base", "Database", "utcnow"]
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+SQLITE_BUSY_MS = 15_000  # how long a SQLite connection waits for another's write lock
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=15000")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
     cur.close()
 
 
@@ -42,7 +43,7 @@ class Database:
         kwargs: dict[str, Any] = {"future": True}
         if url.startswith("sqlite"):
             settings.home.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 15}
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000}
         else:
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
         self.engine: Engine = create_engine(url, **kwargs)

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -248,6 +248,7 @@ _KEY_AND_OWNER = (select(ApiKey.id, ApiKey.key_hash, ApiKey.scopes, ApiKey.expir
                          ApiKey.last_used_at, ApiKey.organisation_id, User.id, User.email, User.is_admin,
                          User.is_active)
                   .join(User, ApiKey.user_id == User.id))
+_KEY_BY_PREFIX = _KEY_AND_OWNER.where(ApiKey.prefix == bindparam("prefix"))
 
 
 def authenticate_key(session: Session, token: str, touch_seconds: int = 60, *, roles: bool = True) -> Principal:
@@ -260,7 +261,7 @@ def authenticate_key(session: Session, token: str, touch_seconds: int = 60, *, r
     if not token.startswith(KEY_PREFIX) or prefix == token:
         raise Unauthenticated("malformed API key: expected 'Authorization: Bearer sk-…'")
     # Columns, not entities: this runs on every API and gateway request.
-    row = session.execute(_KEY_AND_OWNER.where(ApiKey.prefix == prefix)).first()
+    row = session.connection().execute(_KEY_BY_PREFIX, {"prefix": prefix}).first()  # Core: no ORM state
     if row is None or not hmac.compare_digest(row.key_hash, _sha(token)):
         raise Unauthenticated("invalid API key")
     key_id, _, scopes, expires_at, revoked_at, last_used_at, org_id, user_id, email, is_admin, is_active = row

@@ -8,7 +8,6 @@ from typing import Any, Literal
 import orjson
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from sovstack.core.api.deps import SESSION_COOKIE, PrincipalDep, SessionDep, SettingsDep
 from sovstack.core.base import utcnow
@@ -61,7 +60,7 @@ async def chat_completions(request: Request) -> Response:
     if not isinstance(body["messages"], list) or not body["messages"]:
         raise BadInput("messages must be a non-empty list", field="messages")
     state = request.app.state.gateway
-    prepared = await run_in_threadpool(proxy.prepare, request, state, "chat", body)
+    prepared = await proxy.admit(request, state, "chat", body)
     if body.get("stream"):
         return await proxy.stream(request, state, prepared, body)
     return await proxy.forward(request, state, prepared, body)
@@ -72,7 +71,7 @@ async def embeddings(request: Request) -> Response:
     _require_credentials(request)
     body = await _body(request, ("model", "input"))
     state = request.app.state.gateway
-    prepared = await run_in_threadpool(proxy.prepare, request, state, "embeddings", body)
+    prepared = await proxy.admit(request, state, "embeddings", body)
     return await proxy.forward(request, state, prepared, body)
 
 

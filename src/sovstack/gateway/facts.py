@@ -124,7 +124,7 @@ class Facts:
         self._snapshot: Snapshot | None = None
 
     def current(self, session: Session, home: str, unseal: Callable[[str], str]) -> Snapshot:
-        stamp = tuple(session.execute(_STAMP).one())
+        stamp = tuple(session.connection().execute(_STAMP).one())
         snap = self._snapshot
         if snap is not None and snap.stamp == stamp and time.monotonic() - snap.loaded < MAX_AGE:
             return snap

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,11 +13,15 @@ import httpx
 import orjson
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from sovstack.core import policy
 from sovstack.core.api.deps import authenticate
 from sovstack.core.base import utcnow
 from sovstack.core.context import Principal
+from sovstack.core.db import SQLITE_BUSY_MS
 from sovstack.core.errors import BadInput, NotFound, RateLimited, Refused, Unavailable
 from sovstack.gateway import http1, routing
 from sovstack.gateway.facts import Facts, KeyFacts, Snapshot
@@ -101,34 +106,78 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-def prepare(request: Request, state: GatewayState, endpoint: str, body: dict[str, Any]) -> Prepared:
-    """Everything that needs the database before the upstream call (runs in a worker thread)."""
-    settings, db = request.app.state.settings, request.app.state.db
-    with db.session() as session:
-        who = authenticate(request, session, roles=False)  # the gateway acts on the key's org and scopes
-        if not who.has_scope("gateway"):
-            raise Refused("this API key lacks the gateway scope", action="gateway.auth",
-                          reasons=[f"key {who.key_prefix} has scopes {sorted(who.scopes)}"])
-        snap = state.facts.current(session, settings.home_jurisdiction, lambda t: unseal(settings, t))
-        classification = _classification(request, snap.keys.get(who.key_prefix or ""))
-        budget_period = _check_quotas(session, state, who, snap)
-        model = snap.models.get(body["model"])
-        if model is None:
-            raise NotFound(f"the model {body['model']!r} does not exist", field="model")
-        call = Call(actor=who.actor, key_prefix=who.key_prefix or "", organisation_id=who.organisation_id,
-                    model=model.name, endpoint=endpoint, classification=classification)
-        if who.organisation_id is not None and who.organisation_id in snap.keep_days:
-            call.keep_days = snap.keep_days[who.organisation_id]
-            call.prompt = orjson.dumps(body.get("messages") or body.get("input")).decode()
-        if model.language_routing:
-            call.language = state.detector.detect(_last_user_text(body)) or ""
-        # Process decisions do not depend on who asks, so a plan serves every request of its kind.
-        plan = snap.plans.get((model.name, classification))
-        if plan is None:
-            plan = snap.plans[(model.name, classification)] = routing.plan(
-                snap.policy, None, classification, model.deployments)
-        if not plan.allowed:
-            _refuse(session, state, call, plan.refused)
+class _WouldWait(Exception):
+    """SQLite's write lock is held by another connection: do this in a worker thread, where waiting is fine."""
+
+
+async def admit(request: Request, state: GatewayState, endpoint: str, body: dict[str, Any]) -> Prepared:
+    """``prepare`` on the event loop when the database answers at once, else in a worker thread.
+
+    On SQLite, a request's reads (key, catalogue stamp, budget) take tens of microseconds, less than
+    handing them to a thread; its rare writes (a rate-limit claim, the key's last-use stamp) may meet
+    another process's write lock, and then the whole preparation moves to a thread instead of
+    blocking the loop. Over a network database every statement is a round trip: always a thread.
+    """
+    if request.app.state.db.dialect == "sqlite":
+        try:
+            return prepare(request, state, endpoint, body, wait=False)
+        except _WouldWait:
+            pass
+    return await run_in_threadpool(prepare, request, state, endpoint, body)
+
+
+@contextmanager
+def _no_waiting(session: Session) -> Iterator[None]:
+    """SQLite: fail at once instead of waiting for the write lock (raises _WouldWait)."""
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute("PRAGMA busy_timeout=0")
+    try:
+        yield
+    except OperationalError as exc:
+        if "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
+            raise
+        session.rollback()
+        raise _WouldWait from exc
+    finally:
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        cursor.close()
+
+
+def prepare(request: Request, state: GatewayState, endpoint: str, body: dict[str, Any], *,
+            wait: bool = True) -> Prepared:
+    """Everything that needs the database before the upstream call."""
+    db = request.app.state.db
+    with db.session() as session, (nullcontext() if wait else _no_waiting(session)):
+        return _prepare(request, session, state, endpoint, body)
+
+
+def _prepare(request: Request, session: Session, state: GatewayState, endpoint: str,
+             body: dict[str, Any]) -> Prepared:
+    settings = request.app.state.settings
+    who = authenticate(request, session, roles=False)  # the gateway acts on the key's org and scopes
+    if not who.has_scope("gateway"):
+        raise Refused("this API key lacks the gateway scope", action="gateway.auth",
+                      reasons=[f"key {who.key_prefix} has scopes {sorted(who.scopes)}"])
+    snap = state.facts.current(session, settings.home_jurisdiction, lambda t: unseal(settings, t))
+    classification = _classification(request, snap.keys.get(who.key_prefix or ""))
+    budget_period = _check_quotas(session, state, who, snap)
+    model = snap.models.get(body["model"])
+    if model is None:
+        raise NotFound(f"the model {body['model']!r} does not exist", field="model")
+    call = Call(actor=who.actor, key_prefix=who.key_prefix or "", organisation_id=who.organisation_id,
+                model=model.name, endpoint=endpoint, classification=classification)
+    if who.organisation_id is not None and who.organisation_id in snap.keep_days:
+        call.keep_days = snap.keep_days[who.organisation_id]
+        call.prompt = orjson.dumps(body.get("messages") or body.get("input")).decode()
+    if model.language_routing:
+        call.language = state.detector.detect(_last_user_text(body)) or ""
+    # Process decisions do not depend on who asks, so a plan serves every request of its kind.
+    plan = snap.plans.get((model.name, classification))
+    if plan is None:
+        plan = snap.plans[(model.name, classification)] = routing.plan(
+            snap.policy, None, classification, model.deployments)
+    if not plan.allowed:
+        _refuse(session, state, call, plan.refused)
     return Prepared(call, routing.order(plan.allowed, call.language or None), budget_period)
 
 
