@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -226,3 +226,26 @@ def test_oversize_body_is_refused_in_openai_shape(gateway: Gateway) -> None:
     big = {"model": "m", "messages": [{"role": "user", "content": "x" * 2_000_000}]}
     r = post(gateway, body=big)
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_oversize_body_without_a_declared_length_is_refused_in_openai_shape(gateway: Gateway) -> None:
+    def chunks() -> Iterator[bytes]:  # sent chunked: no Content-Length for the limit to read up front
+        yield b'{"model": "m", "messages": [{"role": "user", "content": "'
+        for _ in range(40):
+            yield b"x" * 65536
+        yield b'"}]}'
+
+    r = httpx.post(f"{gateway.url}/v1/chat/completions", content=chunks(), timeout=30,
+                   headers={"Authorization": f"Bearer {gateway.key}", "Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_v1_calls_are_counted_and_carry_the_security_headers(gateway: Gateway,
+                                                             upstreams: Callable[..., Upstream]) -> None:
+    register(gateway.db, "m", deployment("d", upstreams("d").url))
+    r = post(gateway)
+    assert r.status_code == 200 and r.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    metrics = httpx.get(f"{gateway.url}/metrics", headers={"Authorization": f"Bearer {gateway.admin_key}"},
+                        timeout=10).text
+    assert 'route="/v1/chat/completions",status="200"' in metrics

@@ -116,10 +116,15 @@ def plan(doc: policy.PolicyDocument, who: Principal | None, classification: str,
     return Plan(allowed, refused)
 
 
+_RNG = random.Random()  # seeded once: a new Random per request reads the OS entropy source each time
+
+
 def order(candidates: list[Candidate], language: str | None = None,
           rng: random.Random | None = None) -> list[Candidate]:
     """Deployments best at the language first (by quality tier); then by priority; weighted within a priority."""
-    rng = rng or random.Random()
+    if len(candidates) < 2:
+        return list(candidates)
+    rng = rng or _RNG
 
     def key(c: Candidate) -> tuple[int, int, float]:
         fit = c.tiers.get(language, len(TIERS)) if language else 0

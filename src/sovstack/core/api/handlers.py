@@ -102,6 +102,16 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
     return render(request, err)
 
 
+EXPECTED = (SovstackError, OperationalError)
+
+
+async def respond_to(request: Request, exc: Exception) -> Response:
+    """What the installed handlers answer for an ``EXPECTED`` error (routes served outside the router)."""
+    if isinstance(exc, SovstackError):
+        return await on_sovstack_error(request, exc)
+    return await on_database_down(request, exc)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(SovstackError, on_sovstack_error)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sovstack.core.errors import PayloadTooLarge
@@ -107,3 +111,46 @@ class Observe:
             name = getattr(route, "path", "unmatched")
             self.metrics.requests.labels(scope["method"], name, str(status[0])).inc()
             self.metrics.latency.labels(scope["method"], name).observe(time.perf_counter() - start)
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class DirectRoute:
+    """What ``Observe`` reads off ``scope["route"]`` for its metrics label."""
+
+    path: str
+
+
+class Direct:
+    """Serve a few hot routes without the router and the dependency machinery.
+
+    For endpoints that take only the request and do their own authentication (the model gateway's
+    ``/v1`` calls, where the framework's dispatch cost as much as the gateway's own work). It sits
+    inside ``Observe`` and ``BodyLimit``, so metrics, security headers and the body limit still apply,
+    and errors are answered by the same handlers as on routed requests. The routes stay registered
+    on the app too (for the route walk and the reference), but requests never reach them there.
+    """
+
+    def __init__(self, app: ASGIApp, routes: dict[tuple[str, str], Endpoint],
+                 on_error: Callable[[Request, Exception], Awaitable[Response]],
+                 handled: tuple[type[Exception], ...]) -> None:
+        # Errors outside ``handled`` go up as on routed requests: the body limit and the last-resort
+        # handler (which logs the bug and answers 500 without a trace) are outside this middleware.
+        self.app, self.routes, self.on_error, self.handled = app, routes, on_error, handled
+        self._labels = {key: DirectRoute(key[1]) for key in routes}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = (scope.get("method", ""), scope.get("path", ""))
+        endpoint = self.routes.get(key) if scope["type"] == "http" else None
+        if endpoint is None:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = self._labels[key]
+        request = Request(scope, receive)
+        try:
+            response = await endpoint(request)
+        except self.handled as exc:
+            response = await self.on_error(request, exc)
+        await response(scope, receive, send)
