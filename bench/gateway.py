@@ -50,7 +50,7 @@ from sovstack.core.schemas import (
     UserCreate,
 )
 from sovstack.core.settings import Settings
-from sovstack.gateway import service
+from sovstack.gateway import http1, service
 from sovstack.gateway.schemas import BudgetSet, Catalogue, KeyPolicySet
 
 OPERATOR = Principal.system("bench")
@@ -283,6 +283,7 @@ class Job:
     in_flight: int      # concurrent requests in this process
     seconds: float
     bound: int          # the most requests this process sends
+    lean: bool = True   # sovstack's HTTP/1.1 client on uvloop; False: httpx on asyncio (the earlier figures)
 
 
 @dataclass(frozen=True)
@@ -301,36 +302,56 @@ async def _client(job: Job) -> ClientRun:
     latencies: list[float] = []
     first_bytes: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=job.in_flight, max_keepalive_connections=job.in_flight)
-    async with httpx.AsyncClient(headers=headers, timeout=30, limits=limits) as client:
-        began = time.time()
-        deadline = time.perf_counter() + job.seconds
+    began = time.time()
+    deadline = time.perf_counter() + job.seconds
 
-        async def one() -> None:
-            nonlocal errors
-            while time.perf_counter() < deadline and len(latencies) + errors < job.bound:
-                start = time.perf_counter()
-                first = None
-                try:
-                    async with client.stream("POST", job.url, content=body) as resp:
-                        tail = b""
-                        async for chunk in resp.aiter_raw():
-                            first = first or time.perf_counter()
-                            tail = (tail + chunk)[-64:]
-                        ok = resp.status_code == 200 and (not job.stream or b"data: [DONE]" in tail)
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    latencies.append(time.perf_counter() - start)
-                    first_bytes.append((first or start) - start)
-                else:
-                    errors += 1
+    async def send(client: Any) -> tuple[bool, float | None]:
+        """One request; (answered in full, time of the first body byte)."""
+        first, tail = None, b""
+        if job.lean:
+            resp = await client.post(job.url, body, headers, 30.0)
+            async for chunk in resp.iter_bytes():
+                first = first or time.perf_counter()
+                tail = (tail + chunk)[-64:]
+            status = resp.status
+        else:
+            async with client.stream("POST", job.url, content=body, headers=headers) as resp:
+                async for chunk in resp.aiter_raw():
+                    first = first or time.perf_counter()
+                    tail = (tail + chunk)[-64:]
+                status = resp.status_code
+        return status == 200 and (not job.stream or b"data: [DONE]" in tail), first
 
-        await asyncio.gather(*(one() for _ in range(job.in_flight)))
+    async def one(client: Any) -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline and len(latencies) + errors < job.bound:
+            start = time.perf_counter()
+            try:
+                ok, first = await send(client)
+            except (httpx.HTTPError, http1.UpstreamError):
+                ok, first = False, None
+            if ok:
+                latencies.append(time.perf_counter() - start)
+                first_bytes.append((first or start) - start)
+            else:
+                errors += 1
+
+    if job.lean:
+        client = http1.Client(max_idle_per_host=job.in_flight)
+        await asyncio.gather(*(one(client) for _ in range(job.in_flight)))
+        await client.aclose()
+    else:
+        limits = httpx.Limits(max_connections=job.in_flight, max_keepalive_connections=job.in_flight)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as hclient:
+            await asyncio.gather(*(one(hclient) for _ in range(job.in_flight)))
     return ClientRun(latencies, first_bytes, errors, began, time.time())
 
 
 def client_process(job: Job) -> ClientRun:
+    if job.lean:
+        import uvloop
+
+        return uvloop.run(_client(job))
     return asyncio.run(_client(job))
 
 
@@ -347,11 +368,11 @@ class Load:
 
 
 def load(url: str, key: str | None, model: str, *, stream: bool, concurrency: int, seconds: float,
-         server_pid: int, bound: int = 10_000_000) -> Load:
+         server_pid: int, bound: int = 10_000_000, lean: bool = True) -> Load:
     """Run the clients; the server's CPU and its workers' RSS are read before and after."""
     processes = 1 if concurrency == 1 else CLIENT_PROCESSES
     per_process = concurrency // processes
-    job = Job(url, key, model, stream, per_process, seconds, bound // processes)
+    job = Job(url, key, model, stream, per_process, seconds, bound // processes, lean)
     pids = descendants(server_pid)
     rss_before, cpu_before = rss_mib(workers_of(server_pid) or pids), cpu_seconds(pids)
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
@@ -401,18 +422,21 @@ def run(settings: Settings, db: Database, sizes: Sizes, args: argparse.Namespace
             return
         with running_sovstack(settings) as (url, server_pid):
             chat, direct_chat = f"{url}/v1/chat/completions", f"{upstream}/chat/completions"
+            lean = not args.httpx_client
             print(f"gateway: {SERVER_WORKERS} workers, database {db.dialect}, quotas "
                   f"{'off' if args.no_quotas else 'on'}; {sizes.seconds:.0f} s per run; c=32 is "
-                  f"{CLIENT_PROCESSES} client processes × 8", flush=True)
+                  f"{CLIENT_PROCESSES} client processes × 8; load client "
+                  f"{'httpx on asyncio' if args.httpx_client else 'sovstack http1 on uvloop'}", flush=True)
 
             def both(stream: bool, concurrency: int) -> tuple[Load, Load]:
                 for target, k, m, pid in ((chat, key, MODEL, server_pid),
                                           (direct_chat, None, "bench-upstream", upstream_pid)):
-                    load(target, k, m, stream=stream, concurrency=1, seconds=sizes.warmup, server_pid=pid)
+                    load(target, k, m, stream=stream, concurrency=1, seconds=sizes.warmup, server_pid=pid,
+                         lean=lean)
                 gw = load(chat, key, MODEL, stream=stream, concurrency=concurrency, seconds=sizes.seconds,
-                          server_pid=server_pid)
+                          server_pid=server_pid, lean=lean)
                 direct = load(direct_chat, None, "bench-upstream", stream=stream, concurrency=concurrency,
-                              seconds=sizes.seconds, server_pid=upstream_pid)
+                              seconds=sizes.seconds, server_pid=upstream_pid, lean=lean)
                 return gw, direct
 
             rss_start = rss_mib(workers_of(server_pid))
@@ -445,14 +469,14 @@ def run(settings: Settings, db: Database, sizes: Sizes, args: argparse.Namespace
             print(f"  LiteLLM also: {LITELLM['rps_c1']} req/s at c=1, stream {LITELLM['stream_rps_c32']} req/s at "
                   f"c=32, TTFT +{LITELLM['stream_ttft_added']} ms, RSS {LITELLM['rss_mib']} MiB (1 worker)")
             if args.long:
-                long_run(chat, key, server_pid)
+                long_run(chat, key, server_pid, lean)
 
 
-def long_run(chat: str, key: str, server_pid: int) -> None:
+def long_run(chat: str, key: str, server_pid: int, lean: bool) -> None:
     """LONG_REQUESTS requests at c=32: does resident memory stay flat?"""
     start = rss_mib(workers_of(server_pid))
     result = load(chat, key, MODEL, stream=False, concurrency=32, seconds=3600, server_pid=server_pid,
-                  bound=LONG_REQUESTS)
+                  bound=LONG_REQUESTS, lean=lean)
     end = rss_mib(workers_of(server_pid))
     print(f"long run: {result.requests + result.errors:,} requests ({result.errors} errors) at "
           f"{result.rps:,.0f} req/s; workers RSS {start:.0f} MiB → {end:.0f} MiB ({end - start:+.0f} MiB)",
@@ -513,6 +537,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 s loads: a smoke run.")
     parser.add_argument("--long", action="store_true", help=f"Then {LONG_REQUESTS:,} requests: is RSS flat?")
     parser.add_argument("--no-quotas", action="store_true", help="No key rate limit and no org budget.")
+    parser.add_argument("--httpx-client", action="store_true",
+                        help="Load with httpx on asyncio (as the figures before 2026-11-26 14:20 did).")
     parser.add_argument("--profile", action="store_true", help="cProfile the app in-process instead.")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
