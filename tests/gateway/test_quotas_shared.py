@@ -10,14 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import redis
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from sovstack.core.context import unit_of_work
 from sovstack.core.settings import Settings
 from sovstack.gateway import service
 from sovstack.gateway.metering import RedisCounters
 from sovstack.gateway.schemas import KeyPolicySet
-from sovstack.gateway.tables import Counter
+from sovstack.gateway.tables import Counter, Usage
 from tests.conftest import start_server, stop_server
 from tests.gateway.conftest import OPERATOR, Gateway, deployment, fresh_minute, register
 from tests.gateway.upstream import Upstream
@@ -108,3 +108,27 @@ def test_a_held_sqlite_write_lock_moves_admission_to_a_thread_not_the_loop(
             assert pending.result(timeout=20) == [200]
     finally:
         locker.close()
+
+
+def test_a_held_sqlite_write_lock_moves_metering_to_a_thread_not_the_loop(
+        gateway: Gateway, settings: Settings, upstreams: Callable[..., Upstream]) -> None:
+    if gateway.db.dialect != "sqlite":
+        pytest.skip("the event-loop metering path is SQLite's; PostgreSQL always writes in a worker thread")
+    register(gateway.db, "m", deployment("d", upstreams("d").url))
+    assert _burst(gateway.url, gateway.key, 1) == [200]  # the key's last-use stamp is written now, not below
+    locker = sqlite3.connect(settings.home / "sovstack.db", isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(_burst, gateway.url, gateway.key, 1)
+            time.sleep(0.3)
+            started = time.perf_counter()
+            assert httpx.get(f"{gateway.url}/healthz", timeout=5).status_code == 200
+            assert time.perf_counter() - started < 0.2, "the event loop waited for the lock"
+            assert not pending.done(), "answered before its usage and audit were committed"
+            locker.execute("COMMIT")
+            assert pending.result(timeout=20) == [200]
+    finally:
+        locker.close()
+    with gateway.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Usage)) == 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,13 +25,17 @@ __all__ = ["Base", "Database", "utcnow"]
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_MS = 15_000  # how long a SQLite connection waits for another's write lock
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
-    cur.close()
+
+def _sqlite_pragmas(busy_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cur.close()
+
+    return on_connect
 
 
 class Database:
@@ -47,10 +51,16 @@ class Database:
         else:
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
         self.engine: Engine = create_engine(url, **kwargs)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         audit.attach(self.sessions)
+        self._nowait_engine: Engine | None = None
+        self._nowait = self.sessions
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas(SQLITE_BUSY_MS))
+            self._nowait_engine = create_engine(url, **kwargs)  # connects only when first used
+            event.listen(self._nowait_engine, "connect", _sqlite_pragmas(0))
+            self._nowait = sessionmaker(self._nowait_engine, expire_on_commit=False)
+            audit.attach(self._nowait)
 
     @property
     def dialect(self) -> str:
@@ -60,6 +70,14 @@ class Database:
     def session(self) -> Iterator[Session]:
         """A session that is closed afterwards; the caller commits."""
         with self.sessions() as session:
+            yield session
+
+    @contextmanager
+    def session_nowait(self) -> Iterator[Session]:
+        """SQLite: a session whose connection fails at once ("database is locked") instead of waiting
+        for another connection's write lock — for work on an event loop, which must never wait.
+        Other databases: a normal session (their waits are the caller's to avoid)."""
+        with self._nowait() as session:
             yield session
 
     def ping(self) -> None:
@@ -93,6 +111,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._nowait_engine is not None:
+            self._nowait_engine.dispose()
 
 
 def _first_line(exc: BaseException) -> str:

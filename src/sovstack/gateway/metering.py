@@ -21,11 +21,18 @@ _counters: Table = Counter.__table__  # type: ignore[assignment]
 _INSERT_USAGE = insert(Usage)
 
 
+_MINUTES: dict[datetime, str] = {}  # this minute's start -> its window name (strftime is the costly part)
+
+
 def window(period: str, now: datetime) -> tuple[str, int]:
     """The fixed window containing ``now`` and the seconds until it resets."""
     if period == "minute":
         start = now.replace(second=0, microsecond=0)
-        return start.strftime("%Y-%m-%dT%H:%M"), int((start + timedelta(minutes=1) - now).total_seconds()) + 1
+        name = _MINUTES.get(start)
+        if name is None:
+            _MINUTES.clear()
+            name = _MINUTES[start] = start.strftime("%Y-%m-%dT%H:%M")
+        return name, int((start + timedelta(minutes=1) - now).total_seconds()) + 1
     if period == "day":
         start = now.replace(hour=0, minute=0, second=0, microsecond=0)
         return start.strftime("%Y-%m-%d"), int((start + timedelta(days=1) - now).total_seconds()) + 1

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +20,6 @@ from sovstack.core import policy
 from sovstack.core.api.deps import authenticate
 from sovstack.core.base import utcnow
 from sovstack.core.context import Principal
-from sovstack.core.db import SQLITE_BUSY_MS
 from sovstack.core.errors import BadInput, NotFound, RateLimited, Refused, Unavailable
 from sovstack.gateway import http1, routing
 from sovstack.gateway.facts import Facts, KeyFacts, Snapshot
@@ -126,29 +124,21 @@ async def admit(request: Request, state: GatewayState, endpoint: str, body: dict
     return await run_in_threadpool(prepare, request, state, endpoint, body)
 
 
-@contextmanager
-def _no_waiting(session: Session) -> Iterator[None]:
-    """SQLite: fail at once instead of waiting for the write lock (raises _WouldWait)."""
-    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    cursor.execute("PRAGMA busy_timeout=0")
-    try:
-        yield
-    except OperationalError as exc:
-        if "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
-            raise
-        session.rollback()
-        raise _WouldWait from exc
-    finally:
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
-        cursor.close()
-
-
 def prepare(request: Request, state: GatewayState, endpoint: str, body: dict[str, Any], *,
             wait: bool = True) -> Prepared:
     """Everything that needs the database before the upstream call."""
     db = request.app.state.db
-    with db.session() as session, (nullcontext() if wait else _no_waiting(session)):
-        return _prepare(request, session, state, endpoint, body)
+    if wait:
+        with db.session() as session:
+            return _prepare(request, session, state, endpoint, body)
+    with db.session_nowait() as session:
+        try:
+            return _prepare(request, session, state, endpoint, body)
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
+                raise
+            session.rollback()
+            raise _WouldWait from exc
 
 
 def _prepare(request: Request, session: Session, state: GatewayState, endpoint: str,
