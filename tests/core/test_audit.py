@@ -226,3 +226,25 @@ def test_rolled_back_transaction_does_not_move_the_head(db: Database) -> None:
         head = s.get(AuditHead, 1)
         assert head is not None and head.last_seq == 1
     assert verify(db) == audit.Verification(True, 1)
+
+
+def test_record_many_appends_in_order_between_single_records(db: Database) -> None:
+    append(db, 2)
+    with db.session() as s:
+        first = audit.record(s, actor="a", action="test.one")
+        many = audit.record_many(s, [audit.Event(actor="b", action="test.many", target=f"t:{i}", detail={"i": i})
+                                     for i in range(5)])
+        last = audit.record(s, actor="c", action="test.one", outcome="refused", reasons=["because"])
+        assert audit.record_many(s, []) == []
+        s.commit()
+    assert (first, many, last) == (3, [4, 5, 6, 7, 8], 9)
+    assert verify(db) == audit.Verification(True, 9)
+    with db.session() as s:
+        targets = s.scalars(select(AuditEvent.target).where(AuditEvent.action == "test.many")
+                            .order_by(AuditEvent.seq)).all()
+        assert targets == [f"t:{i}" for i in range(5)]
+        with pytest.raises(ValueError):
+            audit.record_many(s, [audit.Event(actor="x", action="y"), audit.Event(actor="x", action="y",
+                                                                                  outcome="maybe")])
+        s.rollback()
+    assert verify(db) == audit.Verification(True, 9)

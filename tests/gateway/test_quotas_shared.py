@@ -132,3 +132,17 @@ def test_a_held_sqlite_write_lock_moves_metering_to_a_thread_not_the_loop(
         locker.close()
     with gateway.db.session() as s:
         assert s.scalar(select(func.count()).select_from(Usage)) == 2
+
+
+def test_gateway_calls_survive_the_database_dropping_pooled_connections(
+        gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
+    if gateway.db.dialect != "postgresql":
+        pytest.skip("dropping the server side of pooled connections is a PostgreSQL scenario")
+    register(gateway.db, "m", deployment("d", upstreams("d").url))
+    assert _burst(gateway.url, gateway.key, 4) == [200] * 4  # the pool now holds live connections
+    with gateway.db.engine.connect() as conn:
+        dropped = conn.exec_driver_sql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()").scalar()
+    assert dropped
+    assert _burst(gateway.url, gateway.key, 4) == [200] * 4

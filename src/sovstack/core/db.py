@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sovstack.core import audit
@@ -23,6 +23,7 @@ from sovstack.core.settings import Settings
 __all__ = ["Base", "Database", "utcnow"]
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+T = TypeVar("T")
 SQLITE_BUSY_MS = 15_000  # how long a SQLite connection waits for another's write lock
 
 
@@ -49,7 +50,10 @@ class Database:
             settings.home.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000}
         else:
-            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
+            # No ping per checkout (a round trip on every request): a connection the server dropped
+            # fails its first statement, which invalidates the pool; callers with idempotent work retry
+            # with ``Database.reconnecting``; connections are also replaced every half hour.
+            kwargs.update(pool_pre_ping=False, pool_recycle=1800, pool_size=10, max_overflow=10)
         self.engine: Engine = create_engine(url, **kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         audit.attach(self.sessions)
@@ -79,6 +83,15 @@ class Database:
         Other databases: a normal session (their waits are the caller's to avoid)."""
         with self._nowait() as session:
             yield session
+
+    def reconnecting(self, work: Callable[[], T]) -> T:
+        """Run idempotent ``work``; once more if the server had dropped the pooled connection it used."""
+        try:
+            return work()
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        return work()
 
     def ping(self) -> None:
         """Raise Unavailable unless the database answers."""

@@ -174,20 +174,33 @@ def record(session: Session, counters: Counters, call: Call, budget_period: str 
 
 def stage(session: Session, counters: Counters, call: Call, budget_period: str | None) -> None:
     """Write one call's usage, budget tokens, transcript and audit event into the session's transaction."""
-    session.connection().execute(_INSERT_USAGE, {
-        "at": utcnow(), "key_prefix": call.key_prefix, "organisation_id": call.organisation_id, "model": call.model,
+    stage_many(session, counters, [(call, budget_period)])
+
+
+def stage_many(session: Session, counters: Counters, calls: list[tuple[Call, str | None]]) -> None:
+    """Write several calls' usage in one transaction: the usage rows in one statement, each
+    organisation's tokens in one counter update, then each call's transcript and audit event."""
+    now = utcnow()
+    session.connection().execute(_INSERT_USAGE, [{
+        "at": now, "key_prefix": call.key_prefix, "organisation_id": call.organisation_id, "model": call.model,
         "deployment": call.answered, "endpoint": call.endpoint, "classification": call.classification,
         "language": call.language, "tokens_in": call.tokens_in, "tokens_out": call.tokens_out, "cost": call.cost,
-        "latency_ms": call.latency_ms, "tries": len(call.tried), "outcome": call.outcome})
-    tokens = call.tokens_in + call.tokens_out
-    if budget_period and call.organisation_id is not None and tokens:
-        win, ttl = window(budget_period, utcnow())
-        counters.add(session, f"tokens:{call.organisation_id}", win, tokens, ttl)
-    if call.keep_days and call.organisation_id is not None:
-        _keep_transcript(session, call)
-    outcome = {"ok": "ok", "refused": "refused"}.get(call.outcome, "failed")
-    audit.record(session, actor=call.actor, action=f"gateway.{call.endpoint}", target=f"model:{call.model}",
-                 outcome=outcome, reasons=call.reasons, detail=call.detail())
+        "latency_ms": call.latency_ms, "tries": len(call.tried), "outcome": call.outcome} for call, _ in calls])
+    spent: dict[tuple[int, str], int] = {}
+    for call, period in calls:
+        tokens = call.tokens_in + call.tokens_out
+        if period and call.organisation_id is not None and tokens:
+            spent[(call.organisation_id, period)] = spent.get((call.organisation_id, period), 0) + tokens
+    for (org, period), tokens in spent.items():
+        win, ttl = window(period, now)
+        counters.add(session, f"tokens:{org}", win, tokens, ttl)
+    for call, _ in calls:
+        if call.keep_days and call.organisation_id is not None:
+            _keep_transcript(session, call)
+    audit.record_many(session, [
+        audit.Event(actor=call.actor, action=f"gateway.{call.endpoint}", target=f"model:{call.model}",
+                    outcome={"ok": "ok", "refused": "refused"}.get(call.outcome, "failed"), reasons=call.reasons,
+                    detail=call.detail()) for call, _ in calls])
 
 
 def _keep_transcript(session: Session, call: Call) -> None:

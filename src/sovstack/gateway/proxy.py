@@ -20,6 +20,7 @@ from sovstack.core import policy
 from sovstack.core.api.deps import authenticate
 from sovstack.core.base import utcnow
 from sovstack.core.context import Principal
+from sovstack.core.db import Database
 from sovstack.core.errors import BadInput, NotFound, RateLimited, Refused, Unavailable
 from sovstack.gateway import http1, routing
 from sovstack.gateway.facts import Facts, KeyFacts, Snapshot
@@ -127,10 +128,13 @@ async def admit(request: Request, state: GatewayState, endpoint: str, body: dict
 def prepare(request: Request, state: GatewayState, endpoint: str, body: dict[str, Any], *,
             wait: bool = True) -> Prepared:
     """Everything that needs the database before the upstream call."""
-    db = request.app.state.db
+    db: Database = request.app.state.db
     if wait:
-        with db.session() as session:
-            return _prepare(request, session, state, endpoint, body)
+        def work() -> Prepared:
+            with db.session() as session:
+                return _prepare(request, session, state, endpoint, body)
+
+        return db.reconnecting(work)  # nothing is written before the reads that would meet a dropped link
     with db.session_nowait() as session:
         try:
             return _prepare(request, session, state, endpoint, body)

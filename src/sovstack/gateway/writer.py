@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from sovstack.core.db import Database
-from sovstack.gateway.metering import Call, Counters, stage
+from sovstack.gateway.metering import Call, Counters, stage_many
 
 MAX_BATCH = 128
 Item = tuple[Call, str | None, Counters, "asyncio.Future[None]"]
@@ -75,13 +75,19 @@ class MeterWriter:
         return True
 
     def _write(self, batch: list[Item]) -> None:
-        with self.db.session() as session:
-            self._stage(session, batch)
+        def work() -> None:
+            with self.db.session() as session:
+                self._stage(session, batch)
+
+        self.db.reconnecting(work)  # a pooled connection the server dropped fails before anything is written
 
     @staticmethod
     def _stage(session: Session, batch: list[Item]) -> None:
-        for call, period, counters, _ in batch:
-            stage(session, counters, call, period)
+        by_counters: dict[int, tuple[Counters, list[tuple[Call, str | None]]]] = {}
+        for call, period, counters, _ in batch:  # one Counters per app; tests may swap it mid-run
+            by_counters.setdefault(id(counters), (counters, []))[1].append((call, period))
+        for counters, calls in by_counters.values():
+            stage_many(session, counters, calls)
         session.commit()
 
     async def aclose(self) -> None:
