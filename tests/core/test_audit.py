@@ -248,3 +248,12 @@ def test_record_many_appends_in_order_between_single_records(db: Database) -> No
                                                                                   outcome="maybe")])
         s.rollback()
     assert verify(db) == audit.Verification(True, 9)
+
+
+def test_autocommit_sessions_cannot_append(db: Database) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("session_autocommit is a normal session on SQLite")
+    with db.session_autocommit() as s:
+        with pytest.raises(RuntimeError, match="cannot append"):
+            audit.record(s, actor="a", action="test.one")
+    assert verify(db) == audit.Verification(True, 0)

@@ -34,6 +34,7 @@ _INSERT = "INSERT INTO audit_events (" + _COLUMNS + ") VALUES ({marks})"
 _WRITE_HEAD = "UPDATE audit_head SET last_seq = {m}, last_hash = {m} WHERE id = 1"
 _TIP_AFTER = "SELECT seq, hash FROM audit_events WHERE seq > {m} ORDER BY seq DESC LIMIT 1"
 _TIP = "sovstack.audit.tip"
+NO_APPEND = "sovstack.audit.no_append"  # set in a session's info when it cannot hold the chain's lock
 
 
 @dataclass
@@ -69,6 +70,8 @@ def _tip(session: Session) -> _Tip:
     if tip is not None and session.in_nested_transaction():
         session.connection()  # SQLAlchemy emits a pending SAVEPOINT only when its connection is asked for
     if tip is None:
+        if session.info.get(NO_APPEND):
+            raise RuntimeError("this session commits each statement on its own: it cannot append to the audit log")
         # The first event of a transaction locks the head row (SQLite: the write lock; PostgreSQL:
         # the row lock) until commit, so appenders in any process queue here and never fork.
         conn = session.connection()

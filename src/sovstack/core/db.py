@@ -57,6 +57,8 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         audit.attach(self.sessions)
+        self._autocommit = sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                                        expire_on_commit=False)
         self._nowait_engine: Engine | None = None
         self._nowait = self.sessions
         if url.startswith("sqlite"):
@@ -92,6 +94,19 @@ class Database:
             if not exc.connection_invalidated:
                 raise
         return work()
+
+    @contextmanager
+    def session_autocommit(self) -> Iterator[Session]:
+        """PostgreSQL: a session whose every statement commits on its own — no BEGIN and ROLLBACK
+        round trips around a request's reads. For reads and single-statement writes only: the audit
+        log refuses to append in it (its chain needs one transaction). SQLite: a normal session."""
+        if self.dialect != "postgresql":
+            with self.session() as session:
+                yield session
+            return
+        with self._autocommit() as session:
+            session.info[audit.NO_APPEND] = True
+            yield session
 
     def ping(self) -> None:
         """Raise Unavailable unless the database answers."""

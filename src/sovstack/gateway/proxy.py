@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,13 +132,14 @@ def prepare(request: Request, state: GatewayState, endpoint: str, body: dict[str
     db: Database = request.app.state.db
     if wait:
         def work() -> Prepared:
-            with db.session() as session:
-                return _prepare(request, session, state, endpoint, body)
+            # PostgreSQL: the reads and the single-statement writes commit on their own (fewer round trips).
+            with db.session_autocommit() as session:
+                return _prepare(request, session, db.session, state, endpoint, body)
 
         return db.reconnecting(work)  # nothing is written before the reads that would meet a dropped link
     with db.session_nowait() as session:
         try:
-            return _prepare(request, session, state, endpoint, body)
+            return _prepare(request, session, db.session_nowait, state, endpoint, body)
         except OperationalError as exc:
             if "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
                 raise
@@ -145,8 +147,9 @@ def prepare(request: Request, state: GatewayState, endpoint: str, body: dict[str
             raise _WouldWait from exc
 
 
-def _prepare(request: Request, session: Session, state: GatewayState, endpoint: str,
-             body: dict[str, Any]) -> Prepared:
+def _prepare(request: Request, session: Session, transaction: Callable[[], AbstractContextManager[Session]],
+             state: GatewayState, endpoint: str, body: dict[str, Any]) -> Prepared:
+    """``session`` for the reads; a ``transaction()`` session for a refusal's usage and audit event."""
     settings = request.app.state.settings
     who = authenticate(request, session, roles=False)  # the gateway acts on the key's org and scopes
     if not who.has_scope("gateway"):
@@ -171,7 +174,8 @@ def _prepare(request: Request, session: Session, state: GatewayState, endpoint: 
         plan = snap.plans[(model.name, classification)] = routing.plan(
             snap.policy, None, classification, model.deployments)
     if not plan.allowed:
-        _refuse(session, state, call, plan.refused)
+        with transaction() as tx:
+            _refuse(tx, state, call, plan.refused)
     return Prepared(call, routing.order(plan.allowed, call.language or None), budget_period)
 
 
