@@ -24,6 +24,7 @@ from sovstack.gateway.schemas import (
     ModelCreate,
     ModelPublic,
     OrgLoggingSet,
+    TranscriptPublic,
     UsageReport,
 )
 
@@ -152,6 +153,23 @@ def org_logging(organisation_id: int, body: OrgLoggingSet, session: SessionDep, 
     with unit_of_work(session, who):
         service.set_org_logging(session, who, organisation_id, body)
     return body
+
+
+@router.get("/organisations/{organisation_id}/transcripts")
+def transcripts(organisation_id: int, session: SessionDep, who: PrincipalDep,
+                limit: int = Query(50, ge=1, le=1000), model: str | None = None) -> list[TranscriptPublic]:
+    """The organisation's kept prompts and completions, newest first (its admins only; audited)."""
+    with unit_of_work(session, who):
+        rows = service.list_transcripts(session, who, organisation_id, limit=limit, model=model)
+        return [TranscriptPublic.model_validate(t) for t in rows]
+
+
+@router.delete("/organisations/{organisation_id}/transcripts")
+def purge_transcripts(organisation_id: int, session: SessionDep, who: PrincipalDep) -> dict[str, int]:
+    """Delete the organisation's kept transcripts now."""
+    with unit_of_work(session, who):
+        deleted = service.purge_transcripts(session, who, organisation_id)
+    return {"deleted": deleted}
 
 
 @router.get("/usage")

@@ -14,7 +14,15 @@ from sovstack.core.base import utcnow
 from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, ref, say, session_of, state
 from sovstack.core.errors import BadInput
 from sovstack.gateway import service, usage
-from sovstack.gateway.schemas import BudgetSet, Catalogue, CutoffRequest, KeyPolicySet, ModelCreate, OrgLoggingSet
+from sovstack.gateway.schemas import (
+    BudgetSet,
+    Catalogue,
+    CutoffRequest,
+    KeyPolicySet,
+    ModelCreate,
+    OrgLoggingSet,
+    TranscriptPublic,
+)
 
 gateway_app = typer.Typer(help="The model gateway: models, deployments, cut-offs, usage.", no_args_is_help=True)
 
@@ -124,6 +132,27 @@ def logging_cmd(ctx: typer.Context, organisation: str,
         org = identity.get_organisation(s, ref(organisation))
         service.set_org_logging(s, OPERATOR, org.id, OrgLoggingSet(enabled=enable, retention_days=retention_days))
     say(f"{org.name}: prompts and completions " + (f"kept {retention_days} days" if enable else "not kept"))
+
+
+@gateway_app.command("transcripts")
+def transcripts_cmd(ctx: typer.Context, organisation: str,
+                    limit: int = typer.Option(20, min=1, max=1000),
+                    model: str | None = typer.Option(None, help="Only this logical model."),
+                    purge: bool = typer.Option(False, "--purge", help="Delete them all now instead."),
+                    as_json: bool = JsonOpt) -> None:
+    """Read (or purge) an organisation's kept prompts and completions; every read is audited."""
+    with change(ctx) as s:
+        org = identity.get_organisation(s, ref(organisation))
+        if purge:
+            deleted = service.purge_transcripts(s, OPERATOR, org.id)
+        else:
+            rows = [TranscriptPublic.model_validate(t) for t in
+                    service.list_transcripts(s, OPERATOR, org.id, limit=limit, model=model)]
+    if purge:
+        say(f"{org.name}: {deleted} transcripts deleted")
+        return
+    emit(rows, ["id", "at", "model", "deployment", "key_prefix", "request", "response"], as_json,
+         title=f"{org.name}: kept transcripts, newest first")
 
 
 @gateway_app.command("usage")

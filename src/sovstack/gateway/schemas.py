@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sovstack.core.jurisdictions import check_country
 from sovstack.core.schemas import Strict
@@ -164,3 +164,19 @@ class OrgLoggingSet(Strict):
 
     enabled: bool
     retention_days: int = Field(30, ge=1, le=3650)
+
+
+class TranscriptPublic(BaseModel):
+    """A kept prompt and completion, as its organisation's admins may read it until it expires."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    expires_at: datetime
+    organisation_id: int
+    key_prefix: str
+    model: str
+    deployment: str
+    request: str
+    response: str

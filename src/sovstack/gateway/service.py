@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
 from sovstack.core import audit, identity, parties
+from sovstack.core.base import utcnow
 from sovstack.core.context import Principal
 from sovstack.core.errors import BadInput, Conflict, NotFound
 from sovstack.core.policy import rank
@@ -26,7 +27,7 @@ from sovstack.gateway.schemas import (
     OrgLoggingSet,
 )
 from sovstack.gateway.secrets import seal, unseal
-from sovstack.gateway.tables import Deployment, GatewayModel, KeyPolicy, OrgBudget, OrgLogging
+from sovstack.gateway.tables import Deployment, GatewayModel, KeyPolicy, OrgBudget, OrgLogging, Transcript
 
 
 def list_models(session: Session) -> list[GatewayModel]:
@@ -254,3 +255,32 @@ def set_org_logging(session: Session, who: Principal, organisation_id: int, data
     audit.record(session, actor=who.actor, action="gateway.logging", target=f"organisation:{org.id}",
                  detail=data.model_dump())
     return row
+
+
+def list_transcripts(session: Session, who: Principal, organisation_id: int, *, limit: int = 50,
+                     model: str | None = None) -> list[Transcript]:
+    """The organisation's kept transcripts that have not expired, newest first; the read is audited."""
+    org = identity.get_organisation(session, organisation_id)
+    target = f"organisation:{org.id}"
+    who.require_role(org.id, "org_admin", action="gateway.transcripts.read", target=target)
+    q = (select(Transcript).where(Transcript.organisation_id == org.id, Transcript.expires_at > utcnow())
+         .order_by(Transcript.id.desc()).limit(limit))
+    if model:
+        q = q.where(Transcript.model == model)
+    rows = list(session.scalars(q))
+    # Who read which prompts is itself worth knowing: the event names them, never their content.
+    audit.record(session, actor=who.actor, action="gateway.transcripts.read", target=target,
+                 detail={"count": len(rows), "ids": [t.id for t in rows], "model": model})
+    return rows
+
+
+def purge_transcripts(session: Session, who: Principal, organisation_id: int) -> int:
+    """Delete all of the organisation's kept transcripts now (the retention period is a maximum)."""
+    org = identity.get_organisation(session, organisation_id)
+    target = f"organisation:{org.id}"
+    who.require_role(org.id, "org_admin", action="gateway.transcripts.purge", target=target)
+    result = session.execute(delete(Transcript).where(Transcript.organisation_id == org.id))
+    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    audit.record(session, actor=who.actor, action="gateway.transcripts.purge", target=target,
+                 detail={"deleted": count})
+    return count
