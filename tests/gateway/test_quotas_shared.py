@@ -39,17 +39,41 @@ def _burst(url: str, key: str, n: int) -> list[int]:
         return list(pool.map(one, range(n)))
 
 
+def _burst_two_workers(gw: Gateway, settings: Settings, rpm: int, n: int) -> list[int]:
+    """n requests against `sovstack serve --workers 2` with a per-minute limit of rpm, in one fresh minute."""
+    _limit(gw, rpm)
+    srv = start_server(settings, workers=2)
+    try:
+        fresh_minute()
+        return _burst(srv.url, gw.key, n)
+    finally:
+        stop_server(srv)
+
+
+def _held_write_lock_leaves_the_loop_free(gw: Gateway, settings: Settings) -> None:
+    """Hold SQLite's write lock as another process would; one call must wait for it in a thread while
+    the event loop keeps answering, and answer once the lock is free."""
+    locker = sqlite3.connect(settings.home / "sovstack.db", isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(_burst, gw.url, gw.key, 1)
+            time.sleep(0.3)
+            started = time.perf_counter()
+            assert httpx.get(f"{gw.url}/healthz", timeout=5).status_code == 200
+            assert time.perf_counter() - started < 0.2, "the event loop waited for the lock"
+            assert not pending.done(), "answered before its writes were committed"
+            locker.execute("COMMIT")
+            assert pending.result(timeout=20) == [200]
+    finally:
+        locker.close()
+
+
 @pytest.mark.server
 def test_rate_limit_is_shared_by_two_workers(gateway: Gateway, settings: Settings,
                                             upstreams: Callable[..., Upstream]) -> None:
     register(gateway.db, "m", deployment("d", upstreams("d").url))
-    _limit(gateway, 6)
-    srv = start_server(settings, workers=2)
-    try:
-        fresh_minute()
-        codes = _burst(srv.url, gateway.key, 10)
-    finally:
-        stop_server(srv)
+    codes = _burst_two_workers(gateway, settings, 6, 10)
     assert sorted(codes) == [200] * 6 + [429] * 4
 
 
@@ -72,13 +96,7 @@ def test_leased_rate_limit_never_exceeds_the_limit_across_workers(gateway: Gatew
                                                                   upstreams: Callable[..., Upstream]) -> None:
     # 200 per minute: each process claims blocks of 4 from the shared counter instead of writing per request.
     register(gateway.db, "m", deployment("d", upstreams("d").url))
-    _limit(gateway, 200)
-    srv = start_server(settings, workers=2)
-    try:
-        fresh_minute()
-        codes = _burst(srv.url, gateway.key, 240)
-    finally:
-        stop_server(srv)
+    codes = _burst_two_workers(gateway, settings, 200, 240)
     ok = codes.count(200)
     assert codes.count(200) + codes.count(429) == 240
     assert 200 - 4 <= ok <= 200, ok  # never over; early by at most one unused block of the other process
@@ -94,20 +112,7 @@ def test_a_held_sqlite_write_lock_moves_admission_to_a_thread_not_the_loop(
     register(gateway.db, "m", deployment("d", upstreams("d").url))
     _limit(gateway, 5)  # under 50: every request claims from the shared counter, a write
     fresh_minute()
-    locker = sqlite3.connect(settings.home / "sovstack.db", isolation_level=None)
-    locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-    try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(_burst, gateway.url, gateway.key, 1)
-            time.sleep(0.3)
-            started = time.perf_counter()
-            assert httpx.get(f"{gateway.url}/healthz", timeout=5).status_code == 200
-            assert time.perf_counter() - started < 0.2, "the event loop waited for the lock"
-            assert not pending.done()
-            locker.execute("COMMIT")
-            assert pending.result(timeout=20) == [200]
-    finally:
-        locker.close()
+    _held_write_lock_leaves_the_loop_free(gateway, settings)
 
 
 def test_a_held_sqlite_write_lock_moves_metering_to_a_thread_not_the_loop(
@@ -116,20 +121,7 @@ def test_a_held_sqlite_write_lock_moves_metering_to_a_thread_not_the_loop(
         pytest.skip("the event-loop metering path is SQLite's; PostgreSQL always writes in a worker thread")
     register(gateway.db, "m", deployment("d", upstreams("d").url))
     assert _burst(gateway.url, gateway.key, 1) == [200]  # the key's last-use stamp is written now, not below
-    locker = sqlite3.connect(settings.home / "sovstack.db", isolation_level=None)
-    locker.execute("BEGIN IMMEDIATE")
-    try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(_burst, gateway.url, gateway.key, 1)
-            time.sleep(0.3)
-            started = time.perf_counter()
-            assert httpx.get(f"{gateway.url}/healthz", timeout=5).status_code == 200
-            assert time.perf_counter() - started < 0.2, "the event loop waited for the lock"
-            assert not pending.done(), "answered before its usage and audit were committed"
-            locker.execute("COMMIT")
-            assert pending.result(timeout=20) == [200]
-    finally:
-        locker.close()
+    _held_write_lock_leaves_the_loop_free(gateway, settings)
     with gateway.db.session() as s:
         assert s.scalar(select(func.count()).select_from(Usage)) == 2
 

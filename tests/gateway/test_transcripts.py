@@ -10,10 +10,10 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
+from sovstack.cli import run
 from sovstack.core import identity
 from sovstack.core.base import utcnow
 from sovstack.core.context import unit_of_work
-from sovstack.cli import run
 from sovstack.core.schemas import MembershipCreate, OrganisationCreate, UserCreate
 from sovstack.core.tables import AuditEvent, User
 from sovstack.gateway import service
