@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.pool import NullPool
 
 from sovstack.core.context import unit_of_work
 from sovstack.core.settings import Settings
@@ -132,9 +133,11 @@ def test_gateway_calls_survive_the_database_dropping_pooled_connections(
         pytest.skip("dropping the server side of pooled connections is a PostgreSQL scenario")
     register(gateway.db, "m", deployment("d", upstreams("d").url))
     assert _burst(gateway.url, gateway.key, 4) == [200] * 4  # the pool now holds live connections
-    with gateway.db.engine.connect() as conn:
+    outsider = create_engine(gateway.db.engine.url, poolclass=NullPool)  # not one of the pool's connections
+    with outsider.connect() as conn:
         dropped = conn.exec_driver_sql(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()").scalar()
+    outsider.dispose()
     assert dropped
     assert _burst(gateway.url, gateway.key, 4) == [200] * 4
