@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, plugins: Iterable[object] = ())
     app.state.metrics = Metrics()
     app.state.scopes = tuple(dict.fromkeys([*CORE_SCOPES, *flatten(pm.hook.sovstack_scopes())]))
     app.state.public_paths = (*PUBLIC_PATHS, *flatten(pm.hook.sovstack_public_paths()))
+    app.state.upload_routes = []  # POST path patterns that stream large bodies (plugins add theirs)
 
     for router in (health.router, identity_api.router, parties_api.router, policy_api.router, audit_api.router,
                    inventory_api.router):
@@ -66,7 +67,8 @@ def create_app(settings: Settings | None = None, plugins: Iterable[object] = ())
 
     pm.hook.sovstack_app_created(app=app)
     handlers.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, uploads=app.state.upload_routes,
+                       upload_max_bytes=settings.max_upload_bytes)
     app.add_middleware(Observe, metrics=app.state.metrics)
     return app
 

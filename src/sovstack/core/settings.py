@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     )
     login_lockout_seconds: int = Field(900, ge=1, description="How long a locked account stays locked.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body the API accepts.")
+    max_upload_bytes: int = Field(
+        50 * 1024**3, ge=1024, description="Largest file upload (dataset versions), streamed to disk."
+    )
+    data_request_sla_hours: int = Field(
+        72, ge=1, description="Access requests waiting longer than this are flagged in stewards' inboxes."
+    )
     api_key_touch_seconds: int = Field(
         60, ge=0, description="Minimum interval between last-used updates of an API key."
     )

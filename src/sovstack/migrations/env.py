@@ -4,6 +4,7 @@ from alembic import context
 
 from sovstack.core import tables  # noqa: F401  (registers the core tables on the metadata)
 from sovstack.core.db import Base
+from sovstack.data import tables as data_tables  # noqa: F401
 from sovstack.gateway import tables as gateway_tables  # noqa: F401
 
 target_metadata = Base.metadata

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,19 +37,31 @@ class _TooLarge(Exception):
 
 
 class BodyLimit:
-    """Refuse bodies over ``max_bytes`` with 413 before the handler reads them."""
+    """Refuse bodies over ``max_bytes`` with 413 before the handler reads them.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    Upload routes (``uploads``: regular expressions matched against ``POST`` paths) stream their
+    bodies to disk and get ``upload_max_bytes`` instead.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, uploads: Sequence[str] = (), upload_max_bytes: int = 0) -> None:
         self.app, self.max_bytes = app, max_bytes
+        self.uploads = [re.compile(p) for p in uploads]
+        self.upload_max_bytes = upload_max_bytes
+
+    def _limit(self, scope: Scope) -> int:
+        if scope["method"] == "POST" and any(p.fullmatch(scope["path"]) for p in self.uploads):
+            return self.upload_max_bytes
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope)
         declared = dict(scope["headers"]).get(b"content-length")
         openai = scope["path"].startswith("/v1/")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send, openai)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, openai, limit)
             return
         seen = 0
         started = False
@@ -58,7 +71,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     raise _TooLarge
             return message
 
@@ -71,10 +84,10 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._refuse(send, openai)
+                await self._refuse(send, openai, limit)
 
-    async def _refuse(self, send: Send, openai: bool) -> None:
-        err = PayloadTooLarge(f"request body larger than {self.max_bytes} bytes", field="body")
+    async def _refuse(self, send: Send, openai: bool, limit: int) -> None:
+        err = PayloadTooLarge(f"request body larger than {limit} bytes", field="body")
         body = json.dumps(err.openai_body() if openai else err.body()).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),

@@ -1,0 +1,136 @@
+"""`sovstack data …`: the catalogue, versions, access requests and grants, as the local operator."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import typer
+
+from sovstack.core import identity
+from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, emit_one, ref, say, session_of, state
+from sovstack.data import access, ingest, search, service
+from sovstack.data.api import grant_public, request_public
+from sovstack.data.schemas import DatasetCreate, RequestDecision
+
+data_app = typer.Typer(help="The data commons: datasets, versions, access requests, grants.", no_args_is_help=True)
+
+LIST_COLUMNS = ["name", "title", "publisher", "classification", "licence", "current_version", "rows"]
+
+
+@data_app.command("list")
+def list_cmd(ctx: typer.Context, q: str = typer.Argument("", help="Words to search for."),
+             classification: str | None = None, publisher: str | None = None, language: str | None = None,
+             licence: str | None = None, limit: int = typer.Option(50, min=1, max=1000),
+             as_json: bool = JsonOpt) -> None:
+    """Search the catalogue (every word, as a prefix), newest first when no words are given."""
+    with session_of(ctx) as s:
+        found = search.find(s, q, search.Filters(publisher, classification, language, licence), anonymous=False,
+                            limit=limit)
+        rows = [service.public(d) for d in found.datasets]
+    emit(rows, LIST_COLUMNS, as_json, title=f"{found.total} datasets")
+
+
+@data_app.command("create")
+def create(ctx: typer.Context, name: str, title: str = typer.Option(...), publisher: str = typer.Option(...),
+           licence: str = typer.Option(..., help="SPDX id, e.g. CC-BY-4.0."),
+           classification: str = typer.Option(..., help="open|restricted|sensitive"),
+           storage: str = typer.Option(..., help="ISO 3166-1 alpha-2 code of where the files are stored."),
+           description: str = "", language: list[str] = typer.Option([], help="BCP-47 tag; repeat."),
+           keyword: list[str] = typer.Option([], help="Repeat for several."), spatial: str = "",
+           temporal_start: str | None = None, temporal_end: str | None = None, provenance: str = "",
+           entity_column: str = "", k: int = typer.Option(10, min=2)) -> None:
+    """Add a dataset to the catalogue (then `sovstack data publish` its file)."""
+    with change(ctx) as s:
+        org = identity.get_organisation(s, ref(publisher))
+        data = DatasetCreate(
+            name=name, title=title, publisher_id=org.id, licence=licence, classification=classification,
+            storage_jurisdiction=storage, description=description, languages=language, keywords=keyword,
+            spatial=spatial, temporal_start=date.fromisoformat(temporal_start) if temporal_start else None,
+            temporal_end=date.fromisoformat(temporal_end) if temporal_end else None, provenance=provenance,
+            entity_column=entity_column, k_threshold=k)
+        service.create_dataset(s, OPERATOR, state(ctx).settings, data)
+    say(f"dataset {name} created ({classification}, stored in {storage})")
+
+
+@data_app.command("show")
+def show(ctx: typer.Context, name: str, as_json: bool = JsonOpt) -> None:
+    """A dataset's metadata and the schema of its current version."""
+    with session_of(ctx) as s:
+        emit_one(service.public(service.get_dataset(s, name)), as_json)
+
+
+@data_app.command("publish")
+def publish(ctx: typer.Context, name: str, file: Path = typer.Argument(..., exists=True, dir_okay=False),
+            fmt: str | None = typer.Option(None, "--format", help="csv|parquet|jsonl (default: from the suffix)"),
+            note: str = "", delimiter: str = ",", allow_schema_change: bool = False) -> None:
+    """Publish a file as the dataset's new current version (converted to Parquet, content-addressed)."""
+    with change(ctx) as s:
+        version = service.publish_version(s, OPERATOR, state(ctx).settings, name, file,
+                                          ingest.format_of(file.name, fmt), note=note, delimiter=delimiter,
+                                          allow_schema_change=allow_schema_change)
+        say(f"{name} version {version.number}: {version.rows} rows, sha256 {version.sha256[:16]}…")
+
+
+@data_app.command("versions")
+def versions(ctx: typer.Context, name: str, as_json: bool = JsonOpt) -> None:
+    """Every version of a dataset, oldest first."""
+    with session_of(ctx) as s:
+        rows = [service.version_public(v) for v in service.versions(s, OPERATOR, name)]
+    emit(rows, ["number", "rows", "source_format", "parquet_bytes", "sha256", "created_by", "created_at"], as_json)
+
+
+@data_app.command("describe")
+def describe(ctx: typer.Context, name: str, column: str, description: str) -> None:
+    """Describe a column (the description carries over to later versions)."""
+    with change(ctx) as s:
+        service.describe_column(s, OPERATOR, name, column, description)
+    say(f"{name}.{column} described")
+
+
+@data_app.command("download")
+def download(ctx: typer.Context, name: str, out: Path = typer.Option(..., dir_okay=False),
+             version: int | None = typer.Option(None, min=1)) -> None:
+    """Copy a version's Parquet file out (audited)."""
+    with change(ctx) as s:
+        path, _, number = access.download(s, OPERATOR, state(ctx).settings, name, version)
+        shutil.copyfile(path, out)
+    say(f"{name} version {number} written to {out}")
+
+
+@data_app.command("inbox")
+def inbox(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """Pending access requests, oldest first; overdue ones flagged."""
+    with session_of(ctx) as s:
+        rows = [request_public(r, identity.get_user(s, r.user_id).email, late)
+                for r, late in access.inbox(s, OPERATOR, state(ctx).settings)]
+    emit(rows, ["id", "dataset", "requester", "days", "purpose", "created_at", "overdue"], as_json)
+
+
+@data_app.command("decide")
+def decide(ctx: typer.Context, request_id: int,
+           approve: bool = typer.Option(..., "--approve/--reject"), reason: str = "",
+           days: int | None = typer.Option(None, min=1, max=730)) -> None:
+    """Approve (a grant, checked against the policy now) or reject (with a reason the requester sees)."""
+    with change(ctx) as s:
+        req, grant = access.decide(s, OPERATOR, state(ctx).settings, request_id,
+                                   RequestDecision(approve=approve, reason=reason, days=days))
+        done = f"grant {grant.id} ({grant.mode}) until {grant.expires_at:%Y-%m-%d}" if grant else "rejected"
+    say(f"request {req.id}: {done}")
+
+
+@data_app.command("grants")
+def grants(ctx: typer.Context, name: str, as_json: bool = JsonOpt) -> None:
+    """Every grant on a dataset."""
+    with session_of(ctx) as s:
+        rows = [grant_public(g) for g in access.grants_of(s, OPERATOR, name)]
+    emit(rows, ["id", "user_id", "mode", "expires_at", "revoked_at", "live"], as_json)
+
+
+@data_app.command("revoke")
+def revoke(ctx: typer.Context, grant_id: int, reason: str = typer.Option(...)) -> None:
+    """Revoke a grant at once (every later use is refused)."""
+    with change(ctx) as s:
+        access.revoke(s, OPERATOR, grant_id, reason)
+    say(f"grant {grant_id} revoked")

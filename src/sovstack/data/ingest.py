@@ -1,0 +1,123 @@
+"""Turn an uploaded file into an immutable, content-addressed Parquet object, with its schema and statistics.
+
+DuckDB does the reading and writing: it streams CSV, JSON Lines and Parquet to Parquet without holding
+the file in memory, within a memory limit. The object is written beside its final place and moved
+there only once complete, so a failed or cut-off upload leaves nothing behind and the current
+version of the dataset untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from sovstack.core.errors import BadInput
+
+FORMATS = ("csv", "parquet", "jsonl")
+SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+INGEST_MEMORY = "1GB"
+
+
+@dataclass(frozen=True)
+class Ingested:
+    sha256: str
+    relative_path: str  # under the objects folder
+    parquet_bytes: int
+    rows: int
+    columns: list[dict[str, Any]]
+
+
+def format_of(filename: str, declared: str | None = None) -> str:
+    """The upload's format: as declared, else from the file name's suffix."""
+    fmt = (declared or SUFFIXES.get(Path(filename).suffix.lower(), "")).lower()
+    if fmt not in FORMATS:
+        raise BadInput(f"unknown format {fmt or Path(filename).suffix!r}; one of {', '.join(FORMATS)} "
+                       "(or name the file .csv, .parquet, .jsonl)", field="format")
+    return fmt
+
+
+def _quote(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _reader(source: Path, fmt: str, delimiter: str) -> str:
+    if fmt == "csv":
+        delim = delimiter.replace("'", "''")
+        return (f"read_csv({_quote(source)}, header=true, delim='{delim}', quote='\"', strict_mode=true, "
+                "null_padding=false, encoding='utf-8')")
+    if fmt == "jsonl":
+        return f"read_json({_quote(source)}, format='newline_delimited')"
+    return f"read_parquet({_quote(source)})"
+
+
+def _first_lines(exc: Exception, n: int = 3) -> list[str]:
+    return [line.strip() for line in str(exc).splitlines() if line.strip()][:n]
+
+
+def object_path(objects: Path, sha256: str) -> Path:
+    return objects / "data" / sha256[:2] / f"{sha256}.parquet"
+
+
+def ingest(source: Path, fmt: str, objects: Path, *, statistics: bool, delimiter: str = ",") -> Ingested:
+    """Convert ``source`` to Parquet under ``objects``; BadInput (with DuckDB's words) when it cannot be read."""
+    if not source.exists() or source.stat().st_size == 0:
+        raise BadInput("the file is empty (0 bytes)", field="file")
+    if len(delimiter) != 1:
+        raise BadInput("the delimiter must be one character", field="delimiter")
+    staging = objects / "tmp"
+    staging.mkdir(parents=True, exist_ok=True)
+    tmp = staging / f"{uuid.uuid4().hex}.parquet"
+    con = duckdb.connect(":memory:", config={"memory_limit": INGEST_MEMORY, "threads": 2})
+    try:
+        try:
+            con.execute(f"COPY (SELECT * FROM {_reader(source, fmt, delimiter)}) TO {_quote(tmp)} "
+                        "(FORMAT parquet, COMPRESSION zstd)")
+        except duckdb.Error as exc:
+            what = {"csv": "as CSV (UTF-8, a header row, the same number of fields on every row)",
+                    "jsonl": "as JSON Lines (one JSON object per line)", "parquet": "as Parquet"}[fmt]
+            raise BadInput(f"the file could not be read {what}", field="file", reasons=_first_lines(exc)) from exc
+        rows = int(con.execute(f"SELECT count(*) FROM read_parquet({_quote(tmp)})").fetchone()[0])  # type: ignore[index]
+        if rows == 0:
+            raise BadInput("the file has no rows", field="file")
+        columns = _columns(con, tmp, statistics)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        con.close()
+    sha = _sha256(tmp)
+    final = object_path(objects, sha)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    size = tmp.stat().st_size
+    os.replace(tmp, final)  # the same content may already be there: replacing it changes nothing
+    return Ingested(sha, str(final.relative_to(objects)), size, rows, columns)
+
+
+def _columns(con: duckdb.DuckDBPyConnection, parquet: Path, statistics: bool) -> list[dict[str, Any]]:
+    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_quote(parquet)})").fetchall()
+    columns: list[dict[str, Any]] = [{"name": name, "type": type_, "description": ""}
+                                     for name, type_, *_ in described]
+    if statistics:
+        summary = con.execute(f"SUMMARIZE SELECT * FROM read_parquet({_quote(parquet)})")
+        names = [d[0] for d in summary.description]
+        by_name = {row[0]: dict(zip(names, row, strict=True)) for row in summary.fetchall()}
+        for col in columns:
+            s = by_name.get(col["name"], {})
+            col["stats"] = {"min": s.get("min"), "max": s.get("max"), "approx_distinct": s.get("approx_unique"),
+                            "null_percent": float(s["null_percentage"]) if s.get("null_percentage") is not None
+                            else None}
+    return columns
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,188 @@
+"""The data commons' rules: who may publish, see, request, grant, download — checked here, at every use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sovstack.core import audit, identity, policy
+from sovstack.core.base import utcnow
+from sovstack.core.context import Principal
+from sovstack.core.errors import BadInput, Conflict, NotFound, Refused
+from sovstack.core.settings import Settings
+from sovstack.data import ingest, search
+from sovstack.data.schemas import DatasetCreate, DatasetFields, DatasetPublic, VersionPublic
+from sovstack.data.tables import Dataset, DatasetVersion
+
+STEWARDS = ("steward", "org_admin")
+
+
+@dataclass(frozen=True)
+class Site:
+    """This deployment as the party that stores and processes the data (for policy decisions)."""
+
+    name: str
+    jurisdiction: str
+    parent_jurisdiction: str
+
+
+def site(settings: Settings) -> Site:
+    return Site("this deployment", settings.home_jurisdiction, settings.home_jurisdiction)
+
+
+def get_dataset(session: Session, name: str) -> Dataset:
+    found = session.scalar(select(Dataset).where(Dataset.name == name))
+    if found is None:
+        raise NotFound(f"no dataset {name!r}", field="dataset")
+    return found
+
+
+def visible(dataset: Dataset, who: Principal | None) -> bool:
+    """Open datasets' entries are public (if the operator allows anonymous browsing); others are for members."""
+    return dataset.classification == "open" or who is not None
+
+
+def get_visible(session: Session, who: Principal | None, name: str) -> Dataset:
+    dataset = get_dataset(session, name)
+    if not visible(dataset, who):
+        raise NotFound(f"no dataset {name!r}", field="dataset")  # not even its existence is disclosed
+    return dataset
+
+
+def public(dataset: Dataset) -> DatasetPublic:
+    current = current_version(dataset)
+    return DatasetPublic(
+        id=dataset.id, name=dataset.name, title=dataset.title, description=dataset.description,
+        publisher=dataset.publisher.name, publisher_id=dataset.publisher_id, licence=dataset.licence,
+        classification=dataset.classification, storage_jurisdiction=dataset.storage_jurisdiction,
+        languages=list(dataset.languages), keywords=list(dataset.keywords), spatial=dataset.spatial,
+        temporal_start=dataset.temporal_start, temporal_end=dataset.temporal_end, provenance=dataset.provenance,
+        entity_column=dataset.entity_column, k_threshold=dataset.k_threshold,
+        current_version=dataset.current_version, rows=current.rows if current else None,
+        format="parquet" if current else None, columns=list(current.columns) if current else [],
+        created_at=dataset.created_at, updated_at=dataset.updated_at)
+
+
+def version_public(v: DatasetVersion) -> VersionPublic:
+    return VersionPublic(number=v.number, sha256=v.sha256, source_format=v.source_format,
+                         source_bytes=v.source_bytes, parquet_bytes=v.parquet_bytes, rows=v.rows,
+                         columns=list(v.columns), note=v.note, created_by=v.created_by, created_at=v.created_at)
+
+
+def current_version(dataset: Dataset) -> DatasetVersion | None:
+    return next((v for v in dataset.versions if v.number == dataset.current_version), None)
+
+
+def _check_storage(session: Session, settings: Settings, fields: DatasetFields, target: str) -> None:
+    """The policy must allow data of this classification to be stored where the steward says it is."""
+    doc = policy.current(session, settings.home_jurisdiction)
+    decision = policy.decide(doc, None, "process", policy.Resource(
+        classification=fields.classification, hosting_jurisdiction=fields.storage_jurisdiction,
+        party=site(settings)))
+    if not decision.allowed:
+        raise Refused(f"{fields.classification} data may not be stored in {fields.storage_jurisdiction}: "
+                      f"{decision.reasons[0]}", action="data.dataset.store", target=target,
+                      reasons=decision.reasons)
+
+
+def create_dataset(session: Session, who: Principal, settings: Settings, data: DatasetCreate) -> Dataset:
+    org = identity.get_organisation(session, data.publisher_id)
+    target = f"dataset:{data.name}"
+    who.require_role(org.id, *STEWARDS, action="data.dataset.create", target=target)
+    if session.scalar(select(Dataset.id).where(Dataset.name == data.name)) is not None:
+        raise Conflict(f"a dataset named {data.name!r} exists", field="name")
+    _check_storage(session, settings, data, target)
+    dataset = Dataset(name=data.name, publisher_id=org.id, **data.model_dump(exclude={"name", "publisher_id"}))
+    session.add(dataset)
+    session.flush()
+    session.refresh(dataset)
+    search.index(session, dataset)
+    audit.record(session, actor=who.actor, action="data.dataset.create", target=target,
+                 detail={"publisher": org.name, "classification": data.classification,
+                         "storage_jurisdiction": data.storage_jurisdiction, "licence": data.licence})
+    return dataset
+
+
+def update_dataset(session: Session, who: Principal, settings: Settings, name: str, data: DatasetFields) -> Dataset:
+    dataset = get_dataset(session, name)
+    target = f"dataset:{name}"
+    who.require_role(dataset.publisher_id, *STEWARDS, action="data.dataset.update", target=target)
+    _check_storage(session, settings, data, target)
+    before = {k: getattr(dataset, k) for k in ("classification", "storage_jurisdiction", "licence")}
+    for key, value in data.model_dump().items():
+        setattr(dataset, key, value)
+    dataset.updated_at = utcnow()
+    search.index(session, dataset)
+    audit.record(session, actor=who.actor, action="data.dataset.update", target=target,
+                 detail={"before": before, "after": {k: getattr(dataset, k) for k in before}})
+    return dataset
+
+
+def publish_version(session: Session, who: Principal, settings: Settings, name: str, source: Path, fmt: str, *,
+                    note: str = "", delimiter: str = ",", allow_schema_change: bool = False) -> DatasetVersion:
+    """Add an immutable version from ``source`` and make it current; the previous one stays as it was."""
+    dataset = get_dataset(session, name)
+    target = f"dataset:{name}"
+    who.require_role(dataset.publisher_id, *STEWARDS, action="data.version.publish", target=target)
+    done = ingest.ingest(source, fmt, settings.home / "objects", statistics=dataset.classification == "open",
+                         delimiter=delimiter)
+    previous = current_version(dataset)
+    if previous is not None and not allow_schema_change:
+        _same_schema(previous.columns, done.columns)
+    columns = _carry_descriptions(previous.columns if previous else [], done.columns)
+    if dataset.entity_column and dataset.entity_column not in {c["name"] for c in columns}:
+        raise BadInput(f"the entity column {dataset.entity_column!r} is not in the file", field="file",
+                       reasons=[f"columns: {', '.join(str(c['name']) for c in columns)}"])
+    number = max((v.number for v in dataset.versions), default=0) + 1
+    version = DatasetVersion(dataset_id=dataset.id, number=number, sha256=done.sha256, source_format=fmt,
+                             source_bytes=source.stat().st_size, parquet_bytes=done.parquet_bytes, rows=done.rows,
+                             columns=columns, note=note, created_by=who.actor)
+    session.add(version)
+    dataset.current_version, dataset.updated_at = number, utcnow()
+    session.flush()
+    search.index(session, dataset)
+    audit.record(session, actor=who.actor, action="data.version.publish", target=target,
+                 detail={"version": number, "sha256": done.sha256, "rows": done.rows, "format": fmt})
+    return version
+
+
+def _same_schema(before: list[dict[str, object]], after: list[dict[str, object]]) -> None:
+    old = [(c["name"], c["type"]) for c in before]
+    new = [(c["name"], c["type"]) for c in after]
+    if old != new:
+        gone = [f"{n} {t}" for n, t in old if (n, t) not in new]
+        added = [f"{n} {t}" for n, t in new if (n, t) not in old]
+        raise BadInput("the file's columns differ from the current version's; the current version stays. "
+                       "Publish with allow_schema_change to accept the new schema", field="file",
+                       reasons=[f"removed or changed: {', '.join(gone) or '-'}", f"new: {', '.join(added) or '-'}"])
+
+
+def _carry_descriptions(before: list[dict[str, object]], after: list[dict[str, object]]) -> list[dict[str, object]]:
+    described = {c["name"]: c.get("description", "") for c in before}
+    return [{**c, "description": c.get("description") or described.get(c["name"], "")} for c in after]
+
+
+def describe_column(session: Session, who: Principal, name: str, column: str, description: str) -> Dataset:
+    """Describe a column of the current version (descriptions carry over to later versions)."""
+    dataset = get_dataset(session, name)
+    who.require_role(dataset.publisher_id, *STEWARDS, action="data.schema.edit", target=f"dataset:{name}")
+    current = current_version(dataset)
+    if current is None or column not in {c["name"] for c in current.columns}:
+        raise NotFound(f"no column {column!r} in the current version of {name}", field="column")
+    current.columns = [{**c, "description": description} if c["name"] == column else c for c in current.columns]
+    search.index(session, dataset)
+    audit.record(session, actor=who.actor, action="data.schema.edit", target=f"dataset:{name}",
+                 detail={"column": column})
+    return dataset
+
+
+def versions(session: Session, who: Principal | None, name: str) -> list[DatasetVersion]:
+    return list(get_visible(session, who, name).versions)
+
+
+def request_sla(settings: Settings) -> timedelta:
+    return timedelta(hours=settings.data_request_sla_hours)

@@ -1,0 +1,123 @@
+"""Tables of the data commons: datasets, their immutable versions, access requests, grants, queries."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Date, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from sovstack.core.base import Base, utcnow
+from sovstack.core.tables import Organisation
+
+
+class Dataset(Base):
+    """A catalogue entry: what the data is, who publishes it, how it is classified and where it is stored."""
+
+    __tablename__ = "data_datasets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)  # the slug users and SQL refer to
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    publisher_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    licence: Mapped[str] = mapped_column(String(100))
+    classification: Mapped[str] = mapped_column(String(16), index=True)
+    storage_jurisdiction: Mapped[str] = mapped_column(String(2))
+    languages: Mapped[list[str]] = mapped_column(JSON, default=list)
+    keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
+    spatial: Mapped[str] = mapped_column(String(300), default="")
+    temporal_start: Mapped[date | None] = mapped_column(Date, nullable=True)
+    temporal_end: Mapped[date | None] = mapped_column(Date, nullable=True)
+    provenance: Mapped[str] = mapped_column(Text, default="")
+    entity_column: Mapped[str] = mapped_column(String(200), default="")
+    k_threshold: Mapped[int] = mapped_column(Integer, default=10)
+    current_version: Mapped[int] = mapped_column(Integer, default=0)  # 0: nothing uploaded yet
+    search_text: Mapped[str] = mapped_column(Text, default="")  # what full-text search indexes
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    publisher: Mapped[Organisation] = relationship(lazy="joined")
+    versions: Mapped[list[DatasetVersion]] = relationship(back_populates="dataset", order_by="DatasetVersion.number",
+                                                          cascade="all, delete-orphan")
+
+
+class DatasetVersion(Base):
+    """One upload, immutable: a content-addressed Parquet object with its schema and row count."""
+
+    __tablename__ = "data_versions"
+    __table_args__ = (UniqueConstraint("dataset_id", "number", name="uq_data_versions_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("data_datasets.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    source_format: Mapped[str] = mapped_column(String(16))
+    source_bytes: Mapped[int] = mapped_column(BigInteger)
+    parquet_bytes: Mapped[int] = mapped_column(BigInteger)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    columns: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # name, type, description, stats
+    note: Mapped[str] = mapped_column(String(500), default="")
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    dataset: Mapped[Dataset] = relationship(back_populates="versions")
+
+
+class AccessRequest(Base):
+    """A member asks for access to a dataset, with a purpose and a duration; a steward decides."""
+
+    __tablename__ = "data_access_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("data_datasets.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), nullable=True)
+    purpose: Mapped[str] = mapped_column(Text)
+    days: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")  # the steward's, shown to the requester
+    decided_by: Mapped[str] = mapped_column(String(320), default="")
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    dataset: Mapped[Dataset] = relationship(lazy="joined")
+
+
+class AccessGrant(Base):
+    """Access a user holds to a dataset until it expires or is revoked; ``mode`` download or sandbox."""
+
+    __tablename__ = "data_grants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("data_datasets.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), nullable=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("data_access_requests.id"), nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    revoked_reason: Mapped[str] = mapped_column(Text, default="")
+    granted_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    dataset: Mapped[Dataset] = relationship(lazy="joined")
+
+
+class SandboxQuery(Base):
+    """One sandbox query: what was asked, on which grants and versions, and what came out."""
+
+    __tablename__ = "data_queries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    sql: Mapped[str] = mapped_column(Text)
+    parse_hash: Mapped[str] = mapped_column(String(64), default="")
+    datasets: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # name, version, grant
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | refused | failed
+    message: Mapped[str] = mapped_column(Text, default="")
+    rows_out: Mapped[int] = mapped_column(Integer, default=0)
+    cells_suppressed: Mapped[int] = mapped_column(Integer, default=0)
+    elapsed_ms: Mapped[int] = mapped_column(Integer, default=0)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
