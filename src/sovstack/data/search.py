@@ -63,7 +63,7 @@ def _matching_ids(session: Session, q: str) -> list[int] | None:
                                {"m": match})
         return [r[0] for r in rows]
     vector = func.to_tsvector(text("'simple'"), Dataset.search_text)
-    query = func.websearch_to_tsquery(text("'simple'"), " ".join(words))
+    query = func.to_tsquery(text("'simple'"), " & ".join(f"{w}:*" for w in words))  # \w+ only: no tsquery syntax
     rows = session.execute(select(Dataset.id).where(vector.op("@@")(query))
                            .order_by(func.ts_rank(vector, query).desc(), Dataset.id))
     return [r[0] for r in rows]
