@@ -112,7 +112,8 @@ async def _receive_upload(request: Request, settings: Settings) -> Path:
 
 
 @router.post("/datasets/{name}/versions", status_code=status.HTTP_201_CREATED)
-async def publish(name: str, request: Request, format: Literal["csv", "parquet", "jsonl"],  # noqa: A002
+async def publish(name: str, request: Request,
+                  format: Literal["csv", "parquet", "jsonl"] | None = None,  # noqa: A002  (checked after auth)
                   note: Annotated[str, Query(max_length=500)] = "",
                   delimiter: Annotated[str, Query(min_length=1, max_length=1)] = ",",
                   allow_schema_change: bool = False) -> VersionPublic:
@@ -130,6 +131,8 @@ async def publish(name: str, request: Request, format: Literal["csv", "parquet",
             return who
 
     who = await run_in_threadpool(allowed)
+    if format is None:
+        raise BadInput("say the file's format: ?format=csv|parquet|jsonl", field="format")
     source = await _receive_upload(request, settings)
 
     def work() -> VersionPublic:
