@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
@@ -17,7 +17,7 @@ from sovstack.core.api.deps import PrincipalDep, SessionDep, SettingsDep, authen
 from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.errors import BadInput, Refused
 from sovstack.core.settings import Settings
-from sovstack.data import access, search, service
+from sovstack.data import access, metadata, search, service
 from sovstack.data.schemas import (
     AccessRequestCreate,
     AccessRequestPublic,
@@ -86,6 +86,32 @@ def describe_column(name: str, column: str, body: ColumnEdit, session: SessionDe
     with unit_of_work(session, who):
         dataset = service.describe_column(session, who, name, column, body.description)
     return service.public(dataset)
+
+
+@router.get("/datasets/{name}/dcat.jsonld")
+def dataset_dcat(name: str, request: Request, session: SessionDep, who: PrincipalDep) -> JSONResponse:
+    """The dataset as DCAT-AP (JSON-LD)."""
+    dataset = service.get_visible(session, who, name)
+    return JSONResponse(metadata.dcat(dataset, _base(request)), media_type="application/ld+json")
+
+
+@router.get("/datasets/{name}/croissant.json")
+def dataset_croissant(name: str, request: Request, session: SessionDep, who: PrincipalDep) -> JSONResponse:
+    """The dataset as Croissant 1.0 (JSON-LD), for ML tools."""
+    dataset = service.get_visible(session, who, name)
+    return JSONResponse(metadata.croissant(dataset, _base(request)), media_type="application/ld+json")
+
+
+@router.get("/catalogue.jsonld")
+def catalogue_dcat(request: Request, session: SessionDep, who: PrincipalDep, settings: SettingsDep) -> JSONResponse:
+    """The whole catalogue as a DCAT-AP dcat:Catalog, for harvesting by other portals."""
+    datasets = service.all_datasets(session)
+    return JSONResponse(metadata.dcat_catalogue(datasets, _base(request), f"{settings.deployment_name} data commons"),
+                        media_type="application/ld+json")
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
 
 
 @router.get("/datasets/{name}/versions")

@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from sovstack.core import audit, identity, policy
 from sovstack.core.base import utcnow
@@ -39,6 +39,10 @@ def get_dataset(session: Session, name: str) -> Dataset:
     if found is None:
         raise NotFound(f"no dataset {name!r}", field="dataset")
     return found
+
+
+def all_datasets(session: Session) -> list[Dataset]:
+    return list(session.scalars(select(Dataset).options(selectinload(Dataset.versions)).order_by(Dataset.name)))
 
 
 def visible(dataset: Dataset, who: Principal | None) -> bool:
