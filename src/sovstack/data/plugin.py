@@ -7,9 +7,9 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sovstack.core.plugins import DemoContext, InventoryItem, hookimpl
+from sovstack.core.plugins import ConsolePages, DemoContext, InventoryItem, hookimpl
 from sovstack.core.settings import Settings
-from sovstack.data import demo
+from sovstack.data import demo, pages
 from sovstack.data.api import UPLOAD_ROUTE, router
 from sovstack.data.cli import data_app
 from sovstack.data.tables import Dataset
@@ -23,6 +23,11 @@ def sovstack_api_routers(settings: Settings) -> list[APIRouter]:
 @hookimpl
 def sovstack_cli(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
+
+
+@hookimpl
+def sovstack_console_pages(settings: Settings) -> ConsolePages:
+    return pages.console_pages()
 
 
 @hookimpl

@@ -1,0 +1,72 @@
+"""The data commons' console pages, in process: search with facets, a dataset's page, request, decide."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import PASSWORD, make_user
+from tests.console.test_pages import csrf_of, post_login
+from tests.data.conftest import Commons
+
+
+def _login(client: TestClient, email: str) -> None:
+    client.cookies.clear()
+    assert post_login(client, email, PASSWORD).status_code == 303
+
+
+@pytest.fixture
+def catalogue(commons: Commons) -> Commons:
+    commons.create("rainfall_daily", description="Daily rainfall by district", keywords=["climate"])
+    assert commons.publish("rainfall_daily").status_code == 201
+    commons.create("clinic", classification="sensitive", entity_column="person_id", languages=["hi"])
+    assert commons.publish("clinic").status_code == 201
+    return commons
+
+
+def test_catalogue_searches_and_filters_by_facet(catalogue: Commons) -> None:
+    client = catalogue.client
+    _login(client, "analyst@test.example")
+    page = client.get("/data", params={"q": "rain"})
+    assert page.status_code == 200 and "rainfall_daily" in page.text and "/data/datasets/clinic" not in page.text
+    page = client.get("/data", params={"classification": "sensitive"})
+    assert "/data/datasets/clinic" in page.text and "/data/datasets/rainfall_daily" not in page.text
+    assert 'href="/data?classification=open"' in client.get("/data").text  # a facet link
+
+
+def test_request_from_the_dataset_page_and_decide_in_the_inbox(catalogue: Commons) -> None:
+    client = catalogue.client
+    _login(client, "analyst@test.example")
+    page = client.get("/data/datasets/clinic")
+    assert "sandbox-only" in page.text and "person_id" in page.text and "Croissant" in page.text
+    r = client.post("/data/datasets/clinic/request", follow_redirects=False, data={
+        "csrf_token": csrf_of(page.text), "purpose": "Count visits by region (synthetic)", "days": "14"})
+    assert r.status_code == 303
+    short = client.post("/data/datasets/clinic/request", data={
+        "csrf_token": csrf_of(page.text), "purpose": "short", "days": "14"})
+    assert short.status_code == 422 and "purpose" in short.text
+
+    _login(client, "steward@test.example")
+    inbox = client.get("/data/inbox")
+    assert "Count visits by region" in inbox.text and "analyst@test.example" in inbox.text
+    request_id = inbox.text.split('id="request-')[1].split('"')[0]
+    refused = client.post(f"/data/requests/{request_id}/decide",
+                          data={"csrf_token": csrf_of(inbox.text), "decision": "reject", "reason": ""})
+    assert refused.status_code == 422 and "reason" in refused.text
+    r = client.post(f"/data/requests/{request_id}/decide", follow_redirects=False,
+                    data={"csrf_token": csrf_of(inbox.text), "decision": "approve", "reason": ""})
+    assert r.status_code == 303 and "sandbox" in r.headers["location"]
+    assert "Revoke" in client.get("/data/datasets/clinic").text  # the steward sees the grant
+
+    _login(client, "analyst@test.example")
+    mine = client.get("/data/access")
+    assert "clinic" in mine.text and "live" in mine.text
+    assert "You hold a sandbox grant" in client.get("/data/datasets/clinic").text
+
+
+def test_pages_need_a_console_session(client: TestClient, db: Any) -> None:
+    make_user(db, "someone@test.example")
+    r = client.get("/data", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
