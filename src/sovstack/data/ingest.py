@@ -104,14 +104,16 @@ def _columns(con: duckdb.DuckDBPyConnection, parquet: Path, statistics: bool) ->
     columns: list[dict[str, Any]] = [{"name": name, "type": type_, "description": ""}
                                      for name, type_, *_ in described]
     if statistics:
-        summary = con.execute(f"SUMMARIZE SELECT * FROM read_parquet({_quote(parquet)})")
-        names = [d[0] for d in summary.description]
-        by_name = {row[0]: dict(zip(names, row, strict=True)) for row in summary.fetchall()}
-        for col in columns:
-            s = by_name.get(col["name"], {})
-            col["stats"] = {"min": s.get("min"), "max": s.get("max"), "approx_distinct": s.get("approx_unique"),
-                            "null_percent": float(s["null_percentage"]) if s.get("null_percentage") is not None
-                            else None}
+        # One columnar pass (SUMMARIZE also computes quantiles and costs ~8× as much).
+        parts = [f'min("{q}")::VARCHAR, max("{q}")::VARCHAR, count("{q}"), approx_count_distinct("{q}")'
+                 for q in (c["name"].replace('"', '""') for c in columns)]
+        row = con.execute(f"SELECT count(*), {', '.join(parts)} FROM read_parquet({_quote(parquet)})").fetchone()
+        assert row is not None
+        total = row[0] or 1
+        for i, col in enumerate(columns):
+            low, high, present, distinct = row[1 + 4 * i: 5 + 4 * i]
+            col["stats"] = {"min": low, "max": high, "approx_distinct": distinct,
+                            "null_percent": round(100 * (total - present) / total, 2)}
     return columns
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select, text
+from sqlalchemy import ColumnElement, Float, Integer, and_, func, select, text, true
 from sqlalchemy.orm import Session, selectinload
 
 from sovstack.core.tables import Organisation
@@ -52,21 +51,28 @@ def index(session: Session, dataset: Dataset) -> None:
                         {"id": dataset.id, "body": dataset.search_text})
 
 
-def _matching_ids(session: Session, q: str) -> list[int] | None:
-    """Dataset ids matching ``q``, best first; None when ``q`` has no words (no text filter)."""
+def _text(session: Session, q: str) -> tuple[Any, Any] | None:
+    """(a selectable of matching ids with a ``score``, lower is better), or None when ``q`` has no words."""
     words = re.findall(r"\w+", q)
     if not words:
         return None
     if session.get_bind().dialect.name == "sqlite":
         match = " ".join(f'"{w}"*' for w in words)  # every word, as a prefix; quotes keep FTS syntax out
-        rows = session.execute(text("SELECT rowid FROM data_search WHERE data_search MATCH :m ORDER BY rank"),
-                               {"m": match})
-        return [r[0] for r in rows]
+        fts = (text("SELECT rowid AS id, rank AS score FROM data_search WHERE data_search MATCH :m")
+               .bindparams(m=match).columns(id=Integer, score=Float).subquery("fts"))
+        return fts, fts.c.score
     vector = func.to_tsvector(text("'simple'"), Dataset.search_text)
     query = func.to_tsquery(text("'simple'"), " & ".join(f"{w}:*" for w in words))  # \w+ only: no tsquery syntax
-    rows = session.execute(select(Dataset.id).where(vector.op("@@")(query))
-                           .order_by(func.ts_rank(vector, query).desc(), Dataset.id))
-    return [r[0] for r in rows]
+    ranked = (select(Dataset.id.label("id"), (-func.ts_rank(vector, query)).label("score"))
+              .where(vector.op("@@")(query)).subquery("fts"))
+    return ranked, ranked.c.score
+
+
+def _languages(session: Session) -> Any:
+    """The languages of each dataset as rows (``value``), from its JSON list."""
+    if session.get_bind().dialect.name == "sqlite":  # json_each has a ``value`` column of its own
+        return func.json_each(Dataset.languages).table_valued("value").alias("lang")
+    return func.json_array_elements_text(Dataset.languages).table_valued("value").render_derived("lang")
 
 
 def _conditions(session: Session, anonymous: bool, f: Filters) -> list[ColumnElement[bool]]:
@@ -82,43 +88,52 @@ def _conditions(session: Session, anonymous: bool, f: Filters) -> list[ColumnEle
     if f.format:
         cond.append(Dataset.id.in_(select(DatasetVersion.dataset_id).where(
             DatasetVersion.number == Dataset.current_version, DatasetVersion.source_format == f.format)))
+    if f.language:
+        lang = _languages(session)
+        cond.append(select(lang.c.value).where(lang.c.value == f.language).exists())
     return cond
 
 
 def find(session: Session, q: str, filters: Filters, *, anonymous: bool, limit: int = 20, offset: int = 0) -> Found:
-    """A page of matching datasets (best first when searching, else newest first) and facet counts."""
-    ids = _matching_ids(session, q)
-    cond = _conditions(session, anonymous, filters)
-    if ids is not None:
-        cond.append(Dataset.id.in_(ids))
-    rows = session.execute(select(Dataset.id, Dataset.languages, Dataset.classification, Dataset.licence,
-                                  Organisation.name, DatasetVersion.source_format)
-                           .join(Organisation, Organisation.id == Dataset.publisher_id)
-                           .outerjoin(DatasetVersion, and_(DatasetVersion.dataset_id == Dataset.id,
-                                                           DatasetVersion.number == Dataset.current_version))
-                           .where(*cond)).all()
-    if filters.language:
-        rows = [r for r in rows if filters.language in (r[1] or [])]
-    facets = _facets([tuple(r) for r in rows])
-    matched = [r[0] for r in rows]
-    if ids is not None:
-        rank = {id_: i for i, id_ in enumerate(ids)}
-        matched.sort(key=lambda i: rank[i])
+    """A page of matching datasets (best first when searching, else newest first) and facet counts.
+
+    Everything is counted and ordered in the database, so the cost grows with the page, not the catalogue.
+    """
+    matched = select(Dataset.id).where(*_conditions(session, anonymous, filters))
+    ranked = _text(session, q)
+    page_q = select(Dataset.id)
+    if ranked is not None:
+        fts, score = ranked
+        matched = matched.join(fts, fts.c.id == Dataset.id)
+        page_q = page_q.join(fts, fts.c.id == Dataset.id).order_by(score, Dataset.id)
     else:
-        matched.sort(reverse=True)
-    page = matched[offset:offset + limit]
+        page_q = page_q.order_by(Dataset.id.desc())
+    ids = matched.subquery("matched")
+    page = [r[0] for r in session.execute(page_q.where(Dataset.id.in_(select(ids.c.id)))
+                                          .limit(limit).offset(offset))]
+    total = session.scalar(select(func.count()).select_from(ids)) or 0
     loaded = {d.id: d for d in session.scalars(select(Dataset).options(selectinload(Dataset.versions))
                                                .where(Dataset.id.in_(page)))}
-    return Found(len(matched), [loaded[i] for i in page if i in loaded], facets)
+    return Found(total, [loaded[i] for i in page if i in loaded], _facets(session, select(ids.c.id)))
 
 
-def _facets(rows: Sequence[tuple[Any, ...]]) -> dict[str, dict[str, int]]:
-    counts: dict[str, Counter[str]] = {name: Counter() for name in FACETS}
-    for _id, languages, classification, licence, publisher, fmt in rows:
-        counts["classification"][classification] += 1
-        counts["licence"][licence] += 1
-        counts["publisher"][publisher] += 1
-        counts["format"][fmt or "none"] += 1
-        for lang in languages or []:
-            counts["language"][lang] += 1
-    return {name: dict(c.most_common()) for name, c in counts.items()}
+def _facets(session: Session, ids: Any) -> dict[str, dict[str, int]]:
+    n = func.count()
+    current = and_(DatasetVersion.dataset_id == Dataset.id, DatasetVersion.number == Dataset.current_version)
+    lang = _languages(session)
+    queries = {
+        "publisher": select(Organisation.name, n).join(Dataset, Dataset.publisher_id == Organisation.id)
+        .where(Dataset.id.in_(ids)).group_by(Organisation.name),
+        "classification": select(Dataset.classification, n).where(Dataset.id.in_(ids)).group_by(Dataset.classification),
+        "language": select(lang.c.value, n).select_from(Dataset).join(lang, true())
+        .where(Dataset.id.in_(ids)).group_by(lang.c.value),
+        "licence": select(Dataset.licence, n).where(Dataset.id.in_(ids)).group_by(Dataset.licence),
+        "format": select(DatasetVersion.source_format, n).select_from(Dataset)
+        .outerjoin(DatasetVersion, current).where(Dataset.id.in_(ids)).group_by(DatasetVersion.source_format),
+    }
+    facets = {}
+    for name, query in queries.items():
+        counts = Counter({"none" if value is None else str(value): int(count)
+                          for value, count in session.execute(query)})
+        facets[name] = dict(counts.most_common())
+    return facets
