@@ -30,8 +30,8 @@ FormErrors = (BadInput, Refused, NotFound, Conflict)
 
 
 def console_pages() -> ConsolePages:
-    return ConsolePages(router, nav=(NavEntry("Datasets", "/data", 50), NavEntry("Inbox", "/data/inbox", 51),
-                                     NavEntry("My access", "/data/access", 52)), templates=TEMPLATES)
+    return ConsolePages(router, nav=(NavEntry("Datasets", "/data", 80), NavEntry("Inbox", "/data/inbox", 81),
+                                     NavEntry("My access", "/data/access", 82)), templates=TEMPLATES)
 
 
 @router.get("/data")
