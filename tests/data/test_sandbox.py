@@ -80,6 +80,9 @@ def test_the_granted_parquet_file_itself_cannot_be_read_as_bytes(files: Files, t
     ("DELETE FROM regions", "DELETE statements"),
     ("DESCRIBE regions", "DESCRIBE statements"),
     ("SUMMARIZE clinic_visits", "SUMMARIZE statements"),
+    ("EXPLAIN ANALYZE SELECT * FROM regions", "EXPLAIN statements"),
+    ("CHECKPOINT", "CHECKPOINT statements"),
+    ("WITH x AS (SELECT 1) INSERT INTO regions SELECT 'a', 'b'", "INSERT statements"),
     ("SELECT 1; SELECT 2", "2 statements were sent"),
     ("SELECT * FROM regions; COPY regions TO '{tmp}/x.csv'", "2 statements were sent"),
 ])
@@ -197,6 +200,7 @@ def test_the_parse_hash_ignores_layout_and_comments(tables: list[GrantedTable]) 
     ("SELECT region, count(*) FROM clinic_visits GROUP BY ROLLUP (region)", "ROLLUP"),
     ("SELECT count(*) FILTER (WHERE region = 'east') FROM clinic_visits", "FILTER"),
     ("SELECT sum(DISTINCT amount) FROM clinic_visits", "DISTINCT"),
+    ("SELECT sum(*) FROM clinic_visits", "SUM(*)"),
     ("SELECT count(*) FROM clinic_visits WHERE amount > (SELECT 1)", "subqueries"),
     ("WITH c AS (SELECT * FROM clinic_visits) SELECT count(*) FROM c", "WITH"),
     ("SELECT count(*) FROM clinic_visits UNION ALL SELECT count(*) FROM clinic_visits", "UNION"),

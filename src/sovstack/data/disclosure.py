@@ -200,8 +200,9 @@ def _aggregate(expr: exp.Expr, reasons: list[str]) -> tuple[CellKind | None, exp
             return "count_distinct", arg.expressions[0] if arg.expressions else None
         return "count", arg
     if isinstance(expr, exp.Sum | exp.Avg):
-        if isinstance(expr.this, exp.Distinct):
-            reasons.append(f"{expr.sql_name()}(DISTINCT ...) is not allowed on aggregate-mode tables")
+        if isinstance(expr.this, exp.Distinct | exp.Star):
+            reasons.append(f"{expr.sql_name()}(DISTINCT ...) and {expr.sql_name()}(*) are not allowed on "
+                           "aggregate-mode tables")
         return ("sum" if isinstance(expr, exp.Sum) else "avg"), expr.this
     return None, None
 

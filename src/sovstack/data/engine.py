@@ -11,6 +11,10 @@ thread, temp-space and statement-time limits, creates one view per granted table
 configuration. The parent also enforces the wall-clock limit: it kills the worker ``GRACE_SECONDS``
 after the query's own limit.
 
+The lockdown allows files, not readers: any reader (``read_blob`` included) can open an allowed
+file, so the raw bytes of a granted Parquet file are kept from an aggregate-mode analyst by the
+checker in ``sandbox``, which refuses every table function. Only the files a query names are allowed.
+
 Errors reach the caller as ``sovstack.core.errors``: ``Refused`` (the lockdown said no), ``BadInput``
 (DuckDB rejected the SQL; its first line only), ``LimitExceeded`` (time, memory or result size) and
 ``Unavailable`` (the worker could not start, lock down or finish).

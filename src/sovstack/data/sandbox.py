@@ -76,7 +76,8 @@ _NAMED_FUNCTIONS = frozenset({
 
 # Named in refusals so the analyst learns why, not only that: they read files, settings or the catalogue.
 _READS_OUTSIDE = ("read_", "glob", "parquet_", "sniff_csv", "query", "getenv", "getvariable", "current_setting",
-                  "duckdb_", "pragma_", "file_", "which_secret", "sql_auto_complete", "iceberg", "delta_", "json_")
+                  "duckdb_", "pragma_", "file_", "which_secret", "sql_auto_complete", "iceberg", "delta_",
+                  "json_execute")
 
 _DATE_PART_PARENTS = (exp.Extract, exp.TimestampTrunc, exp.DateTrunc, exp.DateDiff, exp.DateAdd, exp.DateSub,
                       exp.Interval)
@@ -210,24 +211,30 @@ def _parse_one(sql: str) -> exp.Expr:
     tree = statements[0]
     if not isinstance(tree, exp.Query):
         raise Refused("the query was refused", action="data.query",
-                      reasons=[f"{_statement_kind(tree)} statements are not allowed; send a single SELECT"])
+                      reasons=[f"{_statement_kind(tree, sql)} statements are not allowed; send a single SELECT"])
     return tree
 
 
 def _unparsed(sql: str, exc: SqlglotError) -> Exception:
     """A statement sqlglot cannot parse (EXPORT DATABASE, ...) is refused by its first word; other text is bad."""
-    words = sql.lstrip(" \t\r\n(").split(None, 1)
-    first = words[0].upper() if words else ""
-    if first.isalpha() and first not in ("SELECT", "WITH", "FROM", "VALUES"):
+    first = _first_word(sql)
+    if first and first not in ("SELECT", "WITH", "FROM", "VALUES"):
         return Refused("the query was refused", action="data.query",
                        reasons=[f"{first} statements are not allowed; send a single SELECT"])
     return BadInput(f"the SQL does not parse: {str(exc).splitlines()[0]}", field="sql")
 
 
-def _statement_kind(tree: exp.Expr) -> str:
+def _statement_kind(tree: exp.Expr, sql: str) -> str:
+    """What the analyst sent, in their word for it (sqlglot reads CHECKPOINT as a column, for one)."""
     if isinstance(tree, exp.Command):
         return str(tree.this).upper()
-    return tree.key.upper()
+    first = _first_word(sql)
+    return tree.key.upper() if first in ("", "WITH") else first
+
+
+def _first_word(sql: str) -> str:
+    words = sql.lstrip(" \t\r\n(").split(None, 1)
+    return words[0].upper() if words and words[0].isalpha() else ""
 
 
 def _granted_references(tree: exp.Expr, granted: dict[str, GrantedTable]) -> list[exp.Table]:
