@@ -1,4 +1,5 @@
-"""Fixtures of the data commons: a publishing organisation with a steward, members at home and abroad."""
+"""Fixtures of the data commons: a publishing organisation with a steward, members at home and abroad;
+Parquet files written by DuckDB once per run, and the grants the sandbox tests query them under."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
@@ -13,6 +15,7 @@ from sovstack.core import identity
 from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.db import Database
 from sovstack.core.schemas import MembershipCreate, OrganisationCreate
+from sovstack.data.sandbox import GrantedTable
 from tests.conftest import make_key, make_user
 
 OPERATOR = Principal.system("test")
@@ -71,3 +74,45 @@ def commons(client: TestClient, db: Database) -> Commons:
                    _member(db, "abroad@test.example", abroad, "member"),
                    {"Authorization": f"Bearer {make_key(db, admin['id'], ['read', 'write', 'admin'])}"},
                    db.settings.home)
+
+
+# 60 people with 1-3 visits each (1 + id % 3). Regions by person: north 0-29 (30 people), south 30-39
+# (exactly 10), east 40-44 (5, below k), west 45-59 (15; person 45's one visit dwarfs the rest).
+VISITS = """
+    SELECT p AS person_id, 'person ' || p AS name,
+           CASE WHEN p < 30 THEN 'north' WHEN p < 40 THEN 'south' WHEN p < 45 THEN 'east' ELSE 'west' END AS region,
+           CASE WHEN p = 45 THEN 100000 ELSE 10 END AS amount,
+           CAST(DATE '2024-01-01' + INTERVAL (v) DAY AS DATE) AS visit_date
+    FROM range(60) people(p), range(3) visits(v)
+    WHERE v <= p % 3
+"""
+REGIONS = "SELECT * FROM (VALUES ('north', 'N'), ('south', 'S'), ('east', 'E'), ('west', 'W')) t(region, code)"
+SECRET_TEXT = "the launch codes are 0000"
+
+
+@dataclass(frozen=True)
+class Files:
+    visits: Path
+    regions: Path
+    secret: Path
+
+
+@pytest.fixture(scope="session")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
+    folder = tmp_path_factory.mktemp("parquet")
+    made = Files(folder / "visits.parquet", folder / "regions.parquet", folder / "secret.parquet")
+    with duckdb.connect(":memory:") as conn:
+        conn.execute(f"COPY ({VISITS}) TO '{made.visits}' (FORMAT parquet)")
+        conn.execute(f"COPY ({REGIONS}) TO '{made.regions}' (FORMAT parquet)")
+        conn.execute(f"COPY (SELECT '{SECRET_TEXT}' AS text) TO '{made.secret}' (FORMAT parquet)")
+    return made
+
+
+@pytest.fixture(scope="session")
+def tables(files: Files) -> list[GrantedTable]:
+    """clinic_visits (aggregate, k=10, rounding 5, dominance top 2 < 90%); visits_full and regions (full)."""
+    return [
+        GrantedTable("clinic_visits", files.visits, "aggregate", entity_column="person_id"),
+        GrantedTable("visits_full", files.visits, "full"),
+        GrantedTable("regions", files.regions, "full"),
+    ]

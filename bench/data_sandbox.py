@@ -1,0 +1,136 @@
+"""Benchmark of the data sandbox: one GROUP BY over a 10M-row Parquet file, sandboxed against plain DuckDB.
+
+    python bench/data_sandbox.py [--rows N] [--runs N] [--threads N]
+
+Writes the Parquet file with DuckDB into a temporary folder (``person_id``: 1M entities with 10 rows
+each, ``region``: 8 values, ``amount``), then times, best of ``--runs`` after one warm-up:
+
+- plain: ``SELECT region, count(*), sum(amount) ... GROUP BY region`` in an in-process
+  ``duckdb.connect()`` with the same thread count as the sandbox, kept across runs (DuckDB's
+  Parquet metadata and file caches warm) and new for each run (cold, as every worker is);
+- the same query in full mode through ``run_query`` (lockdown only, no disclosure control);
+- the same query in aggregate mode through ``run_query`` (the one-pass per-entity rewrite);
+- for reference, in-process: plain + COUNT(DISTINCT person_id) (the k check alone).
+
+"excl. start" is the time the worker reports for running and fetching its query; "incl. start"
+is the caller's wall time for the whole ``run_query`` (process start, lockdown, JSON both ways).
+Prints each figure and its ratio to plain; the goal is 1.2x (start excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from sovstack.data.engine import Limits, execute
+from sovstack.data.sandbox import GrantedTable, run_query
+
+GOAL_RATIO = 1.2
+QUERY = "SELECT region, count(*) AS n, sum(amount) AS total FROM events GROUP BY region"
+K_ONLY = ("SELECT region, count(*) AS n, sum(amount) AS total, count(DISTINCT person_id) AS people "
+          "FROM events GROUP BY region")
+
+
+def make_parquet(path: Path, rows: int) -> None:
+    entities = max(1, rows // 10)
+    with duckdb.connect(":memory:") as conn:
+        conn.execute(f"""COPY (SELECT (i * 7919) % {entities} AS person_id, 'r' || (i % 8) AS region,
+                                      (i % 1000)::BIGINT AS amount
+                               FROM range({rows}) t(i)) TO '{path}' (FORMAT parquet)""")
+
+
+def best(runs: int, once: Callable[[], tuple[float, float]]) -> tuple[float, float]:
+    """Best inner and wall seconds over ``runs`` calls, after one warm-up call."""
+    once()
+    timings = [once() for _ in range(runs)]
+    return min(inner for inner, _ in timings), min(wall for _, wall in timings)
+
+
+def connect(path: Path, threads: int) -> duckdb.DuckDBPyConnection:
+    conn = duckdb.connect(":memory:")
+    conn.execute(f"SET threads = {threads}")
+    conn.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{path}')")
+    return conn
+
+
+def plain(path: Path, sql: str, threads: int, fresh: bool = False) -> Callable[[], tuple[float, float]]:
+    """The query in process; ``fresh``: on a new connection each time, with DuckDB's caches cold like a worker's."""
+    kept = connect(path, threads)
+
+    def once() -> tuple[float, float]:
+        conn = connect(path, threads) if fresh else kept
+        start = time.perf_counter()
+        conn.execute(sql).fetchall()
+        elapsed = time.perf_counter() - start
+        return elapsed, elapsed
+    return once
+
+
+def sandboxed(table: GrantedTable, limits: Limits) -> Callable[[], tuple[float, float]]:
+    def once() -> tuple[float, float]:
+        start = time.perf_counter()
+        result = run_query(QUERY, [table], limits)
+        return result.seconds, time.perf_counter() - start
+    return once
+
+
+def start_up(limits: Limits, runs: int) -> float:
+    walls = []
+    for _ in range(runs + 1):
+        start = time.perf_counter()
+        execute("SELECT 1", {}, limits)
+        walls.append(time.perf_counter() - start)
+    return statistics.median(walls[1:])
+
+
+def line(label: str, seconds: float, baseline: float | None = None) -> None:
+    ratio = f"   {seconds / baseline:6.2f}x plain" if baseline else ""
+    print(f"  {label:<52} {seconds * 1000:9.1f} ms{ratio}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--memory-mb", type=int, default=1024)
+    args = parser.parse_args()
+    limits = Limits(memory_mb=args.memory_mb, threads=args.threads, seconds=120)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"sovstack data sandbox bench — {stamp}, {platform.node()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}, DuckDB {duckdb.__version__}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="sovstack-bench-") as folder:
+        path = Path(folder) / "events.parquet"
+        started = time.perf_counter()
+        make_parquet(path, args.rows)
+        print(f"  {args.rows:,} rows, {path.stat().st_size / 1e6:.0f} MB Parquet, written in "
+              f"{time.perf_counter() - started:.1f} s; threads {args.threads}, best of {args.runs}", flush=True)
+        base, _ = best(args.runs, plain(path, QUERY, args.threads))
+        line("plain DuckDB, in process", base)
+        cold, _ = best(args.runs, plain(path, QUERY, args.threads, fresh=True))
+        line("plain DuckDB, in process, new connection each run", cold, base)
+        k_only, _ = best(args.runs, plain(path, K_ONLY, args.threads))
+        line("plain + COUNT(DISTINCT person_id), in process", k_only, base)
+        full = GrantedTable("events", path, "full")
+        inner, wall = best(args.runs, sandboxed(full, limits))
+        line("sandbox, full mode, excl. start", inner, base)
+        line("sandbox, full mode, incl. start", wall, base)
+        aggregate = GrantedTable("events", path, "aggregate", entity_column="person_id")
+        inner, wall = best(args.runs, sandboxed(aggregate, limits))
+        line("sandbox, aggregate mode, excl. start", inner, base)
+        line("sandbox, aggregate mode, incl. start", wall, base)
+        line("worker start-up (SELECT 1, median)", start_up(limits, args.runs))
+        print(f"  goal: within {GOAL_RATIO}x of plain DuckDB, start excluded", flush=True)
+
+
+if __name__ == "__main__":
+    main()
