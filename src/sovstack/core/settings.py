@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         50 * 1024**3, ge=1024, description="Largest file upload (dataset versions), streamed to disk."
     )
+    sandbox_seconds: float = Field(
+        30.0, gt=0, le=3600, description="Time limit of one data sandbox query; it is stopped after it."
+    )
     data_request_sla_hours: int = Field(
         72, ge=1, description="Access requests waiting longer than this are flagged in stewards' inboxes."
     )

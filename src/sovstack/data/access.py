@@ -43,7 +43,7 @@ def _on_behalf_of(session: Session, who: Principal, asked: int | None) -> Organi
     return identity.get_organisation(session, org_id)
 
 
-def _policy_check(session: Session, settings: Settings, dataset: Dataset, org: Organisation, mode: str) -> None:
+def policy_check(session: Session, settings: Settings, dataset: Dataset, org: Organisation, mode: str) -> None:
     """Whether ``org`` may use this dataset in ``mode``: download takes it to the org's country."""
     doc = policy.current(session, settings.home_jurisdiction)
     where = org.jurisdiction if mode == "download" else settings.home_jurisdiction
@@ -67,7 +67,7 @@ def request_access(session: Session, who: Principal, settings: Settings, name: s
     if dataset.classification == "open":
         raise BadInput(f"{name} is open data: no request is needed", field="dataset")
     org = _on_behalf_of(session, who, data.organisation_id)
-    _policy_check(session, settings, dataset, org, grant_mode(session, settings, dataset))
+    policy_check(session, settings, dataset, org, grant_mode(session, settings, dataset))
     pending = session.scalar(select(AccessRequest.id).where(
         AccessRequest.dataset_id == dataset.id, AccessRequest.user_id == who.user_id,
         AccessRequest.status == "pending"))
@@ -103,7 +103,7 @@ def decide(session: Session, who: Principal, settings: Settings, request_id: int
         org = identity.get_organisation(session, req.organisation_id) if req.organisation_id else None
         mode = grant_mode(session, settings, dataset)
         if org is not None:
-            _policy_check(session, settings, dataset, org, mode)
+            policy_check(session, settings, dataset, org, mode)
         grant = AccessGrant(dataset_id=dataset.id, user_id=req.user_id, organisation_id=req.organisation_id,
                             mode=mode, request_id=req.id, granted_by=who.actor,
                             expires_at=utcnow() + timedelta(days=data.days or req.days))
@@ -186,7 +186,7 @@ def authorise_download(session: Session, who: Principal | None, settings: Settin
                       action="data.download", target=f"dataset:{dataset.name}",
                       reasons=["request access; a steward decides"])
     if grant is not None and grant.organisation_id is not None:
-        _policy_check(session, settings, dataset, identity.get_organisation(session, grant.organisation_id),
+        policy_check(session, settings, dataset, identity.get_organisation(session, grant.organisation_id),
                       "download")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import FileResponse, JSONResponse
@@ -17,7 +17,8 @@ from sovstack.core.api.deps import PrincipalDep, SessionDep, SettingsDep, authen
 from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.errors import BadInput, Refused
 from sovstack.core.settings import Settings
-from sovstack.data import access, metadata, search, service
+from sovstack.data import access, metadata, queries, search, service
+from sovstack.data.sandbox import Limits
 from sovstack.data.schemas import (
     AccessRequestCreate,
     AccessRequestPublic,
@@ -28,6 +29,7 @@ from sovstack.data.schemas import (
     GrantPublic,
     RequestDecision,
     RevokeRequest,
+    SandboxQueryCreate,
     SearchResult,
     VersionPublic,
 )
@@ -214,6 +216,28 @@ def decide(request_id: int, body: RequestDecision, session: SessionDep, who: Pri
         req, grant = access.decide(session, who, settings, request_id, body)
     return {"request": request_public(req, _email(session, req.user_id)),
             "grant": grant_public(grant) if grant else None}
+
+
+@router.post("/sandbox/queries")
+def sandbox_query(body: SandboxQueryCreate, session: SessionDep, who: PrincipalDep,
+                  settings: SettingsDep) -> dict[str, Any]:
+    """Run SQL over the datasets you may use, locked down; sensitive data in aggregate, disclosure-controlled."""
+    outcome = queries.run(session, who, settings, body.sql, Limits(max_rows=body.max_rows,
+                                                                    seconds=settings.sandbox_seconds))
+    return queries.result_public(outcome)
+
+
+@router.get("/sandbox/queries")
+def sandbox_history(session: SessionDep, who: PrincipalDep,
+                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
+    """Your queries, newest first."""
+    return [queries.public(q) for q in queries.history(session, who, limit)]
+
+
+@router.get("/datasets/{name}/queries")
+def dataset_queries(name: str, session: SessionDep, who: PrincipalDep) -> list[dict[str, Any]]:
+    """Every sandbox query that named the dataset (its stewards only)."""
+    return [queries.public(q) for q in queries.on_dataset(session, who, name)]
 
 
 @router.get("/grants/mine")

@@ -10,8 +10,10 @@ import typer
 
 from sovstack.core import identity
 from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, emit_one, ref, say, session_of, state
-from sovstack.data import access, ingest, search, service
+from sovstack.core.context import Principal
+from sovstack.data import access, ingest, queries, search, service
 from sovstack.data.api import grant_public, request_public
+from sovstack.data.sandbox import Limits
 from sovstack.data.schemas import DatasetCreate, RequestDecision
 
 data_app = typer.Typer(help="The data commons: datasets, versions, access requests, grants.", no_args_is_help=True)
@@ -134,3 +136,25 @@ def revoke(ctx: typer.Context, grant_id: int, reason: str = typer.Option(...)) -
     with change(ctx) as s:
         access.revoke(s, OPERATOR, grant_id, reason)
     say(f"grant {grant_id} revoked")
+
+
+@data_app.command("query")
+def query(ctx: typer.Context, sql: str, as_user: str = typer.Option(..., "--as", help="Run as this member "
+          "(email): with their grants only, audited as run from the CLI."),
+          max_rows: int = typer.Option(100, min=1, max=10_000), as_json: bool = JsonOpt) -> None:
+    """Run a sandbox query with a member's grants (sensitive data in aggregate, disclosure-controlled)."""
+    settings = state(ctx).settings
+    with session_of(ctx) as s:
+        user = identity.get_user(s, as_user)
+        who = Principal(user_id=user.id, email=f"{user.email} via cli", is_admin=False,
+                        roles=identity.memberships_of(s, user.id))
+        outcome = queries.run(s, who, settings, sql, Limits(max_rows=max_rows, seconds=settings.sandbox_seconds))
+        result = queries.result_public(outcome)
+    if as_json:
+        emit_one(result, True)
+        return
+    emit([dict(zip(result["columns"], ["(suppressed)" if v is None else v for v in row], strict=True))
+          for row in result["rows"]], result["columns"], False,
+         title=f"{result['rows_out']} rows{' (cut)' if result['truncated'] else ''}, mode {result['mode']}")
+    for cell in result["suppressed"]:
+        say(f"suppressed row {cell['row'] + 1} {cell['column']}: {cell['reason']}")

@@ -182,3 +182,8 @@ class GrantPublic(BaseModel):
 
 class RevokeRequest(Strict):
     reason: str = Field(min_length=1, max_length=2000)
+
+
+class SandboxQueryCreate(Strict):
+    sql: str = Field(min_length=1, max_length=100_000, description="One SELECT over the datasets you may use.")
+    max_rows: int = Field(1000, ge=1, le=10_000, description="Rows shown at most (the rest is cut, and said so).")

@@ -1,0 +1,115 @@
+"""Sandbox queries through the API and the CLI: grants checked at use, history and audit of every query."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from sovstack.cli import run
+from sovstack.core.base import utcnow
+from sovstack.core.tables import AuditEvent
+from sovstack.data.tables import AccessGrant
+from tests.data.conftest import Commons
+
+PURPOSE = {"purpose": "Aggregate visits by region (synthetic)", "days": 30}
+
+
+def _query(commons: Commons, sql: str, who: dict[str, str] | None = None) -> Any:
+    return commons.client.post("/api/v1/data/sandbox/queries", json={"sql": sql}, headers=who or commons.member)
+
+
+def _grant(commons: Commons, name: str) -> int:
+    req = commons.client.post(f"/api/v1/data/datasets/{name}/requests", json=PURPOSE, headers=commons.member).json()
+    r = commons.client.post(f"/api/v1/data/requests/{req['id']}/decision", json={"approve": True},
+                            headers=commons.steward)
+    return int(r.json()["grant"]["id"])
+
+
+@pytest.fixture
+def clinic(commons: Commons) -> Commons:
+    commons.create("clinic", classification="sensitive", entity_column="person_id")
+    assert commons.publish("clinic").status_code == 201
+    return commons
+
+
+def test_sensitive_data_answers_in_aggregate_with_disclosure_control(clinic: Commons) -> None:
+    grant = _grant(clinic, "clinic")
+    r = _query(clinic, "SELECT region, count(*) AS visits, sum(cost) AS spend FROM clinic GROUP BY region")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["mode"] == "aggregate" and body["columns"] == ["region", "visits", "spend"]
+    assert sorted(row[:2] for row in body["rows"]) == [["North", 30], ["South", 30]]
+    assert body["datasets"] == [{"name": "clinic", "version": 1, "grant": grant}]
+    small = _query(clinic, "SELECT age, count(*) AS n FROM clinic GROUP BY age").json()
+    assert small["suppressed"] and {s["rule"] for s in small["suppressed"]} == {"k"}
+    assert all(row[1] is None for row in small["rows"])  # 1-2 people per age: every count suppressed
+    history = clinic.client.get("/api/v1/data/sandbox/queries", headers=clinic.member).json()
+    assert [h["outcome"] for h in history] == ["ok", "ok"] and history[0]["cells_suppressed"] == len(
+        small["suppressed"])
+    with clinic.db.session() as s:
+        events = s.scalars(select(AuditEvent).where(AuditEvent.action == "data.sandbox.query")).all()
+        detail = json.loads(events[0].detail)
+    assert detail["sql"].startswith("SELECT region") and detail["datasets"][0]["version"] == 1
+    assert detail["rows_out"] == 2 and len(detail["parse_hash"]) == 64
+
+
+def test_row_level_and_file_reads_are_refused_recorded_and_leak_nothing(clinic: Commons) -> None:
+    _grant(clinic, "clinic")
+    r = _query(clinic, "SELECT * FROM clinic")
+    assert r.status_code == 403 and "P0001" not in r.text
+    r = _query(clinic, "SELECT * FROM read_csv('/etc/passwd')")
+    assert r.status_code == 403 and "root:" not in r.text
+    history = clinic.client.get("/api/v1/data/sandbox/queries", headers=clinic.member).json()
+    assert [h["outcome"] for h in history] == ["refused", "refused"]
+    with clinic.db.session() as s:
+        outcomes = s.scalars(select(AuditEvent.outcome).where(AuditEvent.action == "data.sandbox.query")).all()
+    assert outcomes == ["refused", "refused"]
+
+
+def test_no_expired_or_revoked_grant_opens_the_sandbox(clinic: Commons) -> None:
+    sql = "SELECT region, count(*) AS n FROM clinic GROUP BY region"
+    r = _query(clinic, sql)
+    assert r.status_code == 403 and "no live grant on clinic" in r.json()["error"]["message"]
+    grant = _grant(clinic, "clinic")
+    assert _query(clinic, sql).status_code == 200
+    with clinic.db.session() as s:
+        s.execute(update(AccessGrant).values(expires_at=utcnow() - timedelta(seconds=1)))
+        s.commit()
+    assert _query(clinic, sql).status_code == 403
+    with clinic.db.session() as s:
+        s.execute(update(AccessGrant).values(expires_at=utcnow() + timedelta(days=1)))
+        s.commit()
+    assert _query(clinic, sql).status_code == 200
+    clinic.client.post(f"/api/v1/data/grants/{grant}/revoke", json={"reason": "ended"}, headers=clinic.steward)
+    assert _query(clinic, sql).status_code == 403
+
+
+def test_restricted_and_open_data_take_full_sql_and_stewards_see_the_history(clinic: Commons) -> None:
+    clinic.create("costs", classification="restricted")
+    assert clinic.publish("costs").status_code == 201
+    clinic.create("regions_open")
+    assert clinic.publish("regions_open", "region,code\nNorth,N\nSouth,S\n").status_code == 201
+    assert _query(clinic, "SELECT * FROM regions_open ORDER BY code").json()["rows"] == [["North", "N"], ["South", "S"]]
+    assert _query(clinic, "SELECT count(*) FROM costs").status_code == 403
+    _grant(clinic, "costs")
+    r = _query(clinic, "SELECT r.code, max(c.cost) OVER (PARTITION BY r.code) AS top FROM costs c "
+                       "JOIN regions_open r USING (region) ORDER BY c.person_id LIMIT 2")
+    assert r.status_code == 200 and r.json()["mode"] == "full" and len(r.json()["rows"]) == 2
+    seen = clinic.client.get("/api/v1/data/datasets/costs/queries", headers=clinic.steward).json()
+    assert [q["outcome"] for q in seen] == ["ok", "refused"]
+    assert clinic.client.get("/api/v1/data/datasets/costs/queries", headers=clinic.member).status_code == 403
+
+
+def test_sandbox_query_from_the_cli(clinic: Commons, capsys: pytest.CaptureFixture[str]) -> None:
+    _grant(clinic, "clinic")
+    home = ["--home", str(clinic.home)]
+    capsys.readouterr()
+    sql = "SELECT region, count(*) AS n FROM clinic GROUP BY region"
+    assert run([*home, "data", "query", sql, "--as", "analyst@test.example", "--json"]) == 0
+    assert '"mode": "aggregate"' in capsys.readouterr().out
+    assert run([*home, "data", "query", "SELECT * FROM clinic", "--as", "analyst@test.example"]) == 1
+    assert run([*home, "data", "query", sql, "--as", "abroad@test.example"]) == 1  # no grant
