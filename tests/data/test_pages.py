@@ -70,3 +70,23 @@ def test_pages_need_a_console_session(client: TestClient, db: Any) -> None:
     make_user(db, "someone@test.example")
     r = client.get("/data", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
+
+
+def test_sandbox_page_runs_sql_charts_groups_and_reports_suppression(catalogue: Commons) -> None:
+    client = catalogue.client
+    req = client.post("/api/v1/data/datasets/clinic/requests", headers=catalogue.member,
+                      json={"purpose": "Visits by region (synthetic)", "days": 5}).json()
+    client.post(f"/api/v1/data/requests/{req['id']}/decision", json={"approve": True}, headers=catalogue.steward)
+    _login(client, "analyst@test.example")
+    page = client.get("/data/sandbox")
+    assert "clinic" in page.text and "aggregate only" in page.text
+    sql = "SELECT region, count(*) AS visits FROM clinic GROUP BY region"
+    grouped = client.post("/data/sandbox", data={"csrf_token": csrf_of(page.text), "sql": sql})
+    assert grouped.status_code == 200 and 'id="result-chart"' in grouped.text and "visits by region" in grouped.text
+    by_age = client.post("/data/sandbox", data={"csrf_token": csrf_of(page.text),
+                                                "sql": "SELECT age, count(*) AS n FROM clinic GROUP BY age"})
+    assert 'id="suppression-report"' in by_age.text and "suppressed" in by_age.text
+    refused = client.post("/data/sandbox", data={"csrf_token": csrf_of(page.text), "sql": "SELECT * FROM clinic"})
+    assert refused.status_code == 403 and "P0001" not in refused.text
+    history = client.get("/data/sandbox").text
+    assert history.count("SELECT") >= 3 and "refused" in history

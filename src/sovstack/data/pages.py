@@ -3,8 +3,9 @@ steward's inbox, and the member's grants and requests."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
@@ -19,9 +20,10 @@ from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.errors import BadInput, Conflict, NotFound, Refused, SovstackError
 from sovstack.core.plugins import ConsolePages, NavEntry
 from sovstack.core.settings import Settings
-from sovstack.data import access, search, service
+from sovstack.data import access, queries, search, service
 from sovstack.data.api import grant_public, request_public
-from sovstack.data.schemas import AccessRequestCreate, RequestDecision
+from sovstack.data.sandbox import Limits
+from sovstack.data.schemas import AccessRequestCreate, RequestDecision, SandboxQueryCreate
 
 router = APIRouter(include_in_schema=False)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -30,8 +32,9 @@ FormErrors = (BadInput, Refused, NotFound, Conflict)
 
 
 def console_pages() -> ConsolePages:
-    return ConsolePages(router, nav=(NavEntry("Datasets", "/data", 80), NavEntry("Inbox", "/data/inbox", 81),
-                                     NavEntry("My access", "/data/access", 82)), templates=TEMPLATES)
+    return ConsolePages(router, nav=(NavEntry("Datasets", "/data", 80), NavEntry("Sandbox", "/data/sandbox", 81),
+                                     NavEntry("Inbox", "/data/inbox", 82), NavEntry("My access", "/data/access", 83)),
+                        templates=TEMPLATES)
 
 
 @router.get("/data")
@@ -132,3 +135,74 @@ def my_access(request: Request, session: SessionDep, user: ConsoleUser) -> HTMLR
     return console_of(request).page(
         request, "data_access.html", grants=[grant_public(g) for g in access.my_grants(session, who)],
         requests=[request_public(r, who.email) for r in access.my_requests(session, who)])
+
+
+# Sandbox ------------------------------------------------------------------------------------------
+
+CHART_BARS = 30
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: float | None  # None: suppressed
+    y: float
+    width: float
+
+
+@dataclass(frozen=True)
+class Chart:
+    title: str
+    bars: list[Bar]
+    height: int
+    left: int = 160
+    width: int = 640
+
+
+def chart_of(result: dict[str, Any]) -> Chart | None:
+    """Bars of the first numeric column by the first column, when the result is a grouped one."""
+    columns, rows = result["columns"], result["rows"]
+    if len(columns) < 2 or not rows:
+        return None
+    numeric = next((i for i in range(1, len(columns))
+                    if all(r[i] is None or isinstance(r[i], int | float) for r in rows)
+                    and any(isinstance(r[i], int | float) for r in rows)), None)
+    if numeric is None:
+        return None
+    shown = rows[:CHART_BARS]
+    top = max((abs(float(r[numeric])) for r in shown if r[numeric] is not None), default=0.0) or 1.0
+    span = 640 - 160 - 70
+    bars = [Bar("(suppressed)" if r[0] is None else str(r[0])[:24], None if r[numeric] is None else float(r[numeric]),
+                8 + i * 26, 0 if r[numeric] is None else span * abs(float(r[numeric])) / top)
+            for i, r in enumerate(shown)]
+    return Chart(f"{columns[numeric]} by {columns[0]}", bars, 16 + 26 * len(bars))
+
+
+def sandbox_page(request: Request, session: Session, who: Principal, *, sql: str = "",
+                 result: dict[str, Any] | None = None, error: SovstackError | None = None) -> HTMLResponse:
+    usable = [d for d in service.all_datasets(session) if d.current_version and (
+        d.classification == "open" or who.acts_as_admin
+        or access.live_grant(session, who.user_id, d.id, "download", "sandbox") is not None)]
+    return console_of(request).page(
+        request, "data_sandbox.html", error.status if error else 200, sql=sql, result=result, error=error,
+        chart=chart_of(result) if result else None, usable=[service.public(d) for d in usable],
+        history=[queries.public(q) for q in queries.history(session, who, 20)] if who.user_id else [])
+
+
+@router.get("/data/sandbox")
+def sandbox(request: Request, session: SessionDep, user: ConsoleUser, sql: str = "") -> HTMLResponse:
+    return sandbox_page(request, session, user[1], sql=sql)
+
+
+@router.post("/data/sandbox")
+def sandbox_run(request: Request, session: SessionDep, settings: SettingsDep, user: ConsolePoster,
+                sql: FormStr = "") -> HTMLResponse:
+    who = user[1]
+    try:
+        data = parse(SandboxQueryCreate, sql=sql, max_rows=200)
+        outcome = queries.run(session, who, settings, data.sql, Limits(max_rows=data.max_rows,
+                                                                       seconds=settings.sandbox_seconds))
+    except SovstackError as exc:
+        session.rollback()
+        return sandbox_page(request, session, who, sql=sql, error=exc)
+    return sandbox_page(request, session, who, sql=sql, result=queries.result_public(outcome))
