@@ -149,6 +149,12 @@ class Bar:
     y: float
     width: float
 
+    @property
+    def text(self) -> str:
+        if self.value is None:
+            return "suppressed"
+        return f"{int(self.value):,}" if self.value.is_integer() else f"{self.value:,.2f}"
+
 
 @dataclass(frozen=True)
 class Chart:
@@ -172,10 +178,16 @@ def chart_of(result: dict[str, Any]) -> Chart | None:
     shown = rows[:CHART_BARS]
     top = max((abs(float(r[numeric])) for r in shown if r[numeric] is not None), default=0.0) or 1.0
     span = 640 - 160 - 70
-    bars = [Bar("(suppressed)" if r[0] is None else str(r[0])[:24], None if r[numeric] is None else float(r[numeric]),
+    bars = [Bar(_label(r[:numeric]), None if r[numeric] is None else float(r[numeric]),
                 8 + i * 26, 0 if r[numeric] is None else span * abs(float(r[numeric])) / top)
             for i, r in enumerate(shown)]
-    return Chart(f"{columns[numeric]} by {columns[0]}", bars, 16 + 26 * len(bars))
+    return Chart(f"{columns[numeric]} by {', '.join(columns[:numeric])}", bars, 16 + 26 * len(bars))
+
+
+def _label(keys: list[Any]) -> str:
+    """A bar's label: its group keys (a suppressed group's keys are blank)."""
+    text = " · ".join("—" if k is None else str(k) for k in keys)
+    return text if len(text) <= 28 else text[:27] + "…"
 
 
 def sandbox_page(request: Request, session: Session, who: Principal, *, sql: str = "",
