@@ -5,10 +5,13 @@ path as an upload: DuckDB within its memory limit, then sha256 of the object, th
 open data, column statistics) against plain DuckDB's `COPY (SELECT * FROM read_csv(...)) TO ... parquet`
 on the same file. Goal (issue #4): at least 50% of plain DuckDB's speed.
 
+Sandbox: an aggregate query over 10M rows (--quick 2M) in the locked-down worker against plain DuckDB on
+the same Parquet, process start excluded and included (bench/data_sandbox.py; goal within 1.2×).
+
 Search: 10,000 datasets (--quick 2,000) made through the service layer, then full-text queries with
 facet counts through `search.find`, p50 and p95 over 60 queries. Goal: under 50 ms.
 
-    python bench/data.py [--quick] [--only ingest|search]
+    python bench/data.py [--quick] [--only ingest|search|sandbox]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import data_sandbox
 import duckdb
 
 from core import fresh_deployment
@@ -55,10 +59,14 @@ def bench_ingest(tmp: Path, megabytes: int) -> None:
     size = synthetic_csv(csv, megabytes)
     print(f"ingest: CSV of {size / 1e6:,.0f} MB", flush=True)
     plain_out = tmp / "plain.parquet"
-    start = time.perf_counter()
-    duckdb.connect().execute(f"COPY (SELECT * FROM read_csv('{csv}', header=true)) TO '{plain_out}' "
-                             "(FORMAT parquet, COMPRESSION zstd)")
-    plain = time.perf_counter() - start
+
+    def plain_copy() -> float:
+        start = time.perf_counter()
+        duckdb.connect().execute(f"COPY (SELECT * FROM read_csv('{csv}', header=true)) TO '{plain_out}' "
+                                 "(FORMAT parquet, COMPRESSION zstd)")
+        return time.perf_counter() - start
+
+    plain = min(plain_copy(), plain_copy())  # the best of two: the first pays for reading the file from disk
     results = {}
     for label, stats in (("restricted (no statistics)", False), ("open (with column statistics)", True)):
         objects = tmp / f"objects-{stats}"
@@ -115,7 +123,7 @@ def bench_search(tmp: Path, count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 MB CSV and 2,000 datasets.")
-    parser.add_argument("--only", choices=("ingest", "search"))
+    parser.add_argument("--only", choices=("ingest", "search", "sandbox"))
     args = parser.parse_args()
     print(f"sovstack data bench — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, DuckDB {duckdb.__version__}{' (quick)' if args.quick else ''}")
@@ -124,6 +132,8 @@ def main() -> None:
             bench_ingest(Path(tmp), 100 if args.quick else 1024)
         if args.only in (None, "search"):
             bench_search(Path(tmp), 2_000 if args.quick else 10_000)
+    if args.only in (None, "sandbox"):
+        data_sandbox.run(2_000_000 if args.quick else 10_000_000, 3 if args.quick else 5, threads=1, memory_mb=1024)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,33 @@ def line(label: str, seconds: float, baseline: float | None = None) -> None:
     print(f"  {label:<52} {seconds * 1000:9.1f} ms{ratio}", flush=True)
 
 
+def run(rows: int, runs: int, threads: int, memory_mb: int) -> None:
+    """Print plain DuckDB against the sandbox, full and aggregate mode, with and without process start."""
+    limits = Limits(memory_mb=memory_mb, threads=threads, seconds=120)
+    with tempfile.TemporaryDirectory(prefix="sovstack-bench-") as folder:
+        path = Path(folder) / "events.parquet"
+        started = time.perf_counter()
+        make_parquet(path, rows)
+        print(f"sandbox: {rows:,} rows, {path.stat().st_size / 1e6:.0f} MB Parquet, written in "
+              f"{time.perf_counter() - started:.1f} s; threads {threads}, best of {runs}", flush=True)
+        base, _ = best(runs, plain(path, QUERY, threads))
+        line("plain DuckDB, in process", base)
+        cold, _ = best(runs, plain(path, QUERY, threads, fresh=True))
+        line("plain DuckDB, in process, new connection each run", cold, base)
+        k_only, _ = best(runs, plain(path, K_ONLY, threads))
+        line("plain + COUNT(DISTINCT person_id), in process", k_only, base)
+        full = GrantedTable("events", path, "full")
+        inner, wall = best(runs, sandboxed(full, limits))
+        line("sandbox, full mode, excl. start", inner, base)
+        line("sandbox, full mode, incl. start", wall, base)
+        aggregate = GrantedTable("events", path, "aggregate", entity_column="person_id")
+        inner, wall = best(runs, sandboxed(aggregate, limits))
+        line("sandbox, aggregate mode, excl. start", inner, base)
+        line("sandbox, aggregate mode, incl. start", wall, base)
+        line("worker start-up (SELECT 1, median)", start_up(limits, runs))
+        print(f"  goal: within {GOAL_RATIO}x of plain DuckDB, start excluded", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -104,32 +131,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--memory-mb", type=int, default=1024)
     args = parser.parse_args()
-    limits = Limits(memory_mb=args.memory_mb, threads=args.threads, seconds=120)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"sovstack data sandbox bench — {stamp}, {platform.node()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, DuckDB {duckdb.__version__}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="sovstack-bench-") as folder:
-        path = Path(folder) / "events.parquet"
-        started = time.perf_counter()
-        make_parquet(path, args.rows)
-        print(f"  {args.rows:,} rows, {path.stat().st_size / 1e6:.0f} MB Parquet, written in "
-              f"{time.perf_counter() - started:.1f} s; threads {args.threads}, best of {args.runs}", flush=True)
-        base, _ = best(args.runs, plain(path, QUERY, args.threads))
-        line("plain DuckDB, in process", base)
-        cold, _ = best(args.runs, plain(path, QUERY, args.threads, fresh=True))
-        line("plain DuckDB, in process, new connection each run", cold, base)
-        k_only, _ = best(args.runs, plain(path, K_ONLY, args.threads))
-        line("plain + COUNT(DISTINCT person_id), in process", k_only, base)
-        full = GrantedTable("events", path, "full")
-        inner, wall = best(args.runs, sandboxed(full, limits))
-        line("sandbox, full mode, excl. start", inner, base)
-        line("sandbox, full mode, incl. start", wall, base)
-        aggregate = GrantedTable("events", path, "aggregate", entity_column="person_id")
-        inner, wall = best(args.runs, sandboxed(aggregate, limits))
-        line("sandbox, aggregate mode, excl. start", inner, base)
-        line("sandbox, aggregate mode, incl. start", wall, base)
-        line("worker start-up (SELECT 1, median)", start_up(limits, args.runs))
-        print(f"  goal: within {GOAL_RATIO}x of plain DuckDB, start excluded", flush=True)
+    run(args.rows, args.runs, args.threads, args.memory_mb)
 
 
 if __name__ == "__main__":
