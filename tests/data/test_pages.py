@@ -90,3 +90,15 @@ def test_sandbox_page_runs_sql_charts_groups_and_reports_suppression(catalogue: 
     assert refused.status_code == 403 and "P0001" not in refused.text
     history = client.get("/data/sandbox").text
     assert history.count("SELECT") >= 3 and "refused" in history
+
+
+def test_preview_for_those_who_may_download_and_never_for_sensitive_data(catalogue: Commons) -> None:
+    client = catalogue.client
+    _login(client, "analyst@test.example")
+    page = client.get("/data/datasets/rainfall_daily")
+    assert 'id="preview"' in page.text and "P0001" in page.text  # open data: the first rows
+    page = client.get("/data/datasets/clinic")
+    assert 'id="preview"' not in page.text and "P0001" not in page.text
+    catalogue.create("costs", classification="restricted")
+    assert catalogue.publish("costs").status_code == 201
+    assert 'id="preview"' not in client.get("/data/datasets/costs").text  # no grant yet

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import duckdb
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -15,6 +17,7 @@ from sovstack.core.context import Principal
 from sovstack.core.errors import BadInput, Conflict, NotFound, Refused
 from sovstack.core.settings import Settings
 from sovstack.core.tables import Organisation
+from sovstack.data.ingest import object_path
 from sovstack.data.schemas import AccessRequestCreate, RequestDecision
 from sovstack.data.service import STEWARDS, get_visible, request_sla
 from sovstack.data.tables import AccessGrant, AccessRequest, Dataset
@@ -199,7 +202,35 @@ def download(session: Session, who: Principal | None, settings: Settings, name: 
     if found is None:
         raise NotFound(f"{name} has no version {number}" if number else f"{name} has no data yet", field="version")
     authorise_download(session, who, settings, dataset)
-    path = settings.home / "objects" / "data" / found.sha256[:2] / f"{found.sha256}.parquet"
+    path = object_path(settings.home / "objects", found.sha256)
     audit.record(session, actor=who.actor if who else "anonymous", action="data.download",
                  target=f"dataset:{name}", detail={"version": number, "sha256": found.sha256})
     return path, dataset, number
+
+
+PREVIEW_ROWS = 20
+
+
+def preview(session: Session, who: Principal | None, settings: Settings, dataset: Dataset) -> tuple[list[str], list[
+        list[Any]]] | None:
+    """The first rows of the current version, for whoever may download it now; None otherwise (no audit:
+    a preview is shown to those who could take the whole file anyway)."""
+    if dataset.classification == "sensitive" or not dataset.current_version:
+        return None
+    try:
+        authorise_download(session, who, settings, dataset)
+    except Refused:
+        return None
+    version = next(v for v in dataset.versions if v.number == dataset.current_version)
+    path = object_path(settings.home / "objects", version.sha256)
+    con = duckdb.connect(":memory:", config={"memory_limit": "256MB", "threads": 1})
+    try:
+        cursor = con.execute(f"SELECT * FROM read_parquet('{path}') LIMIT {PREVIEW_ROWS}")
+        columns = [d[0] for d in cursor.description]
+        return columns, [[_plain(v) for v in row] for row in cursor.fetchall()]
+    finally:
+        con.close()
+
+
+def _plain(value: Any) -> Any:
+    return value if value is None or isinstance(value, int | float | str | bool) else str(value)

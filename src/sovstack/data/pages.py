@@ -69,6 +69,7 @@ def dataset_page(request: Request, session: Session, settings: Settings, who: Pr
         request, "data_dataset.html", status if not error else error.status, d=service.public(dataset),
         versions=[service.version_public(v) for v in reversed(dataset.versions)], steward=steward,
         grants=grants, my_grant=grant_public(mine) if mine else None, error=error,
+        preview=access.preview(session, who, settings, dataset),
         mode=access.grant_mode(session, settings, dataset), orgs=_orgs(session, who))
 
 
