@@ -31,6 +31,17 @@ def console_user(request: Request, session: SessionDep) -> tuple[ConsoleSession,
 ConsoleUser = Annotated[tuple[ConsoleSession, Principal], Depends(console_user)]
 
 
+def console_visitor(request: Request, session: SessionDep) -> Principal | None:
+    """The signed-in principal, or None for an anonymous visitor where the operator allows browsing
+    open data (``anonymous_browsing``); otherwise a visitor is sent to log in."""
+    if session_token(request) is None and request.app.state.settings.anonymous_browsing:
+        return None
+    return console_user(request, session)[1]
+
+
+ConsoleVisitor = Annotated[Principal | None, Depends(console_visitor)]
+
+
 def same_secret(given: str | None, expected: str | None) -> bool:
     return bool(given) and bool(expected) and hmac.compare_digest(str(given), str(expected))
 

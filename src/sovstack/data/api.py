@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from sovstack.core import identity
-from sovstack.core.api.deps import PrincipalDep, SessionDep, SettingsDep, authenticate
+from sovstack.core.api.deps import PrincipalDep, SessionDep, SettingsDep, VisitorDep, authenticate
 from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.errors import BadInput, Refused
 from sovstack.core.settings import Settings
@@ -36,6 +36,7 @@ from sovstack.data.schemas import (
 from sovstack.data.tables import AccessGrant, AccessRequest
 
 router = APIRouter(prefix="/api/v1/data", tags=["data"])
+ANONYMOUS = Principal(user_id=None, email="anonymous", is_admin=False, scopes=frozenset())  # for audit only
 UPLOAD_ROUTE = r"/api/v1/data/datasets/[^/]+/versions"
 
 
@@ -53,13 +54,13 @@ def grant_public(grant: AccessGrant) -> GrantPublic:
 
 
 @router.get("/datasets")
-def find(session: SessionDep, who: PrincipalDep, q: str = "", publisher: str | None = None,
+def find(session: SessionDep, who: VisitorDep, q: str = "", publisher: str | None = None,
          classification: Literal["open", "restricted", "sensitive"] | None = None, language: str | None = None,
          licence: str | None = None, format: Literal["csv", "parquet", "jsonl"] | None = None,  # noqa: A002
          limit: Annotated[int, Query(ge=1, le=200)] = 20, offset: Annotated[int, Query(ge=0)] = 0) -> SearchResult:
-    """Full-text search over the catalogue's metadata, with facet counts."""
+    """Full-text search over the catalogue's metadata, with facet counts (open data only for visitors)."""
     filters = search.Filters(publisher, classification, language, licence, format)
-    found = search.find(session, q, filters, anonymous=False, limit=limit, offset=offset)
+    found = search.find(session, q, filters, anonymous=who is None, limit=limit, offset=offset)
     return SearchResult(total=found.total, datasets=[service.public(d) for d in found.datasets], facets=found.facets)
 
 
@@ -71,7 +72,7 @@ def create(body: DatasetCreate, session: SessionDep, who: PrincipalDep, settings
 
 
 @router.get("/datasets/{name}")
-def show(name: str, session: SessionDep, who: PrincipalDep) -> DatasetPublic:
+def show(name: str, session: SessionDep, who: VisitorDep) -> DatasetPublic:
     return service.public(service.get_visible(session, who, name))
 
 
@@ -91,23 +92,23 @@ def describe_column(name: str, column: str, body: ColumnEdit, session: SessionDe
 
 
 @router.get("/datasets/{name}/dcat.jsonld")
-def dataset_dcat(name: str, request: Request, session: SessionDep, who: PrincipalDep) -> JSONResponse:
+def dataset_dcat(name: str, request: Request, session: SessionDep, who: VisitorDep) -> JSONResponse:
     """The dataset as DCAT-AP (JSON-LD)."""
     dataset = service.get_visible(session, who, name)
     return JSONResponse(metadata.dcat(dataset, _base(request)), media_type="application/ld+json")
 
 
 @router.get("/datasets/{name}/croissant.json")
-def dataset_croissant(name: str, request: Request, session: SessionDep, who: PrincipalDep) -> JSONResponse:
+def dataset_croissant(name: str, request: Request, session: SessionDep, who: VisitorDep) -> JSONResponse:
     """The dataset as Croissant 1.0 (JSON-LD), for ML tools."""
     dataset = service.get_visible(session, who, name)
     return JSONResponse(metadata.croissant(dataset, _base(request)), media_type="application/ld+json")
 
 
 @router.get("/catalogue.jsonld")
-def catalogue_dcat(request: Request, session: SessionDep, who: PrincipalDep, settings: SettingsDep) -> JSONResponse:
-    """The whole catalogue as a DCAT-AP dcat:Catalog, for harvesting by other portals."""
-    datasets = service.all_datasets(session)
+def catalogue_dcat(request: Request, session: SessionDep, who: VisitorDep, settings: SettingsDep) -> JSONResponse:
+    """The whole catalogue as a DCAT-AP dcat:Catalog, for harvesting by other portals (visitors: open data)."""
+    datasets = [d for d in service.all_datasets(session) if service.visible(d, who)]
     return JSONResponse(metadata.dcat_catalogue(datasets, _base(request), f"{settings.deployment_name} data commons"),
                         media_type="application/ld+json")
 
@@ -176,10 +177,10 @@ async def publish(name: str, request: Request,
 
 
 @router.get("/datasets/{name}/download")
-def download(name: str, session: SessionDep, who: PrincipalDep, settings: SettingsDep,
+def download(name: str, session: SessionDep, who: VisitorDep, settings: SettingsDep,
              version: Annotated[int | None, Query(ge=1)] = None) -> FileResponse:
     """The Parquet file of a version, if the caller may take the data away now (audited either way)."""
-    with unit_of_work(session, who):
+    with unit_of_work(session, who or ANONYMOUS):
         path, dataset, number = access.download(session, who, settings, name, version)
     return FileResponse(path, media_type="application/vnd.apache.parquet",
                         filename=f"{dataset.name}-v{number}.parquet")

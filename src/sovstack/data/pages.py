@@ -12,7 +12,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
-from sovstack.console.auth import ConsolePoster, ConsoleUser
+from sovstack.console.auth import ConsolePoster, ConsoleUser, ConsoleVisitor
 from sovstack.console.routes import console_of, parse, see_other
 from sovstack.core import identity
 from sovstack.core.api.deps import SessionDep, SettingsDep
@@ -38,14 +38,14 @@ def console_pages() -> ConsolePages:
 
 
 @router.get("/data")
-def catalogue(request: Request, session: SessionDep, user: ConsoleUser, q: str = "", publisher: str = "",
+def catalogue(request: Request, session: SessionDep, who: ConsoleVisitor, q: str = "", publisher: str = "",
               classification: str = "", language: str = "", licence: str = "", format: str = "",  # noqa: A002
               page: int = 1) -> HTMLResponse:
     chosen = {"publisher": publisher, "classification": classification, "language": language, "licence": licence,
               "format": format}
     filters = search.Filters(**{k: v or None for k, v in chosen.items()})
     size, page = 20, max(page, 1)
-    found = search.find(session, q, filters, anonymous=False, limit=size, offset=(page - 1) * size)
+    found = search.find(session, q, filters, anonymous=who is None, limit=size, offset=(page - 1) * size)
     links = {facet: {value: _with(q, chosen, facet, value) for value in counts}
              for facet, counts in found.facets.items()}
     return console_of(request).page(
@@ -59,27 +59,29 @@ def _with(q: str, chosen: dict[str, str], facet: str, value: str) -> str:
     return "/data" + (f"?{urlencode(params)}" if params else "")
 
 
-def dataset_page(request: Request, session: Session, settings: Settings, who: Principal, name: str, *,
+def dataset_page(request: Request, session: Session, settings: Settings, who: Principal | None, name: str, *,
                  error: SovstackError | None = None, status: int = 200) -> HTMLResponse:
     dataset = service.get_visible(session, who, name)
-    steward = who.has_role(dataset.publisher_id, *service.STEWARDS)
-    grants = [grant_public(g) for g in access.grants_of(session, who, name)] if steward else []
-    mine = access.live_grant(session, who.user_id, dataset.id, "download", "sandbox")
+    steward = who is not None and who.has_role(dataset.publisher_id, *service.STEWARDS)
+    grants = [grant_public(g) for g in access.grants_of(session, who, name)] if who and steward else []
+    mine = access.live_grant(session, who.user_id if who else None, dataset.id, "download", "sandbox")
     return console_of(request).page(
         request, "data_dataset.html", status if not error else error.status, d=service.public(dataset),
         versions=[service.version_public(v) for v in reversed(dataset.versions)], steward=steward,
         grants=grants, my_grant=grant_public(mine) if mine else None, error=error,
         preview=access.preview(session, who, settings, dataset),
-        mode=access.grant_mode(session, settings, dataset), orgs=_orgs(session, who))
+        mode=access.grant_mode(session, settings, dataset), orgs=_orgs(session, who), visitor=who is None)
 
 
-def _orgs(session: Session, who: Principal) -> list[tuple[int, str]]:
-    return [(org_id, identity.get_organisation(session, org_id).name) for org_id in sorted(who.roles)]
+def _orgs(session: Session, who: Principal | None) -> list[tuple[int, str]]:
+    roles = who.roles if who else {}
+    return [(org_id, identity.get_organisation(session, org_id).name) for org_id in sorted(roles)]
 
 
 @router.get("/data/datasets/{name}")
-def dataset(request: Request, name: str, session: SessionDep, settings: SettingsDep, user: ConsoleUser) -> HTMLResponse:
-    return dataset_page(request, session, settings, user[1], name)
+def dataset(request: Request, name: str, session: SessionDep, settings: SettingsDep,
+            who: ConsoleVisitor) -> HTMLResponse:
+    return dataset_page(request, session, settings, who, name)
 
 
 @router.post("/data/datasets/{name}/request")

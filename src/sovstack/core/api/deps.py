@@ -89,6 +89,19 @@ def _require(principal: Principal, scope: str, request: Request) -> None:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
+def get_visitor(request: Request, session: SessionDep) -> Principal | None:
+    """The principal, or None for a visitor without credentials where the operator allows anonymous
+    browsing of open data (``anonymous_browsing``); otherwise the same as ``PrincipalDep``."""
+    settings: Settings = request.app.state.settings
+    if settings.anonymous_browsing and not request.headers.get("authorization") \
+            and SESSION_COOKIE not in request.cookies:
+        return None
+    return get_principal(request, session)
+
+
+VisitorDep = Annotated[Principal | None, Depends(get_visitor)]
+
+
 def require_scope(scope: str) -> Any:
     """A dependency for module routers that need a scope of their own (e.g. ``gateway``)."""
 
