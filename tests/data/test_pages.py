@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import PASSWORD, make_user
 from tests.console.test_pages import csrf_of, post_login
-from tests.data.conftest import Commons
+from tests.data.conftest import CSV, Commons
 
 
 def _login(client: TestClient, email: str) -> None:
@@ -102,3 +102,37 @@ def test_preview_for_those_who_may_download_and_never_for_sensitive_data(catalog
     catalogue.create("costs", classification="restricted")
     assert catalogue.publish("costs").status_code == 201
     assert 'id="preview"' not in client.get("/data/datasets/costs").text  # no grant yet
+
+
+def test_stewards_create_and_publish_from_the_console(commons: Commons) -> None:
+    client = commons.client
+    _login(client, "steward@test.example")
+    page = client.get("/data/new")
+    assert "Synthetic Statistics Office" in page.text and "Synthetic University" not in page.text
+    bad = client.post("/data/new", data={"csrf_token": csrf_of(page.text), "name": "web_costs", "title": "Costs",
+                                         "publisher_id": str(commons.publisher), "licence": "Nope",
+                                         "classification": "open", "storage_jurisdiction": "IN"})
+    assert bad.status_code == 422 and "licence" in bad.text and 'value="web_costs"' in bad.text  # kept
+    r = client.post("/data/new", follow_redirects=False, data={
+        "csrf_token": csrf_of(page.text), "name": "web_costs", "title": "Costs (synthetic)",
+        "publisher_id": str(commons.publisher), "licence": "CC-BY-4.0", "classification": "open",
+        "storage_jurisdiction": "IN", "languages": "en, hi", "keywords": "cost; region"})
+    assert r.status_code == 303
+    page = client.get("/data/datasets/web_costs")
+    token = csrf_of(page.text)
+    r = client.post("/data/datasets/web_costs/publish", follow_redirects=False,
+                    data={"csrf_token": token, "note": "from the console"},
+                    files={"file": ("costs.csv", CSV.encode(), "text/csv")})
+    assert r.status_code == 303 and "60+rows" in r.headers["location"]
+    shown = commons.client.get("/api/v1/data/datasets/web_costs", headers=commons.member).json()
+    assert shown["rows"] == 60 and shown["languages"] == ["en", "hi"] and shown["keywords"] == ["cost", "region"]
+    ragged = client.post("/data/datasets/web_costs/publish",
+                         data={"csrf_token": token}, files={"file": ("x.csv", b"a,b\n1,2,3\n4,5\n", "text/csv")})
+    assert ragged.status_code == 422 and "could not be read as CSV" in ragged.text
+    forged = client.post("/data/datasets/web_costs/publish", data={"csrf_token": "forged"},
+                         files={"file": ("costs.csv", CSV.encode(), "text/csv")})
+    assert forged.status_code == 403
+    _login(client, "analyst@test.example")
+    r = client.post("/data/datasets/web_costs/publish", data={"csrf_token": csrf_of(client.get("/data").text)},
+                    files={"file": ("costs.csv", CSV.encode(), "text/csv")})
+    assert r.status_code == 403  # only the publisher's stewards

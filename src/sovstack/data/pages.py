@@ -3,6 +3,8 @@ steward's inbox, and the member's grants and requests."""
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,19 +13,23 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.datastructures import UploadFile as StarletteUpload
 
-from sovstack.console.auth import ConsolePoster, ConsoleUser, ConsoleVisitor
-from sovstack.console.routes import console_of, parse, see_other
+from sovstack.console.auth import ConsolePoster, ConsoleUser, ConsoleVisitor, check_csrf
+from sovstack.console.routes import console_of, countries, parse, see_other
 from sovstack.core import identity
 from sovstack.core.api.deps import SessionDep, SettingsDep
 from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.errors import BadInput, Conflict, NotFound, Refused, SovstackError
 from sovstack.core.plugins import ConsolePages, NavEntry
 from sovstack.core.settings import Settings
-from sovstack.data import access, queries, search, service
+from sovstack.data import access, ingest, queries, search, service
 from sovstack.data.api import grant_public, request_public
 from sovstack.data.sandbox import Limits
-from sovstack.data.schemas import AccessRequestCreate, RequestDecision, SandboxQueryCreate
+from sovstack.data.schemas import AccessRequestCreate, DatasetCreate, RequestDecision, SandboxQueryCreate
+from sovstack.data.service import STEWARDS as STEWARD_ROLES
 
 router = APIRouter(include_in_schema=False)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -82,6 +88,90 @@ def _orgs(session: Session, who: Principal | None) -> list[tuple[int, str]]:
 def dataset(request: Request, name: str, session: SessionDep, settings: SettingsDep,
             who: ConsoleVisitor) -> HTMLResponse:
     return dataset_page(request, session, settings, who, name)
+
+
+# Publishing ---------------------------------------------------------------------------------------
+
+PUBLISH_ROUTE = r"/data/datasets/[^/]+/publish"  # streams large files: its own body limit
+NEW_FIELDS = ("name", "title", "publisher_id", "licence", "classification", "storage_jurisdiction", "description",
+              "languages", "keywords", "spatial", "provenance", "entity_column", "k_threshold")
+
+
+def _stewarded(session: Session, who: Principal) -> list[tuple[int, str]]:
+    """The organisations whose datasets the principal may publish."""
+    orgs = identity.list_organisations(session) if who.acts_as_admin else [
+        identity.get_organisation(session, org_id) for org_id, roles in who.roles.items() if roles & set(STEWARD_ROLES)]
+    return sorted(((o.id, o.name) for o in orgs), key=lambda o: o[1])
+
+
+def new_page(request: Request, session: Session, settings: Settings, who: Principal, *,
+             error: SovstackError | None = None, form: dict[str, str] | None = None) -> HTMLResponse:
+    return console_of(request).page(
+        request, "data_new.html", error.status if error else 200, error=error, form=form or {},
+        orgs=_stewarded(session, who), countries=countries(), home=settings.home_jurisdiction)
+
+
+@router.get("/data/new")
+def new(request: Request, session: SessionDep, settings: SettingsDep, user: ConsoleUser) -> HTMLResponse:
+    return new_page(request, session, settings, user[1])
+
+
+def _words(text: str) -> list[str]:
+    return [w.strip() for w in text.replace(";", ",").split(",") if w.strip()]
+
+
+@router.post("/data/new")
+def create(request: Request, session: SessionDep, settings: SettingsDep, user: ConsolePoster, name: FormStr = "",
+           title: FormStr = "", publisher_id: FormStr = "", licence: FormStr = "", classification: FormStr = "",
+           storage_jurisdiction: FormStr = "", description: FormStr = "", languages: FormStr = "",
+           keywords: FormStr = "", spatial: FormStr = "", provenance: FormStr = "", entity_column: FormStr = "",
+           k_threshold: FormStr = "10") -> Response:
+    who, form = user[1], dict(zip(NEW_FIELDS, (name, title, publisher_id, licence, classification,
+                                                storage_jurisdiction, description, languages, keywords, spatial,
+                                                provenance, entity_column, k_threshold), strict=True))
+    try:
+        data = parse(DatasetCreate, **{**form, "languages": _words(languages), "keywords": _words(keywords)})
+        with unit_of_work(session, who):
+            service.create_dataset(session, who, settings, data)
+    except FormErrors as exc:
+        return new_page(request, session, settings, who, error=exc, form=form)
+    return see_other(f"/data/datasets/{name}", "Dataset created: now publish its first file.")
+
+
+def _publish_form(session: Session, settings: Settings, who: Principal, name: str, form: FormData) -> str:
+    upload = form.get("file")
+    if not isinstance(upload, StarletteUpload) or not upload.filename:
+        raise BadInput("choose a file to publish", field="file")
+    fmt, note = ingest.format_of(upload.filename), str(form.get("note") or "")[:500]
+    source = settings.home / "objects" / "tmp" / f"console-{uuid.uuid4().hex}"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with source.open("wb") as out:
+            shutil.copyfileobj(upload.file, out, 1 << 20)
+        with unit_of_work(session, who):
+            version = service.publish_version(session, who, settings, name, source, fmt, note=note,
+                                              allow_schema_change=bool(form.get("allow_schema_change")))
+            return f"Version {version.number} published: {version.rows:,} rows."
+    finally:
+        source.unlink(missing_ok=True)
+
+
+@router.post("/data/datasets/{name}/publish")
+async def publish(request: Request, name: str, session: SessionDep, settings: SettingsDep,
+                  user: ConsoleUser) -> Response:
+    """Publish an uploaded file. The form is read only after the session is known (a visitor without
+    one sends no bytes to disk); the parser spools the file to disk, never holding it whole in memory."""
+    who = user[1]
+    form = await request.form()
+    try:
+        check_csrf(str(form.get("csrf_token") or ""), user[0])  # a forged post is refused and audited
+        try:
+            done = await run_in_threadpool(_publish_form, session, settings, who, name, form)
+        except FormErrors as exc:
+            return dataset_page(request, session, settings, who, name, error=exc)
+    finally:
+        await form.close()
+    return see_other(f"/data/datasets/{name}", done)
 
 
 @router.post("/data/datasets/{name}/request")

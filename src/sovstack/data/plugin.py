@@ -32,7 +32,7 @@ def sovstack_console_pages(settings: Settings) -> ConsolePages:
 
 @hookimpl
 def sovstack_app_created(app: FastAPI) -> None:
-    app.state.upload_routes.append(UPLOAD_ROUTE)
+    app.state.upload_routes.extend([UPLOAD_ROUTE, pages.PUBLISH_ROUTE])
 
 
 @hookimpl
