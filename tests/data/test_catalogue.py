@@ -165,3 +165,26 @@ def test_an_upload_cut_off_half_way_publishes_nothing(commons: Commons) -> None:
     assert r.json()["current_version"] == 0
     staging = commons.home / "objects" / "tmp"
     assert not staging.exists() or list(staging.iterdir()) == []
+
+
+def test_a_wrong_inferred_type_is_corrected_by_a_new_version(commons: Commons, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    commons.create("codes")
+    assert commons.publish("codes", "code,label\n11,a\n12,b\n").status_code == 201
+    assert commons.client.get("/api/v1/data/datasets/codes", headers=commons.member).json()["columns"][0][
+        "type"] == "BIGINT"  # inferred a number; the steward knows these are identifiers (text)
+    r = commons.client.post("/api/v1/data/datasets/codes/columns/label/type", json={"type": "DATE"},
+                            headers=commons.steward)
+    assert r.status_code == 422 and "2 values of label are not DATE" in r.json()["error"]["message"]
+    r = commons.client.post("/api/v1/data/datasets/codes/columns/code/type", json={"type": "varchar"},
+                            headers=commons.steward)
+    assert r.status_code == 201 and r.json()["number"] == 2 and "code as VARCHAR" in r.json()["note"]
+    assert r.json()["columns"][0]["type"] == "VARCHAR"
+    assert commons.client.post("/api/v1/data/datasets/codes/columns/code/type", json={"type": "BLOB"},
+                               headers=commons.steward).status_code == 422
+    assert commons.client.post("/api/v1/data/datasets/codes/columns/code/type", json={"type": "BIGINT"},
+                               headers=commons.member).status_code == 403
+    versions = commons.client.get("/api/v1/data/datasets/codes/versions", headers=commons.member).json()
+    assert [v["columns"][0]["type"] for v in versions] == ["BIGINT", "VARCHAR"]  # version 1 untouched
+    assert run(["--home", str(commons.home), "data", "retype", "codes", "code", "BIGINT"]) == 0
+    assert "version 3" in capsys.readouterr().out

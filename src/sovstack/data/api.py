@@ -23,6 +23,7 @@ from sovstack.data.schemas import (
     AccessRequestCreate,
     AccessRequestPublic,
     ColumnEdit,
+    ColumnRetype,
     DatasetCreate,
     DatasetFields,
     DatasetPublic,
@@ -115,6 +116,15 @@ def catalogue_dcat(request: Request, session: SessionDep, who: VisitorDep, setti
 
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
+
+
+@router.post("/datasets/{name}/columns/{column}/type", status_code=status.HTTP_201_CREATED)
+def retype_column(name: str, column: str, body: ColumnRetype, session: SessionDep, who: PrincipalDep,
+                  settings: SettingsDep) -> VersionPublic:
+    """Correct an inferred type: a new version, cast from the current one; refused if any value does not convert."""
+    with unit_of_work(session, who):
+        version = service.retype_column(session, who, settings, name, column, body.type)
+        return service.version_public(version)
 
 
 @router.get("/datasets/{name}/versions")

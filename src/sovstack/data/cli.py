@@ -91,6 +91,14 @@ def describe(ctx: typer.Context, name: str, column: str, description: str) -> No
     say(f"{name}.{column} described")
 
 
+@data_app.command("retype")
+def retype(ctx: typer.Context, name: str, column: str, type_: str = typer.Argument(..., metavar="TYPE")) -> None:
+    """Correct a column's inferred type (a new version; refused if any value does not convert)."""
+    with change(ctx) as s:
+        version = service.retype_column(s, OPERATOR, state(ctx).settings, name, column, type_)
+        say(f"{name} version {version.number}: {version.note}")
+
+
 @data_app.command("download")
 def download(ctx: typer.Context, name: str, out: Path = typer.Option(..., dir_okay=False),
              version: int | None = typer.Option(None, min=1)) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,52 @@ def ingest(source: Path, fmt: str, objects: Path, *, statistics: bool, delimiter
     final.parent.mkdir(parents=True, exist_ok=True)
     size = tmp.stat().st_size
     os.replace(tmp, final)  # the same content may already be there: replacing it changes nothing
+    return Ingested(sha, str(final.relative_to(objects)), size, rows, columns)
+
+
+TYPES = {"BIGINT", "INTEGER", "DOUBLE", "VARCHAR", "DATE", "TIMESTAMP", "BOOLEAN"}
+DECIMAL = re.compile(r"^DECIMAL\((\d{1,2}),\s*(\d{1,2})\)$")
+
+
+def check_type(type_: str) -> str:
+    """A column type a steward may choose, normalised; BadInput otherwise."""
+    wanted = type_.strip().upper()
+    decimal = DECIMAL.match(wanted)
+    if wanted in TYPES or (decimal and int(decimal.group(2)) <= int(decimal.group(1)) <= 38):
+        return wanted
+    raise BadInput(f"unsupported column type {type_!r}; one of {', '.join(sorted(TYPES))} or DECIMAL(p,s)",
+                   field="type")
+
+
+def retype(source: Path, column: str, type_: str, objects: Path, *, statistics: bool) -> Ingested:
+    """A new Parquet object: ``source`` with ``column`` cast to ``type_``; BadInput naming the values that
+    do not convert (so a retyping never silently turns data into NULLs)."""
+    wanted = check_type(type_)
+    quoted = '"' + column.replace('"', '""') + '"'
+    staging = objects / "tmp"
+    staging.mkdir(parents=True, exist_ok=True)
+    tmp = staging / f"{uuid.uuid4().hex}.parquet"
+    con = duckdb.connect(":memory:", config={"memory_limit": INGEST_MEMORY, "threads": 2})
+    try:
+        bad = con.execute(f"SELECT count(*), any_value({quoted})::VARCHAR FROM read_parquet({_quote(source)}) "
+                          f"WHERE {quoted} IS NOT NULL AND TRY_CAST({quoted} AS {wanted}) IS NULL").fetchone()
+        if bad and bad[0]:
+            raise BadInput(f"{bad[0]} values of {column} are not {wanted} (e.g. {bad[1]!r}); nothing changed",
+                           field="type")
+        con.execute(f"COPY (SELECT * REPLACE (CAST({quoted} AS {wanted}) AS {quoted}) FROM read_parquet("
+                    f"{_quote(source)})) TO {_quote(tmp)} (FORMAT parquet, COMPRESSION zstd)")
+        rows = int(con.execute(f"SELECT count(*) FROM read_parquet({_quote(tmp)})").fetchone()[0])  # type: ignore[index]
+        columns = _columns(con, tmp, statistics)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        con.close()
+    sha = _sha256(tmp)
+    final = object_path(objects, sha)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    size = tmp.stat().st_size
+    os.replace(tmp, final)
     return Ingested(sha, str(final.relative_to(objects)), size, rows, columns)
 
 

@@ -126,6 +126,10 @@ class ColumnEdit(Strict):
     description: str = Field(max_length=2000)
 
 
+class ColumnRetype(Strict):
+    type: str = Field(description="BIGINT, INTEGER, DOUBLE, DECIMAL(p,s), VARCHAR, DATE, TIMESTAMP or BOOLEAN.")
+
+
 class SearchResult(BaseModel):
     total: int
     datasets: list[DatasetPublic]

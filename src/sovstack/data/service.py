@@ -184,6 +184,34 @@ def describe_column(session: Session, who: Principal, name: str, column: str, de
     return dataset
 
 
+def retype_column(session: Session, who: Principal, settings: Settings, name: str, column: str,
+                  type_: str) -> DatasetVersion:
+    """Correct an inferred column type: a new version, cast from the current one (which stays as it was)."""
+    dataset = get_dataset(session, name)
+    target = f"dataset:{name}"
+    who.require_role(dataset.publisher_id, *STEWARDS, action="data.schema.retype", target=target)
+    current = current_version(dataset)
+    if current is None or column not in {c["name"] for c in current.columns}:
+        raise NotFound(f"no column {column!r} in the current version of {name}", field="column")
+    objects = settings.home / "objects"
+    done = ingest.retype(ingest.object_path(objects, current.sha256), column, type_, objects,
+                         statistics=dataset.classification == "open")
+    number = max(v.number for v in dataset.versions) + 1
+    version = DatasetVersion(dataset_id=dataset.id, number=number, sha256=done.sha256, source_format="parquet",
+                             source_bytes=current.parquet_bytes, parquet_bytes=done.parquet_bytes, rows=done.rows,
+                             columns=_carry_descriptions(current.columns, done.columns),
+                             note=f"{column} as {ingest.check_type(type_)} (from version {current.number})",
+                             created_by=who.actor)
+    session.add(version)
+    dataset.current_version, dataset.updated_at = number, utcnow()
+    session.flush()
+    search.index(session, dataset)
+    audit.record(session, actor=who.actor, action="data.schema.retype", target=target,
+                 detail={"column": column, "type": ingest.check_type(type_), "version": number,
+                         "from_version": current.number, "sha256": done.sha256})
+    return version
+
+
 def versions(session: Session, who: Principal | None, name: str) -> list[DatasetVersion]:
     return list(get_visible(session, who, name).versions)
 
