@@ -122,8 +122,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(settings: Settings, workers: int) -> Iterator[str]:
-    """`sovstack serve --workers N` on 127.0.0.1; stopped on the way out, whatever happens."""
+def running_server(settings: Settings, workers: int) -> Iterator[tuple[str, int]]:
+    """`sovstack serve --workers N` on 127.0.0.1 (url, supervisor pid); stopped on the way out, whatever happens."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOVSTACK_")}
     env.update(SOVSTACK_HOME=str(settings.home), SOVSTACK_SECRET_KEY=SECRET, SOVSTACK_ENVIRONMENT="test",
@@ -136,7 +136,7 @@ def running_server(settings: Settings, workers: int) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, process, log)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         try:
@@ -228,7 +228,7 @@ def bench_http(settings: Settings, db: Database, sizes: Sizes) -> None:
     key = admin_key(db)
     print(f"HTTP, {SERVER_WORKERS} server workers, {CLIENT_PROCESSES} client processes, "
           f"{sizes.load_seconds:.0f} s each, database {db.dialect}", flush=True)
-    with running_server(settings, SERVER_WORKERS) as url:
+    with running_server(settings, SERVER_WORKERS) as (url, _):
         health = load(f"{url}/healthz", None, sizes.load_seconds)
         me = load(f"{url}/api/v1/me", key, sizes.load_seconds)
     for name, result in (("GET /healthz (no auth, no DB)", health), ("GET /api/v1/me (Bearer key)", me)):

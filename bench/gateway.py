@@ -22,8 +22,6 @@ import platform
 import pstats
 import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -37,7 +35,7 @@ import httpx
 import orjson
 
 # The sibling bench/core.py (python puts the script's folder on sys.path).
-from core import SECRET, free_port, fresh_deployment, wait_ready
+from core import SECRET, free_port, fresh_deployment, running_server
 from sovstack.core import identity, parties
 from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.db import Database
@@ -201,31 +199,6 @@ def provision(db: Database, upstream: str, quotas: bool) -> str:
             service.set_key_policy(s, OPERATOR, key.prefix, KeyPolicySet(requests_per_minute=10_000_000))
             service.set_budget(s, OPERATOR, BudgetSet(organisation_id=org.id, tokens=2_000_000_000, period="month"))
     return secret
-
-
-@contextmanager
-def running_sovstack(settings: Settings) -> Iterator[tuple[str, int]]:
-    """`sovstack serve --workers 2` on 127.0.0.1 (url, supervisor pid); stopped whatever happens."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOVSTACK_")}
-    env.update(SOVSTACK_HOME=str(settings.home), SOVSTACK_SECRET_KEY=SECRET, SOVSTACK_ENVIRONMENT="test",
-               SOVSTACK_DATABASE_URL=settings.database_url, SOVSTACK_LOG_LEVEL="warning")
-    log = settings.home / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sovstack", "serve", "--port", str(port), "--workers", str(SERVER_WORKERS)],
-            env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process, log)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # /proc -----------------------------------------------------------------------------------------------
@@ -420,7 +393,7 @@ def run(settings: Settings, db: Database, sizes: Sizes, args: argparse.Namespace
         if args.profile:
             profile(settings, key)
             return
-        with running_sovstack(settings) as (url, server_pid):
+        with running_server(settings, SERVER_WORKERS) as (url, server_pid):
             chat, direct_chat = f"{url}/v1/chat/completions", f"{upstream}/chat/completions"
             lean = not args.httpx_client
             print(f"gateway: {SERVER_WORKERS} workers, database {db.dialect}, quotas "

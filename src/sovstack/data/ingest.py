@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,24 +66,17 @@ def object_path(objects: Path, sha256: str) -> Path:
     return objects / "data" / sha256[:2] / f"{sha256}.parquet"
 
 
-def ingest(source: Path, fmt: str, objects: Path, *, statistics: bool, delimiter: str = ",") -> Ingested:
-    """Convert ``source`` to Parquet under ``objects``; BadInput (with DuckDB's words) when it cannot be read."""
-    if not source.exists() or source.stat().st_size == 0:
-        raise BadInput("the file is empty (0 bytes)", field="file")
-    if len(delimiter) != 1:
-        raise BadInput("the delimiter must be one character", field="delimiter")
+def _convert(objects: Path, write: Callable[[duckdb.DuckDBPyConnection, Path], None], statistics: bool) -> Ingested:
+    """Let ``write`` produce a Parquet file beside its final place, then store it under its sha256.
+
+    Whatever goes wrong, the half-written file is removed and nothing else changes.
+    """
     staging = objects / "tmp"
     staging.mkdir(parents=True, exist_ok=True)
     tmp = staging / f"{uuid.uuid4().hex}.parquet"
     con = duckdb.connect(":memory:", config={"memory_limit": INGEST_MEMORY, "threads": 2})
     try:
-        try:
-            con.execute(f"COPY (SELECT * FROM {_reader(source, fmt, delimiter)}) TO {_quote(tmp)} "
-                        "(FORMAT parquet, COMPRESSION zstd)")
-        except duckdb.Error as exc:
-            what = {"csv": "as CSV (UTF-8, a header row, the same number of fields on every row)",
-                    "jsonl": "as JSON Lines (one JSON object per line)", "parquet": "as Parquet"}[fmt]
-            raise BadInput(f"the file could not be read {what}", field="file", reasons=_first_lines(exc)) from exc
+        write(con, tmp)
         rows = int(con.execute(f"SELECT count(*) FROM read_parquet({_quote(tmp)})").fetchone()[0])  # type: ignore[index]
         if rows == 0:
             raise BadInput("the file has no rows", field="file")
@@ -98,6 +92,25 @@ def ingest(source: Path, fmt: str, objects: Path, *, statistics: bool, delimiter
     size = tmp.stat().st_size
     os.replace(tmp, final)  # the same content may already be there: replacing it changes nothing
     return Ingested(sha, str(final.relative_to(objects)), size, rows, columns)
+
+
+def ingest(source: Path, fmt: str, objects: Path, *, statistics: bool, delimiter: str = ",") -> Ingested:
+    """Convert ``source`` to Parquet under ``objects``; BadInput (with DuckDB's words) when it cannot be read."""
+    if not source.exists() or source.stat().st_size == 0:
+        raise BadInput("the file is empty (0 bytes)", field="file")
+    if len(delimiter) != 1:
+        raise BadInput("the delimiter must be one character", field="delimiter")
+
+    def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> None:
+        try:
+            con.execute(f"COPY (SELECT * FROM {_reader(source, fmt, delimiter)}) TO {_quote(tmp)} "
+                        "(FORMAT parquet, COMPRESSION zstd)")
+        except duckdb.Error as exc:
+            what = {"csv": "as CSV (UTF-8, a header row, the same number of fields on every row)",
+                    "jsonl": "as JSON Lines (one JSON object per line)", "parquet": "as Parquet"}[fmt]
+            raise BadInput(f"the file could not be read {what}", field="file", reasons=_first_lines(exc)) from exc
+
+    return _convert(objects, write, statistics)
 
 
 TYPES = {"BIGINT", "INTEGER", "DOUBLE", "VARCHAR", "DATE", "TIMESTAMP", "BOOLEAN"}
@@ -119,11 +132,8 @@ def retype(source: Path, column: str, type_: str, objects: Path, *, statistics: 
     do not convert (so a retyping never silently turns data into NULLs)."""
     wanted = check_type(type_)
     quoted = '"' + column.replace('"', '""') + '"'
-    staging = objects / "tmp"
-    staging.mkdir(parents=True, exist_ok=True)
-    tmp = staging / f"{uuid.uuid4().hex}.parquet"
-    con = duckdb.connect(":memory:", config={"memory_limit": INGEST_MEMORY, "threads": 2})
-    try:
+
+    def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> None:
         bad = con.execute(f"SELECT count(*), any_value({quoted})::VARCHAR FROM read_parquet({_quote(source)}) "
                           f"WHERE {quoted} IS NOT NULL AND TRY_CAST({quoted} AS {wanted}) IS NULL").fetchone()
         if bad and bad[0]:
@@ -131,19 +141,8 @@ def retype(source: Path, column: str, type_: str, objects: Path, *, statistics: 
                            field="type")
         con.execute(f"COPY (SELECT * REPLACE (CAST({quoted} AS {wanted}) AS {quoted}) FROM read_parquet("
                     f"{_quote(source)})) TO {_quote(tmp)} (FORMAT parquet, COMPRESSION zstd)")
-        rows = int(con.execute(f"SELECT count(*) FROM read_parquet({_quote(tmp)})").fetchone()[0])  # type: ignore[index]
-        columns = _columns(con, tmp, statistics)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        con.close()
-    sha = _sha256(tmp)
-    final = object_path(objects, sha)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    size = tmp.stat().st_size
-    os.replace(tmp, final)
-    return Ingested(sha, str(final.relative_to(objects)), size, rows, columns)
+
+    return _convert(objects, write, statistics)
 
 
 def _columns(con: duckdb.DuckDBPyConnection, parquet: Path, statistics: bool) -> list[dict[str, Any]]:
