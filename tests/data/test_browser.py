@@ -1,0 +1,70 @@
+"""The data commons in real headless Chromium against the real server: publish, request, query."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import PASSWORD
+from tests.data.conftest import CSV, Commons
+
+pytestmark = pytest.mark.browser
+
+
+def _sign_in(page: Any, url: str, email: str, then: str) -> None:
+    page.context.clear_cookies()
+    page.goto(f"{url}{then}")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{url}{then}")
+
+
+def test_publish_request_and_query_in_the_browser(commons: Commons, server: Any, browser_page: Any,
+                                                  tmp_path: Path) -> None:
+    page, url = browser_page, server.url
+    foreign: list[str] = []
+    problems: list[str] = []
+    page.on("request", lambda r: foreign.append(r.url) if urlsplit(r.url).netloc != urlsplit(url).netloc else None)
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    csv = tmp_path / "visits.csv"
+    csv.write_text(CSV)
+
+    _sign_in(page, url, "steward@test.example", "/data/new")
+    page.fill("#ds-name", "browser_visits")
+    page.fill("#ds-title", "Visits (synthetic, browser test)")
+    page.fill("#ds-licence", "CC-BY-4.0")
+    page.select_option("#ds-class", "sensitive")
+    page.fill("#ds-entity", "person_id")
+    page.get_by_role("button", name="Create dataset").click()
+    page.wait_for_url(f"{url}/data/datasets/browser_visits*")
+    page.set_input_files("#pub-file", str(csv))
+    page.get_by_role("button", name="Publish").click()
+    page.wait_for_selector("text=Version 1 published")
+    assert "60 rows" in page.content()
+
+    _sign_in(page, url, "analyst@test.example", "/data/datasets/browser_visits")
+    page.fill("#req-purpose", "Visits by region for a synthetic study")
+    page.get_by_role("button", name="Request access").click()
+    page.wait_for_selector("text=Access requested")
+    request_id = commons.client.get("/api/v1/data/requests/inbox", headers=commons.steward).json()[0]["id"]
+    assert commons.client.post(f"/api/v1/data/requests/{request_id}/decision", json={"approve": True},
+                               headers=commons.steward).status_code == 200
+
+    page.goto(f"{url}/data/sandbox")
+    page.fill("#sandbox-sql", "SELECT region, count(*) AS visits FROM browser_visits GROUP BY region")
+    page.get_by_role("button", name="Run").click()
+    page.wait_for_selector("#result-chart")
+    assert page.locator("#result-table tbody tr").count() == 2
+    page.fill("#sandbox-sql", "SELECT age, count(*) AS n FROM browser_visits GROUP BY age")
+    page.get_by_role("button", name="Run").click()
+    page.wait_for_selector("#suppression-report")
+    shot = tmp_path / "sandbox.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 1000
+    assert foreign == [], f"requests left the test server: {foreign}"
+    assert problems == [], f"browser errors (CSP?): {problems}"
