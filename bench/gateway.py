@@ -463,13 +463,13 @@ def profile(settings: Settings, key: str, requests: int = 2_000) -> None:
     from sqlalchemy.event import listen
 
     from sovstack.app import create_app
-    from sovstack.gateway import api, proxy
+    from sovstack.gateway import proxy, writer
 
     async def inline(func: Any, *args: Any) -> Any:
         return func(*args)
 
     # cProfile sees one thread: run the gateway's database work inline, on the event loop's thread.
-    api.run_in_threadpool = proxy.run_in_threadpool = inline  # type: ignore[assignment]
+    proxy.run_in_threadpool = writer.run_in_threadpool = inline  # type: ignore[assignment]
     app = create_app(Settings(home=settings.home, environment="test", secret_key=SECRET,
                               database_url=settings.database_url))
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -31,6 +31,7 @@ from sovstack.gateway.routing import Breakers, Candidate
 from sovstack.gateway.secrets import unseal
 from sovstack.gateway.writer import MeterWriter
 
+T = TypeVar("T")
 CLASSIFICATION_HEADER = "x-sovstack-classification"
 STREAM_MAX_SECONDS = 900.0
 STREAM_TIMEOUT_FACTOR = 10  # a stream may last this many times its deployment's per-read timeout
@@ -246,8 +247,9 @@ async def _all_failed(request: Request, state: GatewayState, prepared: Prepared,
                        reasons=failures)
 
 
-async def forward(request: Request, state: GatewayState, prepared: Prepared, body: dict[str, Any]) -> Response:
-    """Try the allowed deployments in order until one answers (non-streaming)."""
+async def _failover(request: Request, state: GatewayState, prepared: Prepared,
+                    attempt: Callable[[Candidate], Awaitable[T]]) -> tuple[Candidate, T]:
+    """Try the allowed deployments in order, past open circuits, until ``attempt`` succeeds on one."""
     call, failures = prepared.call, []
     for cand in prepared.candidates:
         breaker = state.breakers.of(cand.id)
@@ -256,25 +258,33 @@ async def forward(request: Request, state: GatewayState, prepared: Prepared, bod
             continue
         call.tried.append(cand.name)
         try:
-            result = await _post(state, cand, PATHS[call.endpoint], body)
+            result = await attempt(cand)
         except UpstreamFailed as exc:
             breaker.failed()
             failures.append(f"{cand.name}: {exc}")
             continue
-        breaker.succeeded()
         call.answered = cand.name
-        if isinstance(result, Response):
-            call.outcome, call.reasons = "upstream_error", [f"{cand.name}: HTTP {result.status_code}"]
-            await _finish(request, state, prepared)
-            result.headers.update(_response_headers(call))
-            return result
-        _meter(call, cand, result.get("usage"))
-        if call.keep_days:
-            call.completion = [str(c.get("message", {}).get("content") or "") for c in result.get("choices") or []]
-        result["model"] = call.model
-        await _finish(request, state, prepared)
-        return Response(orjson.dumps(result), media_type="application/json", headers=_response_headers(call))
+        return cand, result
     raise await _all_failed(request, state, prepared, failures)
+
+
+async def forward(request: Request, state: GatewayState, prepared: Prepared, body: dict[str, Any]) -> Response:
+    """Try the allowed deployments in order until one answers (non-streaming)."""
+    call = prepared.call
+    cand, result = await _failover(request, state, prepared,
+                                   lambda c: _post(state, c, PATHS[call.endpoint], body))
+    state.breakers.of(cand.id).succeeded()
+    if isinstance(result, Response):
+        call.outcome, call.reasons = "upstream_error", [f"{cand.name}: HTTP {result.status_code}"]
+        await _finish(request, state, prepared)
+        result.headers.update(_response_headers(call))
+        return result
+    _meter(call, cand, result.get("usage"))
+    if call.keep_days:
+        call.completion = [str(c.get("message", {}).get("content") or "") for c in result.get("choices") or []]
+    result["model"] = call.model
+    await _finish(request, state, prepared)
+    return Response(orjson.dumps(result), media_type="application/json", headers=_response_headers(call))
 
 
 async def _open_stream(state: GatewayState, cand: Candidate, body: dict[str, Any]) -> http1.Response:
@@ -292,25 +302,14 @@ async def _open_stream(state: GatewayState, cand: Candidate, body: dict[str, Any
 
 
 async def stream(request: Request, state: GatewayState, prepared: Prepared, body: dict[str, Any]) -> Response:
-    """Open a stream on the first deployment that answers, then relay it chunk by chunk."""
-    call, failures = prepared.call, []
+    """Open a stream on the first deployment that answers, then relay it chunk by chunk.
+
+    Its circuit is told of success only at ``[DONE]``: a stream that dies half-way counts as a failure.
+    """
     prepared.wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    for cand in prepared.candidates:
-        breaker = state.breakers.of(cand.id)
-        if not breaker.allows():
-            failures.append(f"{cand.name}: circuit open")
-            continue
-        call.tried.append(cand.name)
-        try:
-            resp = await _open_stream(state, cand, body)
-        except UpstreamFailed as exc:
-            breaker.failed()
-            failures.append(f"{cand.name}: {exc}")
-            continue
-        call.answered = cand.name
-        return StreamingResponse(_relay(request, state, prepared, cand, resp), media_type="text/event-stream",
-                                 headers=_response_headers(call))
-    raise await _all_failed(request, state, prepared, failures)
+    cand, resp = await _failover(request, state, prepared, lambda c: _open_stream(state, c, body))
+    return StreamingResponse(_relay(request, state, prepared, cand, resp), media_type="text/event-stream",
+                             headers=_response_headers(prepared.call))
 
 
 def _error_event(message: str) -> bytes:
