@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from sovstack.core.errors import BadInput, Refused
-from sovstack.data import engine
+from sovstack.data import disclosure, engine
+from sovstack.data.ingest import max_rows_per_entity, object_path
 from sovstack.data.sandbox import GrantedTable, LimitExceeded, Limits, QueryResult, check, run_query
 
 from .conftest import SECRET_TEXT, Files
@@ -315,3 +316,57 @@ def test_errors_that_quote_values_of_an_aggregate_table_are_withheld(tables: lis
 def test_deep_nesting_is_bad_input(tables: list[GrantedTable]) -> None:
     with pytest.raises(BadInput, match="nested too deeply"):
         check("SELECT " + "(" * 5000 + "1" + ")" * 5000, tables)
+
+
+# --- the bounded fast path ----------------------------------------------------------------------------
+
+FAST_CASES = [
+    "SELECT region, count(*) AS visits, count(DISTINCT person_id) AS people FROM clinic_visits GROUP BY region",
+    "SELECT count(*) AS n, count(amount) AS m FROM clinic_visits WHERE person_id <= 10",
+    "SELECT region, sum(amount) AS total, avg(amount) AS mean, count(*) AS n FROM clinic_visits GROUP BY region",
+    "SELECT sum(CASE WHEN name = 'person 3' THEN amount ELSE 0 END) AS one_sum, "
+    "count(CASE WHEN name = 'person 3' THEN 1 END) AS one_count, count(*) AS everyone FROM clinic_visits",
+    "SELECT region, count(*) FROM clinic_visits WHERE name = 'person 3' GROUP BY region",
+    "SELECT count(*) AS n, sum(amount) AS total FROM clinic_visits WHERE region = 'north'",
+    "SELECT count(*) AS n, avg(amount) AS mean FROM clinic_visits",
+    "SELECT region, count(*) FROM clinic_visits WHERE amount < 0 GROUP BY region",
+]
+
+
+@pytest.mark.parametrize("sql", FAST_CASES)
+def test_the_fast_path_answers_exactly_as_the_per_entity_pass(sql: str, files: Files) -> None:
+    exact = [GrantedTable("clinic_visits", files.visits, "aggregate", entity_column="person_id")]
+    bounded = [GrantedTable("clinic_visits", files.visits, "aggregate", entity_column="person_id",
+                            max_rows_per_entity=3)]
+    slow, fast = run_query(sql, exact), run_query(sql, bounded)
+    assert (fast.rows, fast.suppressed, fast.rounded) == (slow.rows, slow.suppressed, slow.rounded)
+
+
+def test_bounds_decide_when_the_fast_answer_is_enough(files: Files) -> None:
+    table = GrantedTable("clinic_visits", files.visits, "aggregate", entity_column="person_id", max_rows_per_entity=3)
+
+    def fast(sql: str) -> disclosure.Disclosed | None:
+        checked = check(sql, [table])
+        assert checked.plan is not None and checked.fast_sql is not None
+        ran = engine.execute(checked.fast_sql, {"clinic_visits": files.visits}, Limits())
+        return disclosure.fast_control(checked.plan, ran.columns, ran.rows)
+
+    assert fast("SELECT count(*) AS n FROM clinic_visits") is not None  # 120 rows: at least 40 people
+    assert fast("SELECT region, count(*) FROM clinic_visits GROUP BY region") is None  # east may be small
+    assert fast("SELECT region, sum(amount) FROM clinic_visits WHERE region = 'north' GROUP BY region") is not None
+    loose = GrantedTable("clinic_visits", files.visits, "aggregate", entity_column="person_id",
+                         max_rows_per_entity=100)
+    assert check("SELECT count(*) FROM clinic_visits", [loose]).fast_sql is not None
+    assert check("SELECT count(*) FROM clinic_visits", [GrantedTable(
+        "clinic_visits", files.visits, "aggregate", entity_column="person_id")]).fast_sql is None
+
+
+def test_rows_per_entity_is_computed_once_per_version(tmp_path: Path, files: Files) -> None:
+    sha = "ab" * 32
+    path = object_path(tmp_path, sha)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(files.visits.read_bytes())
+    assert max_rows_per_entity(tmp_path, sha, "person_id") == 3
+    assert max_rows_per_entity(tmp_path, sha, "region") == 60  # north
+    path.write_bytes(b"")  # the figure is kept beside the immutable file, not recomputed
+    assert max_rows_per_entity(tmp_path, sha, "person_id") == 3

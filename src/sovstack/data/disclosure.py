@@ -12,6 +12,15 @@ everything the rules need come from a single scan:
 - dominance: a SUM, AVG or COUNT whose top ``n`` entities make up ``share`` or more of the group's
   total (in absolute values) is suppressed;
 - rounding: counts that pass are rounded to the nearest multiple of ``rounding``.
+
+The per-entity pass costs a hash aggregation over (keys, entity): several times the user's own query.
+When the dataset version's largest number of rows per entity ``R`` is known, ``fast_rewrite`` runs the
+user's aggregation once, plus a count and a maximum per cell, and ``fast_control`` proves every rule
+from bounds instead: a group of ``n`` rows covers at least ``ceil(n / R)`` entities; an entity's
+contribution to a COUNT is at most ``R`` and to a SUM at most ``R * max|x|``, while the cell's total
+of absolute contributions is at least ``|sum(x)|``. Only when every group and cell passes on these
+bounds is the fast answer used (it is then exactly what the per-entity pass would give); otherwise
+the exact per-entity rewrite runs.
 """
 
 from __future__ import annotations
@@ -275,6 +284,79 @@ def _cell_sql(cell: Cell, j: int) -> tuple[str, str | None, list[str]]:
     if cell.kind == "sum":
         return f'sum("__s{j}")', f'"__s{j}"', summed
     return f'CAST(sum("__s{j}") AS DOUBLE) / NULLIF(sum("__c{j}"), 0)', f'"__s{j}"', summed
+
+
+def fast_rewrite(plan: AggregatePlan) -> str:
+    """The user's aggregation in one pass, with what ``fast_control`` needs to bound every rule."""
+    keys = [_sql(key) for key in plan.keys]
+    out = [f'{key} AS "__k{i}"' for i, key in enumerate(keys)] + ['count(*) AS "__n"']
+    for j, cell in enumerate(plan.cells):
+        if cell.kind == "key":
+            continue
+        if cell.kind == "count_star":
+            out.append(f'count(*) AS "__v{j}"')
+            continue
+        assert cell.arg is not None
+        arg = _sql(cell.arg)
+        out.append(f'count({arg}) AS "__c{j}"')
+        if cell.kind == "count":
+            out.append(f'count({arg}) AS "__v{j}"')
+        elif cell.kind == "count_distinct":
+            out.append(f'count(DISTINCT {arg}) AS "__v{j}"')
+        else:
+            out.append(f'sum({arg}) AS "__s{j}"')
+            out.append(f'CAST(max(abs({arg})) AS DOUBLE) AS "__m{j}"')
+            value = f'sum({arg})' if cell.kind == "sum" else f'CAST(sum({arg}) AS DOUBLE) / NULLIF(count({arg}), 0)'
+            out.append(f'{value} AS "__v{j}"')
+    where = f" WHERE {_sql(plan.where)}" if plan.where is not None else ""
+    source = plan.source.sql(dialect="duckdb", comments=False)
+    aliases = [f'"__k{i}"' for i in range(len(keys))]
+    group = f" GROUP BY {', '.join(aliases)}" if keys else ""
+    order = " ORDER BY " + ", ".join(f"{alias} NULLS LAST" for alias in aliases) if keys else ""
+    return f"SELECT {', '.join(out)} FROM {source}{where}{group}{order}"
+
+
+def fast_control(plan: AggregatePlan, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Disclosed | None:
+    """The fast pass's rows with the rules applied, if bounds prove that every group and cell passes; else None."""
+    rows_per_entity = plan.table.max_rows_per_entity
+    if not rows_per_entity:
+        return None
+    at = {name: i for i, name in enumerate(columns)}
+    out: list[list[Any]] = []
+    for row in rows:
+        if not _provably_passes(plan, at, row, rows_per_entity):
+            return None
+        out.append([row[at[f"__k{cell.key}"]] if cell.kind == "key" else _rounded(plan, cell, row[at[f"__v{j}"]])
+                    for j, cell in enumerate(plan.cells)])
+    counts = ("count_star", "count", "count_distinct")
+    rounded = [cell.name for cell in plan.cells if cell.kind in counts] if plan.table.rounding > 1 else []
+    return Disclosed(rows=out, suppressed=[], rounded=rounded)
+
+
+def _provably_passes(plan: AggregatePlan, at: dict[str, int], row: Sequence[Any], most: int) -> bool:
+    """True when no group or cell of ``row`` could be suppressed, whatever the entities' rows are."""
+    k, (top_n, share) = plan.table.k, plan.table.dominance
+    if -(-row[at["__n"]] // most) < k:
+        return False
+    for j, cell in enumerate(plan.cells):
+        if cell.kind == "key":
+            continue
+        counted = row[at["__n"]] if cell.kind == "count_star" else row[at[f"__c{j}"]]
+        if -(-counted // most) < k:
+            return False
+        if cell.kind in ("count_star", "count") and top_n * most >= share * counted:
+            return False
+        if cell.kind in ("sum", "avg"):
+            total, largest = row[at[f"__s{j}"]], row[at[f"__m{j}"]]
+            if total is None or largest is None or top_n * most * largest >= share * abs(float(total)):
+                return False
+    return True
+
+
+def _rounded(plan: AggregatePlan, cell: Cell, value: Any) -> Any:
+    if cell.kind in ("count_star", "count", "count_distinct") and value is not None:
+        return _round(int(value), plan.table.rounding)
+    return value
 
 
 def _sql(expr: exp.Expr) -> str:

@@ -169,3 +169,25 @@ def _sha256(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def max_rows_per_entity(objects: Path, sha256: str, column: str) -> int:
+    """The most rows any one value of ``column`` has in a version's file, computed once and kept beside it.
+
+    Disclosure control uses it to bound how many entities a group covers and how much one entity can
+    contribute, which spares most aggregate queries their per-entity pass. The version is immutable,
+    so the figure never goes stale; a different entity column is another figure.
+    """
+    path = object_path(objects, sha256)
+    cache = path.with_name(f"{sha256}.rows-per-{hashlib.sha256(column.encode()).hexdigest()[:16]}")
+    if cache.is_file():
+        return int(cache.read_text())
+    quoted = '"' + column.replace('"', '""') + '"'
+    with duckdb.connect(":memory:", config={"memory_limit": INGEST_MEMORY, "threads": 2}) as con:
+        found = con.execute(f"SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM read_parquet(?) "
+                            f"GROUP BY {quoted})", [str(path)]).fetchone()
+    most = int(found[0]) if found else 0
+    staging = cache.with_name(f"{cache.name}.{uuid.uuid4().hex}")
+    staging.write_text(str(most))
+    os.replace(staging, cache)
+    return most

@@ -21,7 +21,7 @@ from sovstack.core import audit, identity
 from sovstack.core.context import Principal
 from sovstack.core.errors import BadInput, Refused, SovstackError
 from sovstack.core.settings import Settings
-from sovstack.data import access
+from sovstack.data import access, ingest
 from sovstack.data.ingest import object_path
 from sovstack.data.sandbox import GrantedTable, Limits, QueryResult, run_query
 from sovstack.data.service import STEWARDS, current_version, get_visible
@@ -69,8 +69,10 @@ def _use(session: Session, who: Principal, settings: Settings, dataset: Dataset)
             access.policy_check(session, settings, dataset, identity.get_organisation(session, grant.organisation_id),
                                 "sandbox")
     mode: Literal["full", "aggregate"] = "aggregate" if dataset.classification == "sensitive" else "full"
-    table = GrantedTable(dataset.name, object_path(settings.home / "objects", version.sha256), mode,
-                         entity_column=dataset.entity_column or None, k=dataset.k_threshold)
+    objects, entity = settings.home / "objects", dataset.entity_column or None
+    most = ingest.max_rows_per_entity(objects, version.sha256, entity) if mode == "aggregate" and entity else None
+    table = GrantedTable(dataset.name, object_path(objects, version.sha256), mode, entity_column=entity,
+                         k=dataset.k_threshold, max_rows_per_entity=most or None)
     return Use(dataset, table, version.number, grant.id if grant else None)
 
 

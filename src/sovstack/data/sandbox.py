@@ -94,6 +94,7 @@ class GrantedTable:
     k: int = 10
     rounding: int = 5
     dominance: tuple[int, float] = (2, 0.9)
+    max_rows_per_entity: int | None = None  # of the version's file, if known: lets disclosure control use bounds
 
     def __post_init__(self) -> None:
         if not engine.TABLE_NAME.fullmatch(self.name):
@@ -119,6 +120,7 @@ class CheckedQuery:
     tables: tuple[str, ...]         # the granted tables it reads
     engine_sql: str                 # ``sql`` itself, or its disclosure-control rewrite
     plan: AggregatePlan | None = None
+    fast_sql: str | None = None     # the one-pass aggregation tried first when bounds can prove the rules
 
 
 @dataclass
@@ -160,15 +162,40 @@ def _check(tree: exp.Expr, granted: dict[str, GrantedTable]) -> CheckedQuery:
         raise Refused("the query was refused", action="data.query", reasons=[
             f"{aggregate[0].name} is an aggregate-mode table: it cannot be joined or combined with other tables"])
     plan = disclosure.plan(tree, aggregate[0])
-    return CheckedQuery(normalised, parse_hash, "aggregate", used, disclosure.rewrite(plan), plan)
+    fast = disclosure.fast_rewrite(plan) if aggregate[0].max_rows_per_entity else None
+    return CheckedQuery(normalised, parse_hash, "aggregate", used, disclosure.rewrite(plan), plan, fast)
 
 
 def run_query(sql: str, tables: Sequence[GrantedTable], limits: Limits = Limits()) -> QueryResult:
     """Check ``sql``, run it in a locked-down worker that can read only the tables it names, then control it."""
     checked = check(sql, tables)
     files = {table.name: table.path for table in tables if table.name in checked.tables}
+    seconds = 0.0
+    if checked.plan is not None and checked.fast_sql is not None:
+        fast = _execute(checked, checked.fast_sql, files, limits)
+        disclosed = disclosure.fast_control(checked.plan, fast.columns, fast.rows)
+        if disclosed is not None:
+            return _controlled(checked, disclosed, fast.truncated, fast.seconds)
+        seconds = fast.seconds
+    result = _execute(checked, checked.engine_sql, files, limits)
+    if checked.plan is None:
+        return QueryResult(result.columns, result.rows, result.truncated, len(result.rows), [], checked.parse_hash,
+                           checked.mode, seconds=result.seconds)
+    disclosed = disclosure.control(checked.plan, result.columns, result.rows)
+    return _controlled(checked, disclosed, result.truncated, seconds + result.seconds)
+
+
+def _controlled(checked: CheckedQuery, disclosed: disclosure.Disclosed, truncated: bool,
+                seconds: float) -> QueryResult:
+    assert checked.plan is not None
+    return QueryResult([cell.name for cell in checked.plan.cells], disclosed.rows, truncated, len(disclosed.rows),
+                       disclosed.suppressed, checked.parse_hash, checked.mode, rounded=disclosed.rounded,
+                       seconds=seconds)
+
+
+def _execute(checked: CheckedQuery, sql: str, files: dict[str, Path], limits: Limits) -> engine.EngineResult:
     try:
-        result = engine.execute(checked.engine_sql, files, limits)
+        return engine.execute(sql, files, limits)
     except LimitExceeded:
         raise
     except BadInput as exc:
@@ -178,13 +205,6 @@ def run_query(sql: str, tables: Sequence[GrantedTable], limits: Limits = Limits(
         kind = exc.message.split(":", 1)[0]
         raise BadInput(f"{kind}: the details are withheld because they can quote values of an aggregate-mode table",
                        field="sql") from None
-    if checked.plan is None:
-        return QueryResult(result.columns, result.rows, result.truncated, len(result.rows), [], checked.parse_hash,
-                           checked.mode, seconds=result.seconds)
-    disclosed = disclosure.control(checked.plan, result.columns, result.rows)
-    return QueryResult([cell.name for cell in checked.plan.cells], disclosed.rows, result.truncated,
-                       len(disclosed.rows), disclosed.suppressed, checked.parse_hash, checked.mode,
-                       rounded=disclosed.rounded, seconds=result.seconds)
 
 
 def _by_name(tables: Sequence[GrantedTable]) -> dict[str, GrantedTable]:

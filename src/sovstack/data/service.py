@@ -148,6 +148,8 @@ def publish_version(session: Session, who: Principal, settings: Settings, name: 
     session.add(version)
     dataset.current_version, dataset.updated_at = number, utcnow()
     session.flush()
+    if dataset.entity_column and dataset.classification == "sensitive":  # ready for the first sandbox query
+        ingest.max_rows_per_entity(settings.home / "objects", done.sha256, dataset.entity_column)
     search.index(session, dataset)
     audit.record(session, actor=who.actor, action="data.version.publish", target=target,
                  detail={"version": number, "sha256": done.sha256, "rows": done.rows, "format": fmt})
