@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from sovstack.core.errors import BadInput, Refused
@@ -370,3 +371,10 @@ def test_rows_per_entity_is_computed_once_per_version(tmp_path: Path, files: Fil
     assert max_rows_per_entity(tmp_path, sha, "region") == 60  # north
     path.write_bytes(b"")  # the figure is kept beside the immutable file, not recomputed
     assert max_rows_per_entity(tmp_path, sha, "person_id") == 3
+    nulls = "cd" * 32
+    holey = object_path(tmp_path, nulls)
+    holey.parent.mkdir(parents=True)
+    with duckdb.connect(":memory:") as conn:
+        conn.execute(f"COPY (SELECT CASE WHEN i % 4 = 0 THEN NULL ELSE i % 7 END AS who FROM range(100) t(i)) "
+                     f"TO '{holey}' (FORMAT parquet)")
+    assert max_rows_per_entity(tmp_path, nulls, "who") == 0  # rows without an entity: no bound

@@ -176,7 +176,8 @@ def max_rows_per_entity(objects: Path, sha256: str, column: str) -> int:
 
     Disclosure control uses it to bound how many entities a group covers and how much one entity can
     contribute, which spares most aggregate queries their per-entity pass. The version is immutable,
-    so the figure never goes stale; a different entity column is another figure.
+    so the figure never goes stale; a different entity column is another figure. 0 means no bound
+    (the column has empty values).
     """
     path = object_path(objects, sha256)
     cache = path.with_name(f"{sha256}.rows-per-{hashlib.sha256(column.encode()).hexdigest()[:16]}")
@@ -184,9 +185,11 @@ def max_rows_per_entity(objects: Path, sha256: str, column: str) -> int:
         return int(cache.read_text())
     quoted = '"' + column.replace('"', '""') + '"'
     with duckdb.connect(":memory:", config={"memory_limit": INGEST_MEMORY, "threads": 2}) as con:
-        found = con.execute(f"SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM read_parquet(?) "
-                            f"GROUP BY {quoted})", [str(path)]).fetchone()
-    most = int(found[0]) if found else 0
+        found = con.execute(f"SELECT coalesce(max(n), 0), coalesce(bool_or(e IS NULL), false) FROM "
+                            f"(SELECT {quoted} AS e, count(*) AS n FROM read_parquet(?) GROUP BY {quoted})",
+                            [str(path)]).fetchone()
+    # Rows without an entity are not an entity the k rule counts: the bounds would not hold, so none is kept.
+    most = int(found[0]) if found and not found[1] else 0
     staging = cache.with_name(f"{cache.name}.{uuid.uuid4().hex}")
     staging.write_text(str(most))
     os.replace(staging, cache)
