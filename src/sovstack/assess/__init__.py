@@ -1,0 +1,1 @@
+"""The sovereignty assessor (filled in below)."""
