@@ -4,8 +4,8 @@ substitute in, and the switch done within a published switching rule's notice an
 from __future__ import annotations
 
 from functools import cache
-from typing import Literal
 from importlib import resources
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict

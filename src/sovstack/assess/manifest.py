@@ -6,7 +6,7 @@ the dependency graph live in ``validate.py``; the published JSON Schema is made 
 
 from __future__ import annotations
 
-from datetime import date
+import datetime as dt
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,8 +51,8 @@ class Evidence(Strict):
     claims: list[str] = Field(min_length=1, description="Names of the component's claims this evidence backs.")
     type: EvidenceType
     source: str = Field(min_length=1, description="Where to find it: a URL, a document reference, a contract clause.")
-    date: date
-    expires: date | None = None
+    date: dt.date
+    expires: dt.date | None = None
     confidence: Confidence = "medium"
     says: dict[str, Any] = Field(default_factory=dict,
                                  description="Values the evidence states for some claims (checked for contradictions).")
@@ -79,7 +79,7 @@ class Substitute(Strict):
     supplier: str | None = Field(None, description="Party id of who supplies the substitute, when outside.")
     hosted_in: list[str] = Field(default_factory=list)
     switch_days: float = Field(ge=0, description="Days to switch over once decided.")
-    tested: date | None = Field(None, description="When a switch was last rehearsed; null when never.")
+    tested: dt.date | None = Field(None, description="When a switch was last rehearsed; null when never.")
 
 
 class Exit(Strict):
@@ -121,11 +121,11 @@ class Component(Strict):
 class Manifest(Strict):
     """A whole stack as one document."""
 
-    manifest_version: Literal["1"] = MANIFEST_VERSION
+    manifest_version: Literal["1"] = "1"
     name: str = Field(min_length=1)
     description: str = ""
     home: str = Field(description="ISO 3166-1 alpha-2 code of the jurisdiction whose sovereignty is assessed.")
-    as_of: date = Field(description="Date the assessment speaks for: evidence is judged valid or expired on it.")
+    as_of: dt.date = Field(description="Date the assessment speaks for: evidence is judged valid or expired on it.")
     languages: list[str] = Field(default_factory=list, description="Languages the stack must serve (BCP-47).")
     parties: list[Party] = Field(default_factory=list)
     components: list[Component] = Field(default_factory=list)

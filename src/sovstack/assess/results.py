@@ -6,8 +6,8 @@ schema of the report (``sovstack assess schema --what report``).
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Literal
 
 Mode = Literal["tolerant", "conservative", "strict"]
@@ -21,8 +21,8 @@ class EvidenceRef:
 
     type: str
     source: str
-    date: date
-    expires: date | None
+    date: dt.date
+    expires: dt.date | None
     confidence: str
 
 
@@ -97,7 +97,7 @@ class DrillResult:
 
     scenario: str
     title: str
-    effective: date
+    effective: dt.date
     sources: tuple[str, ...]
     residual_now: float
     residual_final: float
@@ -131,7 +131,7 @@ class Assessment:
 
     manifest: str
     home: str
-    as_of: date
+    as_of: dt.date
     criteria: str
     profile: str
     mode: Mode

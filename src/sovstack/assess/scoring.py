@@ -18,7 +18,7 @@ from statistics import fmean
 from sovstack.assess.answers import ANSWERS, NOT_APPLICABLE
 from sovstack.assess.criteria import PRESSURES, CriteriaSet, Criterion, Profile, Rung, load_criteria, profile
 from sovstack.assess.manifest import LAYERS, Component, Manifest
-from sovstack.assess.results import (Assessment, EvidenceRef, Figure, Gaps, Gate, LayerFinding, Mode, Result)
+from sovstack.assess.results import Assessment, EvidenceRef, Figure, Gaps, Gate, LayerFinding, Mode, Result
 from sovstack.assess.stack import Stack
 from sovstack.core.errors import BadInput
 
@@ -94,7 +94,7 @@ def _result(comp: Component, criterion: Criterion, declared: str | None, backing
     gap: str | None = None
     for claim in criterion.claims:
         why, refs = backing.get(claim, ("no evidence", ()))
-        evidence += refs
+        evidence += tuple(ref for ref in refs if ref not in evidence)
         gap = gap or why
     if gap is None or declared == criterion.worst.answer:
         return _made(comp, criterion, declared, criterion.rung(declared), None, evidence)
@@ -152,7 +152,7 @@ def _layer_findings(results: list[Result]) -> dict[str, LayerFinding]:
     out: dict[str, LayerFinding] = {}
     for layer, idx in groups.items():
         fig = figure(results, idx)
-        levels = [results[i].level for i in fig.basis if results[i].level is not None]
+        levels = [level for i in fig.basis if (level := results[i].level) is not None]
         lowest = min(levels) if levels else None
         if fig.value is None or lowest is None:
             label = "Not assessed"

@@ -160,8 +160,8 @@ def _check_evidence(comp: Component, at: str) -> Iterator[Problem]:
                 yield Problem(where, f"contradictory evidence: says {claim} = {value!r} but the component declares "
                                      f"{declared!r} (component {comp.id!r})")
             elif claim in stated and not _same(stated[claim][1], value):
-                yield Problem(where, f"contradictory evidence: says {claim} = {value!r} but evidence[{stated[claim][0]}] "
-                                     f"says {stated[claim][1]!r} (component {comp.id!r})")
+                yield Problem(where, f"contradictory evidence: says {claim} = {value!r} but "
+                                     f"evidence[{stated[claim][0]}] says {stated[claim][1]!r} (component {comp.id!r})")
             stated.setdefault(claim, (j, value))
 
 
