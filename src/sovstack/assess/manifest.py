@@ -100,7 +100,7 @@ class Component(Strict):
     operator: str | None = Field(None, description="Party id.")
     hosted_in: list[str] = Field(default_factory=list, description="ISO codes of where it runs or stores data.")
     licence: str | None = None
-    open: Openness = Openness()
+    open: Openness = Field(default_factory=Openness)
     export_control: ExportControl | None = None
     remote_disable: bool | None = Field(None, description="Can the supplier switch it off from afar?")
     keys_held_by: KeyHolder | None = None
@@ -112,7 +112,7 @@ class Component(Strict):
     fine_tunable: bool | None = None
     depends_on: list[str] = Field(default_factory=list)
     substitutes: list[Substitute] = Field(default_factory=list)
-    exit: Exit = Exit()
+    exit: Exit = Field(default_factory=Exit)
     serves: float = Field(0, ge=0, description="Share of the service this component delivers to users.")
     tags: list[str] = Field(default_factory=list)
     evidence: list[Evidence] = Field(default_factory=list)

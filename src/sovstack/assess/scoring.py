@@ -49,14 +49,25 @@ def answer_all(stack: Stack, criteria: CriteriaSet, mode: Mode) -> list[Result]:
     """One result per (component, applicable criterion), in manifest then criteria order."""
     by_layer: dict[str, list[Criterion]] = {layer: [c for c in criteria.criteria if layer in c.layers]
                                             for layer in LAYERS}
+    ladders = {c.id: Ladder(c) for c in criteria.criteria}
     results: list[Result] = []
     for comp in stack.manifest.components:
         backing = _backing(comp, stack, mode)
         for criterion in by_layer[comp.layer]:
             declared = ANSWERS[criterion.answer].fn(comp, stack)
             if declared != NOT_APPLICABLE:
-                results.append(_result(comp, criterion, declared, backing, mode))
+                results.append(_result(comp, ladders[criterion.id], declared, backing, mode))
     return results
+
+
+class Ladder:
+    """A criterion's rungs looked up by answer, with the one below each and the worst (built once per run)."""
+
+    def __init__(self, criterion: Criterion) -> None:
+        self.criterion = criterion
+        self.rung = {r.answer: r for r in criterion.ladder}
+        self.below = {r.answer: criterion.below(r.answer) for r in criterion.ladder}
+        self.worst = criterion.worst
 
 
 Backing = dict[str, tuple[str | None, tuple[EvidenceRef, ...]]]
@@ -86,9 +97,10 @@ def _backing(comp: Component, stack: Stack, mode: Mode) -> Backing:
         claim: (why, ()) for claim, why in reasons.items() if claim not in found}
 
 
-def _result(comp: Component, criterion: Criterion, declared: str | None, backing: Backing, mode: Mode) -> Result:
+def _result(comp: Component, ladder: Ladder, declared: str | None, backing: Backing, mode: Mode) -> Result:
+    criterion = ladder.criterion
     if declared is None:
-        rung = None if mode == "tolerant" else criterion.worst
+        rung = None if mode == "tolerant" else ladder.worst
         return _made(comp, criterion, None, rung, "unknown", ())
     evidence: tuple[EvidenceRef, ...] = ()
     gap: str | None = None
@@ -96,10 +108,9 @@ def _result(comp: Component, criterion: Criterion, declared: str | None, backing
         why, refs = backing.get(claim, ("no evidence", ()))
         evidence += tuple(ref for ref in refs if ref not in evidence)
         gap = gap or why
-    if gap is None or declared == criterion.worst.answer:
-        return _made(comp, criterion, declared, criterion.rung(declared), None, evidence)
-    counted = {"tolerant": criterion.rung(declared), "conservative": criterion.below(declared),
-               "strict": criterion.worst}[mode]
+    if gap is None or declared == ladder.worst.answer:
+        return _made(comp, criterion, declared, ladder.rung[declared], None, evidence)
+    counted = {"tolerant": ladder.rung[declared], "conservative": ladder.below[declared], "strict": ladder.worst}[mode]
     return _made(comp, criterion, declared, counted, gap, evidence)
 
 
