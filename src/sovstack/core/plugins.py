@@ -26,7 +26,7 @@ hookspec = pluggy.HookspecMarker("sovstack")
 hookimpl = pluggy.HookimplMarker("sovstack")
 
 # Modules that ship with sovstack, each a plugin like any other (Datasette's DEFAULT_PLUGINS).
-DEFAULT_PLUGINS: tuple[str, ...] = ("sovstack.gateway.plugin", "sovstack.data.plugin")
+DEFAULT_PLUGINS: tuple[str, ...] = ("sovstack.gateway.plugin", "sovstack.data.plugin", "sovstack.assess.plugin")
 
 
 @dataclass(frozen=True)
