@@ -26,7 +26,8 @@ hookspec = pluggy.HookspecMarker("sovstack")
 hookimpl = pluggy.HookimplMarker("sovstack")
 
 # Modules that ship with sovstack, each a plugin like any other (Datasette's DEFAULT_PLUGINS).
-DEFAULT_PLUGINS: tuple[str, ...] = ("sovstack.gateway.plugin", "sovstack.data.plugin", "sovstack.assess.plugin")
+DEFAULT_PLUGINS: tuple[str, ...] = ("sovstack.gateway.plugin", "sovstack.data.plugin", "sovstack.compute.plugin",
+                                   "sovstack.assess.plugin")
 
 
 @dataclass(frozen=True)

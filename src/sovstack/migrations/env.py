@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from sovstack.compute import tables as compute_tables  # noqa: F401
 from sovstack.core import tables  # noqa: F401  (registers the core tables on the metadata)
 from sovstack.core.db import Base
 from sovstack.data import tables as data_tables  # noqa: F401

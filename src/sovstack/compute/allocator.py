@@ -1,0 +1,191 @@
+"""The optimising allocator of the compute exchange: who gets which GPUs, and the proof of how good that is.
+
+Model. A request needs ``gpus`` GPUs for ``duration = gpu_hours / gpus`` hours, i.e.
+``d = ceil(duration / period_hours)`` consecutive periods starting at ``t`` with
+``earliest <= t`` and ``t + d - 1 <= latest``, on one offer available in all of them (gang
+placement). It occupies ``gpus`` of that offer's GPUs in each of those periods; capacity per
+offer-period is ``offer.gpus`` minus what ``fixed`` placements use. A variable
+``x[i,o,t] in {0,1}`` exists only for eligible (offer, start) pairs that fit the window.
+
+Value of placing request i on offer o: ``merit_i * gpu_hours_i``, times ``1 + stability_bonus``
+if o is the offer it held before, minus ``cost_weight * cost``. Cost = gpu_hours * price;
+subsidy = cost * subsidy_rate. ``Result.objective`` is this value summed over the new
+placements (fixed placements are a constant and are left out of it, of the bound and of
+``Result.placements``).
+
+Constraints: each request at most once; GPUs per offer-period; total subsidy (fixed included)
+<= budget; per-category subsidy between floor and ceiling (fixed included); and share caps:
+GPU-hours on each provider <= cap * all allocated GPU-hours (fixed included), likewise per
+corporate group, for foreign-controlled offers together, and per chip vendor. A round whose caps
+admit no non-empty allocation is infeasible.
+
+Method (``solve``): (1) ``check_feasibility``; (2) greedy in two orders (merit; value per unit
+of capacity and budget) for a first allocation and ``greedy_objective``; (3) the LP relaxation
+with HiGHS — its optimum is the proven bound; (4) LP-guided rounding: columns in order of LP
+value then reduced cost, caps repaired, then filled; (5) local search that places left-out
+requests by evicting lower-value ones, until the gap is within ``gap_limit`` or time is up;
+(6) if no feasible allocation is known yet (floors), CP-SAT on the LP's neighbourhood.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from sovstack.compute import neighbourhood, search
+from sovstack.compute.columns import Problem, prepare
+from sovstack.compute.explain import explain
+from sovstack.compute.feasibility import conflicts
+from sovstack.compute.greedy import best_greedy, build
+from sovstack.compute.ledger import Ledger
+from sovstack.compute.model import Caps, Explanation, Offer, Placement, Request, Result, Round
+from sovstack.compute.relaxation import LpSolution, solve_relaxation
+
+WHOLE_MODEL_COLUMNS = 20_000   # above this CP-SAT only searches the LP's neighbourhood
+
+__all__ = ["Caps", "Explanation", "Offer", "Placement", "Request", "Result", "Round", "check_feasibility",
+           "greedy", "solve"]
+
+
+def check_feasibility(round: Round) -> tuple[str, ...]:
+    """Conflicts visible before solving (caps that cannot hold together, unreachable floors); empty if none."""
+    return conflicts(prepare(round))
+
+
+def greedy(round: Round) -> tuple[Placement, ...]:
+    """A fast feasible allocation (empty if the greedy cannot meet the category floors)."""
+    return placements(best_greedy(prepare(round)))
+
+
+def placements(ledger: Ledger) -> tuple[Placement, ...]:
+    """The ledger's columns as placements, in request order."""
+    problem, cols = ledger.problem, ledger.problem.columns
+    out = []
+    for i in sorted(ledger.chosen):
+        c = ledger.chosen[i]
+        out.append(Placement(
+            request=problem.requests[i].id, offer=problem.offers[cols.offer[c]].id, start=cols.start[c],
+            periods=tuple(range(cols.start[c], cols.start[c] + cols.length[c])),
+            gpu_hours=cols.gpu_hours[c], cost=cols.cost[c], subsidy=cols.subsidy[c]))
+    return tuple(out)
+
+
+class _Run:
+    """One solve: the clock, the log and the best allocation so far."""
+
+    def __init__(self, round: Round) -> None:
+        self.started = time.perf_counter()
+        self.deadline = self.started + round.time_limit
+        self.lines: list[str] = []
+        self.best: Ledger | None = None
+        self.engine = "greedy"
+
+    def left(self) -> float:
+        return max(0.0, self.deadline - time.perf_counter())
+
+    def note(self, line: str) -> None:
+        self.lines.append(f"{time.perf_counter() - self.started:6.2f}s {line}")
+
+    def offer(self, ledger: Ledger | None, engine: str) -> None:
+        """Keep ``ledger`` if it is feasible and better than the best so far."""
+        if ledger is not None and ledger.feasible() and (self.best is None or ledger.value > self.best.value):
+            self.best, self.engine = ledger, engine
+
+
+def solve(round: Round) -> Result:
+    """The best allocation found within ``round.time_limit``, with its proven gap to the LP bound."""
+    run = _Run(round)
+    problem = prepare(round)
+    run.note(f"prepared {len(problem.requests)} requests, {len(problem.offers)} offers, {len(problem.columns)} columns")
+    found = conflicts(problem)
+    if found:
+        run.note("conflicts before solving")
+        return _infeasible(run, found)
+    first = best_greedy(problem)
+    greedy_value = first.value if first.feasible() else 0.0
+    run.offer(first, "greedy")
+    run.note(f"greedy {greedy_value:,.0f}")
+    lp, _ = solve_relaxation(problem, run.left())
+    run.note(f"LP {lp.status} {lp.objective:,.0f} in {lp.seconds:.2f}s")
+    if lp.status == "infeasible":
+        return _infeasible(run, ("the LP relaxation is infeasible: category floors, caps, budget and capacity "
+                                 "cannot all hold together",))
+    bound = lp.objective if lp.status == "optimal" else _trivial_bound(problem)
+    if lp.status == "optimal":
+        bound = _improve(problem, lp, bound, run)
+    return _result(run, bound, greedy_value)
+
+
+def _improve(problem: Problem, lp: LpSolution, bound: float, run: _Run) -> float:
+    """LP-guided rounding, eviction search, then CP-SAT if still short; returns the (maybe tighter) bound."""
+    order = np.lexsort((-lp.reduced, -np.round(lp.x, 6))).tolist()
+    run.offer(build(problem, order, math.inf), "lp-rounding")
+    run.note(f"LP rounding -> {_value(run):,.0f}")
+    search.rank_columns(problem, (lp.reduced + bound * lp.x).tolist())
+    if run.best is not None and _gap(bound, run.best.value) > problem.round.gap_limit:
+        priority = _priority(problem, lp)
+        target = bound * (1 - problem.round.gap_limit)
+        run.offer(search.improve(run.best.copy(), priority, run.deadline, target), "lp-rounding+search")
+        run.note(f"eviction search -> {_value(run):,.0f}")
+    if (run.best is None or _gap(bound, run.best.value) > problem.round.gap_limit) and run.left() > 0.1:
+        bound = min(bound, _cp_sat(problem, lp, bound, run))
+    return bound
+
+
+def _cp_sat(problem: Problem, lp: LpSolution, bound: float, run: _Run) -> float:
+    """CP-SAT from the incumbent: the whole model when small (its bound then counts), else the LP's neighbourhood."""
+    start = run.best if run.best is not None else Ledger(problem)
+    whole = len(problem.columns) <= WHOLE_MODEL_COLUMNS
+    columns = list(range(len(problem.columns))) if whole else neighbourhood.neighbourhood(
+        problem, lp.x, lp.reduced, start)
+    # objective coefficients are rounded to whole units: aim a little above the target
+    target = bound * (1 - problem.round.gap_limit) + 0.5 * len(problem.requests)
+    found, cp_bound = neighbourhood.improve(problem, columns, start, run.left(), problem.round.workers, target)
+    run.offer(found, "cp-sat")
+    run.note(f"CP-SAT on {len(columns)} columns -> {_value(run):,.0f}, bound {cp_bound:,.0f}")
+    return cp_bound
+
+
+def _priority(problem: Problem, lp: LpSolution) -> list[int]:
+    """Requests the LP uses most first, then by value."""
+    used = [max((float(lp.x[c]) for c in cs), default=0.0) for cs in problem.by_request]
+    return sorted(range(len(problem.requests)),
+                  key=lambda i: (-used[i], -problem.requests[i].merit * problem.requests[i].gpu_hours))
+
+
+def _value(run: _Run) -> float:
+    return run.best.value if run.best is not None else 0.0
+
+
+def _gap(bound: float, objective: float) -> float:
+    return 0.0 if bound <= 0 else max(0.0, (bound - objective) / bound)
+
+
+def _trivial_bound(problem: Problem) -> float:
+    """Every request on its most valuable column: valid when the LP did not finish."""
+    values = problem.columns.value
+    return sum(max([0.0, *(values[c] for c in cs)]) for cs in problem.by_request)
+
+
+def _result(run: _Run, bound: float, greedy_value: float) -> Result:
+    problem_round = run.best.problem.round if run.best is not None else None
+    if run.best is None or problem_round is None:
+        run.note("no feasible allocation found within the time limit")
+        return Result("time_limit", (), 0.0, bound, 1.0 if bound > 0 else 0.0, greedy_value,
+                      time.perf_counter() - run.started, run.engine, {},
+                      ("no feasible allocation found within the time limit (category floors?)",), tuple(run.lines))
+    objective = run.best.value
+    bound = max(bound, objective)
+    gap = _gap(bound, objective)
+    status = "optimal" if gap <= 1e-9 else "within_gap" if gap <= problem_round.gap_limit else "time_limit"
+    explanations: dict[int, Explanation] = explain(run.best)
+    run.note(f"{status}: objective {objective:,.0f}, bound {bound:,.0f}, gap {gap:.3%}")
+    return Result(status, placements(run.best), objective, bound, gap, greedy_value,
+                  time.perf_counter() - run.started, run.engine, explanations, (), tuple(run.lines))
+
+
+def _infeasible(run: _Run, found: tuple[str, ...]) -> Result:
+    return Result("infeasible", (), 0.0, 0.0, 0.0, 0.0, time.perf_counter() - run.started, "none", {}, found,
+                  tuple(run.lines))

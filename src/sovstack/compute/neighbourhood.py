@@ -1,0 +1,145 @@
+"""Improve an allocation with CP-SAT on the columns the LP says matter.
+
+The full model (tens of thousands of binaries, dense cap rows) is slow for CP-SAT on two
+cores; the LP relaxation tells which columns an optimum is likely to use. The neighbourhood
+keeps every column the LP uses, the best few by reduced cost for each request, and the columns
+of the incumbent (passed as a hint), so CP-SAT can only improve on it. CP-SAT needs integer
+coefficients: GPU-hours and money are rounded to a fine grid, and the answer is re-checked
+row by row in the exact ledger before it is accepted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from sovstack.compute.columns import CapKey, Problem
+from sovstack.compute.greedy import repair_caps
+from sovstack.compute.ledger import Ledger
+from sovstack.compute.relaxation import Floats
+
+PER_REQUEST = 3        # columns per request kept by reduced cost, besides those the LP uses
+MONEY_GRID = 100.0     # cents
+HOURS_GRID = 10.0      # tenths of a GPU-hour
+SHARE_GRID = 10_000    # caps in basis points
+Rounding = Callable[[float], int]
+
+
+def neighbourhood(problem: Problem, x: Floats, reduced: Floats, incumbent: Ledger) -> list[int]:
+    """Columns to search over: used by the LP, best by reduced cost per request, or in the incumbent."""
+    keep = set(np.flatnonzero(x > 1e-6).tolist()) | set(incumbent.chosen.values())
+    for columns in problem.by_request:
+        if columns:
+            best = sorted(columns, key=lambda c: -reduced[c])[:PER_REQUEST]
+            keep.update(best)
+    return sorted(keep)
+
+
+class _StopAt(cp_model.CpSolverSolutionCallback):
+    """Stops CP-SAT once a solution reaches the target (the LP bound proves the gap, not CP-SAT's)."""
+
+    def __init__(self, target: float) -> None:
+        super().__init__()
+        self.target = target
+
+    def on_solution_callback(self) -> None:
+        if self.objective_value >= self.target:
+            self.stop_search()
+
+
+def improve(problem: Problem, columns: Sequence[int], incumbent: Ledger, time_limit: float,
+            workers: int, target: float = math.inf) -> tuple[Ledger | None, float]:
+    """The best allocation CP-SAT finds on ``columns`` if it beats the incumbent, and CP-SAT's bound.
+
+    When ``columns`` are all the columns, the rows are rounded towards the relaxed side and the
+    objective's rounding is added back, so the returned bound is valid for the exact problem; a
+    solution that breaks an exact row is then mended by removing columns before it is offered.
+    On a neighbourhood the rows are rounded towards the safe side and the bound is ``inf``.
+    """
+    relaxed = len(columns) == len(problem.columns)
+    model = cp_model.CpModel()
+    x = {c: model.new_bool_var(f"x{c}") for c in columns}
+    _add_rows(problem, model, x, relaxed)
+    cols = problem.columns
+    model.maximize(sum(round(cols.value[c]) * var for c, var in x.items()))
+    chosen = set(incumbent.chosen.values())
+    for c, var in x.items():
+        model.add_hint(var, c in chosen)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.05, time_limit)
+    solver.parameters.num_workers = max(1, workers)
+    status = solver.solve(model, _StopAt(target))
+    bound = solver.best_objective_bound + 0.5 * len(problem.requests) if relaxed else math.inf
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None, bound if status == cp_model.INFEASIBLE else math.inf
+    ledger = Ledger(problem)
+    for c in sorted((c for c, var in x.items() if solver.boolean_value(var)), key=lambda c: -cols.value[c]):
+        if ledger.fits(c, math.inf):
+            ledger.add(c)
+    repair_caps(ledger)
+    if not ledger.feasible() or ledger.value <= incumbent.value:
+        return None, bound
+    return ledger, bound
+
+
+def _add_rows(problem: Problem, model: cp_model.CpModel, x: dict[int, cp_model.IntVar], relaxed: bool) -> None:
+    """Request, capacity, budget, category and cap rows on integer grids.
+
+    ``relaxed`` rounds every row so no exact solution is cut off (a valid bound); otherwise so
+    every solution stays exactly feasible.
+    """
+    up, down = (math.floor, math.ceil) if relaxed else (math.ceil, math.floor)
+    cols, r = problem.columns, problem.round
+    by_request: dict[int, list[cp_model.IntVar]] = {}
+    by_slot: dict[tuple[int, int], list[tuple[int, cp_model.IntVar]]] = {}
+    for c, var in x.items():
+        i = cols.request[c]
+        by_request.setdefault(i, []).append(var)
+        for t in range(cols.start[c], cols.start[c] + cols.length[c]):
+            by_slot.setdefault((cols.offer[c], t), []).append((problem.requests[i].gpus, var))
+    for group in by_request.values():
+        model.add_at_most_one(group)
+    for (o, t), uses in by_slot.items():
+        if sum(g for g, _ in uses) > problem.free[o][t]:
+            model.add(sum(g * var for g, var in uses) <= max(0, problem.free[o][t]))
+    if math.isfinite(r.budget):
+        room = down((r.budget - problem.fixed_subsidy) * MONEY_GRID)
+        model.add(sum(up(cols.subsidy[c] * MONEY_GRID) * var for c, var in x.items()) <= room)
+    _add_category_rows(problem, model, x, up, down)
+    _add_cap_rows(problem, model, x, up, down)
+
+
+def _add_category_rows(problem: Problem, model: cp_model.CpModel, x: dict[int, cp_model.IntVar],
+                       up: Rounding, down: Rounding) -> None:
+    """Subsidy per category between floor and ceiling; ``up`` rounds a row's use, ``down`` its room."""
+    cols, r = problem.columns, problem.round
+    for name in set(r.category_floor) | set(r.category_ceiling):
+        mine = [c for c in x if problem.requests[cols.request[c]].category == name]
+        spent = problem.fixed_category.get(name, 0.0)
+        if name in r.category_ceiling:
+            room = down((r.category_ceiling[name] - spent) * MONEY_GRID)
+            model.add(sum(up(cols.subsidy[c] * MONEY_GRID) * x[c] for c in mine) <= room)
+        if name in r.category_floor:
+            need = up((r.category_floor[name] - spent) * MONEY_GRID)
+            model.add(sum(down(cols.subsidy[c] * MONEY_GRID) * x[c] for c in mine) >= need)
+
+
+def _add_cap_rows(problem: Problem, model: cp_model.CpModel, x: dict[int, cp_model.IntVar],
+                  up: Rounding, down: Rounding) -> None:
+    """load_key <= cap * total, written on the assignment variables, GPU-hours on a 0.1 h grid."""
+    cols = problem.columns
+    keys: set[CapKey] = {k for c in x for k in problem.offer_caps[cols.offer[c]]} | set(problem.fixed_load)
+    for key in keys:
+        share = round(problem.limits[key[0]] * SHARE_GRID)
+        terms = []
+        for c, var in x.items():
+            hours = cols.gpu_hours[c] * HOURS_GRID
+            on = key in problem.offer_caps[cols.offer[c]]
+            coefficient = (up(hours) * SHARE_GRID if on else 0) - down(hours) * share
+            if coefficient:
+                terms.append(coefficient * var)
+        fixed = (share * problem.fixed_total - SHARE_GRID * problem.fixed_load.get(key, 0.0)) * HOURS_GRID
+        model.add(sum(terms) <= down(fixed))
