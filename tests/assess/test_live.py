@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from sovstack.app import create_app
@@ -12,6 +13,7 @@ from sovstack.assess import live
 from sovstack.core.db import Database
 from sovstack.core.plugins import InventoryItem, hookimpl
 from sovstack.core.settings import Settings
+from tests.test_cli import cli
 
 
 def _deployment(name: str, **extra: Any) -> dict[str, Any]:
@@ -98,3 +100,20 @@ def test_the_live_assessment_is_quick_enough_for_a_page(settings: Settings) -> N
         app.state.db.dispose()
     assert len(run.manifest.components) == 302 and run.assessment.drills
     assert elapsed < 3.0, f"the live scorecard took {elapsed:.2f} s for 302 components"
+
+
+def test_the_demo_says_the_live_gate_and_score_and_can_run_twice(settings: Settings,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    for _ in range(2):
+        assert cli(settings, "demo", "--no-serve") == 0
+        out = capsys.readouterr().out
+        line = next(x for x in out.splitlines() if "sovereignty self-assessment" in x)
+        assert "gate level" in line and "weighted score" in line and "/assess" in line
+    app = create_app(settings)
+    try:
+        with app.state.db.session() as session:
+            manifest = live.live_manifest(session, app.state.plugins, settings)
+    finally:
+        app.state.db.dispose()
+    kinds = {c.tags[1] for c in manifest.components}
+    assert {"kind:model_deployment", "kind:dataset", "kind:deployment", "kind:database"} <= kinds
