@@ -80,8 +80,12 @@ def _component(item: InventoryItem, seen: set[str]) -> dict[str, Any]:
         comp["hosted_in"] = [code]
     if detail.get("licence"):
         comp["licence"] = str(detail["licence"])
-    if isinstance(detail.get("open_weights"), bool):
-        comp["open"] = {"weights": detail["open_weights"]}
+    openness = {claim: detail[key] for claim, key in (("weights", "open_weights"), ("source", "open_source"))
+                if isinstance(detail.get(key), bool)}
+    if openness:
+        comp["open"] = openness
+    if detail.get("delivery") in ("installed", "service"):
+        comp["delivery"] = detail["delivery"]
     if isinstance(detail.get("languages"), list):
         comp["languages"] = [str(x) for x in detail["languages"]]
     return comp

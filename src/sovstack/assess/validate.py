@@ -39,7 +39,18 @@ class ManifestInvalid(BadInput):
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
-        super().__init__(f"the manifest has {len(problems)} problem(s)", reasons=[str(p) for p in problems])
+        super().__init__(f"the manifest has {len(problems)} problem(s)", field="manifest",
+                         reasons=[str(p) for p in problems])
+
+    def body(self) -> dict[str, Any]:
+        """The API error body, with every problem also as ``{"path", "message"}`` under ``problems``."""
+        data = super().body()
+        data["error"]["problems"] = [{"path": p.path, "message": p.message} for p in self.problems]
+        return data
+
+    def within(self, where: str) -> ManifestInvalid:
+        """The same problems with their paths under ``where`` (``before.components[2].supplier``)."""
+        return ManifestInvalid([Problem(f"{where}.{p.path}", p.message) for p in self.problems])
 
 
 def parse_document(text: str, name: str = "manifest") -> Any:
@@ -66,11 +77,16 @@ def manifest_from_data(data: Any) -> Manifest:
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
-        raise ManifestInvalid([_schema_problem(e) for e in exc.errors()]) from exc
+        raise ManifestInvalid(schema_problems(exc)) from exc
     problems = list(check(manifest))
     if problems:
         raise ManifestInvalid(problems)
     return manifest
+
+
+def schema_problems(exc: ValidationError) -> list[Problem]:
+    """Every error of a pydantic validation, each as a problem with its path."""
+    return [_schema_problem(e) for e in exc.errors()]
 
 
 def _schema_problem(error: Any) -> Problem:
