@@ -120,6 +120,16 @@ def test_fixed_placements_use_capacity_and_are_not_repeated() -> None:
     check(round, result.placements)
 
 
+def test_fixed_placements_of_other_requests_hold_only_their_own_gpus() -> None:
+    offers = (offer(1, gpus=16),)
+    fixed = (Placement(99, 1, 0, (0, 1), 8 * 2 * 168.0, 0.0, 0.0, gpus=8, category="academic"),)
+    round = Round((request(1, {1}, gpus=8),), offers, fixed=fixed)
+    result = solve(round)
+    assert result.status != "infeasible" and [p.request for p in result.placements] == [1]
+    crowded = Round((request(1, {1}, gpus=9),), offers, fixed=fixed)
+    assert solve(crowded).placements == ()  # 8 of 16 GPUs are taken in both periods
+
+
 def test_stability_bonus_keeps_previous_offer() -> None:
     offers = (offer(1), offer(2))
     reqs = (request(1, {1, 2}),)

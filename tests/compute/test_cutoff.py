@@ -80,3 +80,19 @@ def test_cutoff_bad_input(exchange: Exchange) -> None:
     assert exchange.post("/cutoffs", {"jurisdiction": "XX"}).status_code == 422
     assert exchange.post("/cutoffs", {"provider": "domestic"}, exchange.staff).status_code == 403
     assert exchange.post("/cutoffs/99/restore", {}).status_code in (404, 422)
+
+
+def test_when_caps_cannot_hold_after_a_cutoff_the_drill_says_so_and_re_places(exchange: Exchange) -> None:
+    exchange.offer("domestic", gpus=16, price=100)
+    exchange.offer("hyper", gpus=32, price=100)  # room for both jobs, but the foreign cap allows one
+    exchange.programme(caps={"foreign": 0.5})
+    exchange.open_round()
+    for i in range(2):
+        exchange.review(exchange.apply(f"job {i}", gpu_hours=16 * 168, gpus=16, latest_period=0)["id"], 6 + i)
+    exchange.allocate()
+    assert {a["provider"] for a in exchange.allocations()} == {"domestic", "hyper"}  # the foreign cap: half each
+    report = exchange.post("/cutoffs", {"provider": "domestic", "dry_run": True}).json()["report"]
+    assert report["re_placed"] == 1 and report["lost_gpu_hours"] == 0
+    [suspended] = report["suspended"]
+    assert "concentration caps" in suspended["rules"] and any("foreign" in c for c in suspended["because"])
+    assert any("without category floors and concentration caps" in note for note in report["caps_note"])

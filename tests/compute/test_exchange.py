@@ -112,6 +112,19 @@ def test_small_requests_are_fast_tracked_and_placed_at_once(exchange: Exchange) 
     assert [a["request_id"] for a in exchange.allocations()] == [made["id"]]
 
 
+def test_fast_track_fits_around_what_rounds_already_hold(exchange: Exchange) -> None:
+    exchange.offer("domestic", gpus=16)
+    exchange.programme()
+    exchange.open_round()
+    big = exchange.apply("half the offer", gpu_hours=8 * 168 * 8, gpus=8)["id"]  # 8 GPUs, all 8 weeks
+    exchange.review(big, 7)
+    exchange.allocate()
+    small = exchange.apply("tiny", gpu_hours=64, gpus=4)
+    assert small["status"] == "allocated", small["explanation"]
+    too_big = exchange.apply("tiny but wide", gpu_hours=90, gpus=9)  # 9 + 8 > 16 GPUs in every week
+    assert too_big["status"] == "unallocated" and "capacity" in too_big["explanation"]["binding"]
+
+
 def test_sensitive_work_goes_only_where_policy_allows(exchange: Exchange) -> None:
     _world(exchange)
     rid = exchange.apply("clinical notes", gpu_hours=8 * 168, data_classification="sensitive")["id"]

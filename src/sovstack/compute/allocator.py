@@ -68,7 +68,8 @@ def placements(ledger: Ledger) -> tuple[Placement, ...]:
         out.append(Placement(
             request=problem.requests[i].id, offer=problem.offers[cols.offer[c]].id, start=cols.start[c],
             periods=tuple(range(cols.start[c], cols.start[c] + cols.length[c])),
-            gpu_hours=cols.gpu_hours[c], cost=cols.cost[c], subsidy=cols.subsidy[c]))
+            gpu_hours=cols.gpu_hours[c], cost=cols.cost[c], subsidy=cols.subsidy[c], gpus=problem.requests[i].gpus,
+            category=problem.requests[i].category))
     return tuple(out)
 
 

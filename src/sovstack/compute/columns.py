@@ -107,14 +107,16 @@ def _apply_fixed(problem: Problem) -> None:
         if index is None:
             continue
         offer = problem.offers[index]
-        gpus = gpus_of.get(placement.request, offer.gpus)
+        # A fixed placement whose request is not decided here says its own GPUs; failing that, the
+        # whole offer is assumed taken (cautious: never more than the offer has).
+        gpus = placement.gpus or gpus_of.get(placement.request, offer.gpus)
         for t in placement.periods:
             problem.free[index][t] -= gpus
         for key in problem.offer_caps[index]:
             problem.fixed_load[key] = problem.fixed_load.get(key, 0.0) + placement.gpu_hours
         problem.fixed_total += placement.gpu_hours
         problem.fixed_subsidy += placement.subsidy
-        category = problem.category_of.get(placement.request)
+        category = placement.category or problem.category_of.get(placement.request)
         if category is not None:
             problem.fixed_category[category] = problem.fixed_category.get(category, 0.0) + placement.subsidy
 

@@ -74,7 +74,7 @@ def run(session: Session, who: Principal, data: CutoffCreate, home: str) -> Cuto
     live = _live(session)
     displaced = [a for a in live if a.offer_id in offer_ids]
     plans = rounds.plan_for(session, [a.request for a in displaced], home, excluded_offers=offer_ids,
-                            dropped={a.id for a in displaced})
+                            dropped={a.id for a in displaced}, emergency=True)
     report = _report(live, displaced, plans, exposure(live, offer_ids))
     if data.dry_run:
         audit.record(session, actor=who.actor, action="compute.cutoff.dry_run", target=f"{selector}:{value}",
@@ -115,8 +115,8 @@ def _report(live: list[Allocation], displaced: list[Allocation], plans: list[rou
             lost += a.gpu_hours
         why = None
         if found is None:
-            why = next((rounds.explanation(s, a.request_id)["text"] for s in plans
-                        if a.request_id in {r.id for r in s.decided}), "no feasible re-solve")
+            why = next((_why_not(s, a.request_id) for s in plans if a.request_id in {r.id for r in s.decided}),
+                       "no feasible re-solve")
         rows.append({"request": a.request_id, "title": a.request.title, "organisation": a.request.organisation.name,
                      "from": f"{a.offer.provider.name} offer {a.offer_id} ({a.offer.gpu_type})",
                      "gpu_hours": a.gpu_hours, "was": a.status,
@@ -132,7 +132,18 @@ def _report(live: list[Allocation], displaced: list[Allocation], plans: list[rou
             "moved_others": moved_others, "exposure": before,
             "solver": [{"programme": s.programme.name, "status": s.result.status, "gap": round(s.result.gap, 6),
                         "seconds": round(s.result.seconds, 3)} for s in plans],
-            "caps_note": [_caps_note(name, e) for name, e in before.items()]}
+            "suspended": [{"programme": s.programme.name, "rules": list(s.suspended),
+                           "because": list(s.first_conflicts)} for s in plans if s.suspended],
+            "caps_note": [_caps_note(name, e) for name, e in before.items()]
+            + [f"{s.programme.name}: the re-solve with every rule was infeasible "
+               f"({'; '.join(s.first_conflicts)}), so the displaced requests were re-placed without "
+               f"{' and '.join(s.suspended)}" for s in plans if s.suspended]}
+
+
+def _why_not(solved: rounds.Plan, request_id: int) -> str:
+    if not solved.feasible:
+        return "the re-solve was infeasible: " + "; ".join(solved.result.conflicts)
+    return str(rounds.explanation(solved, request_id)["text"])
 
 
 def _caps_note(programme: str, e: dict[str, object]) -> str:

@@ -51,6 +51,8 @@ REQUESTS = [
      "restricted", (6,)),
     ("university", "Retrieval benchmark for regional languages", "L40S", 8, 3_000, (0, 11), "open", (4, 5)),
     ("startup", "Large-context translation model (synthetic)", "H200", 32, 30_000, (0, 7), "open", (5, 5)),
+    # Sensitive data on H200s: only the foreign-controlled provider has delivered H200s, so it is not placed.
+    ("university", "Health-records LLM on H200s (synthetic)", "H200", 16, 10_000, (0, 11), "sensitive", (8, 7)),
 ]
 
 

@@ -60,6 +60,8 @@ class Placement:
     gpu_hours: float
     cost: float
     subsidy: float
+    gpus: int = 0        # GPUs held in each period; needed for fixed placements of requests not in the round
+    category: str = ""   # the request's category; needed for fixed placements' share of category bounds
 
 
 @dataclass(frozen=True)

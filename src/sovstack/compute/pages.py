@@ -24,7 +24,7 @@ router = APIRouter(include_in_schema=False)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FormStr = Annotated[str, Form()]
 FormErrors = (BadInput, Refused, NotFound, Conflict)
-CHART_WIDTH, CHART_LEFT, BAR = 640, 220, 26
+CHART_WIDTH, CHART_LEFT, BAR = 420, 150, 26  # small enough to read inside a third of the page
 
 
 def console_pages() -> ConsolePages:
@@ -37,8 +37,9 @@ def console_pages() -> ConsolePages:
 def share_chart(rows: list[dict[str, Any]], cap: float | None, title: str) -> dict[str, Any]:
     """Horizontal bars of shares (0–1) with the cap drawn as a line: what the template turns into SVG."""
     span = CHART_WIDTH - CHART_LEFT - 60
-    bars = [{"label": r["name"][:32], "share": r["share"], "y": 8 + i * BAR, "width": max(r["share"] * span, 1),
-             "text": f"{r['share']:.1%}", "over": cap is not None and r["share"] > cap + 1e-9,
+    bars = [{"name": r["name"], "label": r["name"] if len(r["name"]) <= 22 else r["name"][:21] + "…",
+             "share": r["share"], "y": 8 + i * BAR, "width": max(r["share"] * span, 1),
+             "text": f"{r['share']:.1%}", "over": r.get("cap") is not None and r["share"] > r["cap"] + 1e-9,
              "capped": r.get("cap") is not None} for i, r in enumerate(rows)]
     return {"title": title, "bars": bars, "left": CHART_LEFT, "width": CHART_WIDTH, "height": 16 + len(bars) * BAR,
             "cap_x": CHART_LEFT + cap * span if cap is not None else None, "cap": cap}

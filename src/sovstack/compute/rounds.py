@@ -38,6 +38,8 @@ class Plan:
     result: alloc.Result
     offers: dict[int, ComputeOffer]
     policy_reasons: dict[int, list[str]] = field(default_factory=dict)
+    suspended: tuple[str, ...] = ()         # rules a fallback re-solve had to drop
+    first_conflicts: tuple[str, ...] = ()   # why the re-solve with every rule was infeasible
 
     @property
     def feasible(self) -> bool:
@@ -106,6 +108,7 @@ def _eligibility(doc: policy.PolicyDocument, r: ComputeRequest, offers: dict[int
 
 def _placement(a: Allocation) -> alloc.Placement:
     return alloc.Placement(request=a.request_id, offer=a.offer_id, start=a.start_period, periods=tuple(a.periods),
+                           gpus=a.gpus, category=a.request.category,
                            gpu_hours=a.gpu_hours, cost=a.cost, subsidy=a.subsidy)
 
 
@@ -275,10 +278,12 @@ def place_fast_track(session: Session, request: ComputeRequest, home: str, actor
 
 
 def plan_for(session: Session, requests: list[ComputeRequest], home: str, *, excluded_offers: Iterable[int] = (),
-             dropped: Iterable[int] = ()) -> list[Plan]:
+             dropped: Iterable[int] = (), emergency: bool = False) -> list[Plan]:
     """Plans re-placing requests after a decline or a cut-off, round by round, keeping others where they are.
 
     ``dropped`` allocations count as gone (a cut-off displaces them) though the database still holds them live.
+    When the round with every rule is infeasible, only ``requests`` are re-placed, without category floors;
+    in an ``emergency`` (a cut-off) also without the caps, which may no longer be able to hold at all.
     """
     gone = set(dropped)
     by_round: dict[int | None, list[ComputeRequest]] = defaultdict(list)
@@ -291,9 +296,13 @@ def plan_for(session: Session, requests: list[ComputeRequest], home: str, *, exc
         solved = plan(session, group[0].programme, rnd, decided, home=home, floors=rnd is not None,
                       caps=rnd is not None,
                       excluded_offers=excluded_offers, stability=STABILITY_BONUS, dropped=gone)
-        if not solved.feasible:  # e.g. a category floor no longer reachable: re-place only the displaced
-            solved = plan(session, group[0].programme, rnd, group, home=home, floors=False,
+        if not solved.feasible:  # e.g. a floor no longer reachable, or only foreign capacity left
+            first = solved.result.conflicts
+            keep_caps = rnd is not None and not emergency
+            solved = plan(session, group[0].programme, rnd, group, home=home, floors=False, caps=keep_caps,
                           excluded_offers=excluded_offers, stability=STABILITY_BONUS, dropped=gone)
+            solved.first_conflicts = first
+            solved.suspended = ("category floors",) + (() if keep_caps else ("concentration caps",))
         plans.append(solved)
     return plans
 
