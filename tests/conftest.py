@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -208,6 +209,38 @@ def playwright_api() -> Any:
 
         return sync_api
     return pytest.importorskip("playwright.sync_api")
+
+
+@dataclass
+class BrowserWatch:
+    """What a page did that a console page must never do: fetch from another host, or log an error."""
+
+    foreign: list[str]
+    problems: list[str]
+
+    def assert_clean(self) -> None:
+        assert self.foreign == [], f"requests left the test server: {self.foreign}"
+        assert self.problems == [], f"browser errors (CSP?): {self.problems}"
+
+
+def watch_browser(page: Any, url: str) -> BrowserWatch:
+    """Record every request to a host other than ``url``'s and every console or page error."""
+    own = urlsplit(url).netloc
+    seen = BrowserWatch([], [])
+    page.on("request", lambda r: seen.foreign.append(r.url) if urlsplit(r.url).netloc != own else None)
+    page.on("console", lambda m: seen.problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: seen.problems.append(str(e)))
+    return seen
+
+
+def sign_in(page: Any, url: str, email: str, then: str, password: str = PASSWORD) -> None:
+    """Sign in through the login form the console sends a visitor of ``then`` to, and land on ``then``."""
+    page.context.clear_cookies()
+    page.goto(f"{url}{then}")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{url}{then}")
 
 
 @pytest.fixture

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from sovstack.core.db import Database
 from tests.assess.conftest import EXAMPLES
-from tests.conftest import PASSWORD, make_user
+from tests.conftest import make_user, sign_in, watch_browser
 
 pytestmark = pytest.mark.browser
 
@@ -20,17 +19,8 @@ def test_scorecard_and_analyse_in_the_browser(db: Database, server: Any, browser
                                               tmp_path: Path) -> None:
     user = make_user(db, "viewer@test.example")
     page, url = browser_page, server.url
-    foreign: list[str] = []
-    problems: list[str] = []
-    page.on("request", lambda r: foreign.append(r.url) if urlsplit(r.url).netloc != urlsplit(url).netloc else None)
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-
-    page.goto(f"{url}/assess")
-    page.get_by_label("Email").fill(user["email"])
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{url}/assess")
+    seen = watch_browser(page, url)
+    sign_in(page, url, user["email"], "/assess")
     radar = page.locator('#assess-radar svg[aria-label="Pressure radar"]')
     assert radar.count() == 1 and radar.bounding_box()["width"] > 100
     assert page.locator("#assess-drills table tbody tr").count() >= 5
@@ -47,5 +37,4 @@ def test_scorecard_and_analyse_in_the_browser(db: Database, server: Any, browser
     shot = tmp_path / "assess.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 1000
-    assert foreign == [], f"requests left the test server: {foreign}"
-    assert problems == [], f"browser errors (CSP?): {problems}"
+    seen.assert_clean()

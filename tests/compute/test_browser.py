@@ -5,23 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from tests.compute.conftest import Exchange
-from tests.conftest import PASSWORD
+from tests.conftest import sign_in, watch_browser
 
 pytestmark = pytest.mark.browser
 
-
-def _sign_in(page: Any, url: str, email: str, then: str) -> None:
-    page.context.clear_cookies()
-    page.goto(f"{url}{then}")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{url}{then}")
 
 
 def test_apply_review_allocate_accept_and_drill(exchange: Exchange, server: Any, browser_page: Any,
@@ -31,13 +22,9 @@ def test_apply_review_allocate_accept_and_drill(exchange: Exchange, server: Any,
     exchange.programme()
     exchange.open_round()
     page, url = browser_page, server.url
-    foreign: list[str] = []
-    problems: list[str] = []
-    page.on("request", lambda r: foreign.append(r.url) if urlsplit(r.url).netloc != urlsplit(url).netloc else None)
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    seen = watch_browser(page, url)
 
-    _sign_in(page, url, "applicant@test.example", "/compute/apply")
+    sign_in(page, url, "applicant@test.example", "/compute/apply")
     page.select_option("select[name=organisation]", "Test University")
     page.fill("input[name=title]", "Dialect speech model (browser test)")
     page.fill("input[name=gpu_types]", "H100")
@@ -47,23 +34,23 @@ def test_apply_review_allocate_accept_and_drill(exchange: Exchange, server: Any,
     page.get_by_role("button", name="Submit").click()
     page.wait_for_selector("text=submitted for review")
 
-    _sign_in(page, url, "reviewer@test.example", "/compute/reviews")
+    sign_in(page, url, "reviewer@test.example", "/compute/reviews")
     page.fill("#queue input[name=score]", "8")
     page.get_by_role("button", name="Score").click()
     page.wait_for_selector("text=scored 8")
 
-    _sign_in(page, url, "admin@test.example", "/compute/programmes/ccp")
+    sign_in(page, url, "admin@test.example", "/compute/programmes/ccp")
     page.click("#allocate")
     page.wait_for_selector("text=proven gap")
     assert "placed on offer" in page.inner_text("#requests")
     assert page.locator("svg.chart").count() >= 1
 
-    _sign_in(page, url, "staff@test.example", "/compute/programmes/ccp")
+    sign_in(page, url, "staff@test.example", "/compute/programmes/ccp")
     page.get_by_role("button", name="Accept").click()
     page.wait_for_selector("text=accepted")
     assert exchange.allocations()[0]["status"] == "accepted"
 
-    _sign_in(page, url, "admin@test.example", "/compute/cutoff")
+    sign_in(page, url, "admin@test.example", "/compute/cutoff")
     page.select_option("select[name=selector]", "provider")
     page.fill("input[name=value]", "domestic")
     page.get_by_role("button", name="Run the drill").click()
@@ -73,5 +60,4 @@ def test_apply_review_allocate_accept_and_drill(exchange: Exchange, server: Any,
     shot = tmp_path / "compute.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 1000
-    assert foreign == [], f"requests left the test server: {foreign}"
-    assert problems == [], f"browser errors (CSP?): {problems}"
+    seen.assert_clean()

@@ -4,37 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.conftest import sign_in, watch_browser
 from tests.data.conftest import CSV, Commons
 
 pytestmark = pytest.mark.browser
 
 
-def _sign_in(page: Any, url: str, email: str, then: str) -> None:
-    page.context.clear_cookies()
-    page.goto(f"{url}{then}")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{url}{then}")
-
 
 def test_publish_request_and_query_in_the_browser(commons: Commons, server: Any, browser_page: Any,
                                                   tmp_path: Path) -> None:
     page, url = browser_page, server.url
-    foreign: list[str] = []
-    problems: list[str] = []
-    page.on("request", lambda r: foreign.append(r.url) if urlsplit(r.url).netloc != urlsplit(url).netloc else None)
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    seen = watch_browser(page, url)
     csv = tmp_path / "visits.csv"
     csv.write_text(CSV)
 
-    _sign_in(page, url, "steward@test.example", "/data/new")
+    sign_in(page, url, "steward@test.example", "/data/new")
     page.fill("#ds-name", "browser_visits")
     page.fill("#ds-title", "Visits (synthetic, browser test)")
     page.fill("#ds-licence", "CC-BY-4.0")
@@ -47,7 +34,7 @@ def test_publish_request_and_query_in_the_browser(commons: Commons, server: Any,
     page.wait_for_selector("text=Version 1 published")
     assert "60 rows" in page.content()
 
-    _sign_in(page, url, "analyst@test.example", "/data/datasets/browser_visits")
+    sign_in(page, url, "analyst@test.example", "/data/datasets/browser_visits")
     page.fill("#req-purpose", "Visits by region for a synthetic study")
     page.get_by_role("button", name="Request access").click()
     page.wait_for_selector("text=Access requested")
@@ -66,5 +53,4 @@ def test_publish_request_and_query_in_the_browser(commons: Commons, server: Any,
     shot = tmp_path / "sandbox.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 1000
-    assert foreign == [], f"requests left the test server: {foreign}"
-    assert problems == [], f"browser errors (CSP?): {problems}"
+    seen.assert_clean()
