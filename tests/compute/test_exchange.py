@@ -205,3 +205,15 @@ def test_applicants_must_be_eligible(exchange: Exchange) -> None:
     late = exchange.post("/requests", {**body, "organisation": "Test University", "latest_period": 8},
                          exchange.applicant)
     assert late.status_code == 422 and "latest_period" in late.text
+
+
+def test_providers_and_their_accelerators_reach_the_live_scorecard(exchange: Exchange) -> None:
+    exchange.offer("hyper", gpu="H200", gpus=8)
+    items = exchange.client.get("/api/v1/inventory", headers=exchange.admin).json()
+    compute = {(i["kind"], i["name"]): i for i in items if i["module"] == "compute"}
+    assert compute[("compute_provider", "hyper")]["detail"]["control_plane_jurisdiction"] == "US"
+    chip = compute[("accelerator", "H200 at hyper")]
+    assert chip["layer"] == "chips" and chip["parties"] == ["Hyper Local", "NVIDIA"]
+    report = exchange.client.get("/api/v1/assess/self", headers=exchange.admin).json()
+    names = str(report)
+    assert "compute-accelerator-h200-at-hyper" in names and "compute-compute-provider-hyper" in names

@@ -50,11 +50,12 @@ def sovstack_inventory(session: Session) -> list[InventoryItem]:
             detail={"control_plane_jurisdiction": p.control_plane_jurisdiction, "corporate_group": p.corporate_group,
                     "parent_jurisdiction": p.party.parent_jurisdiction,
                     "delivered_gpus": sum(o.gpu_count for o in live if o.delivery == "delivered"),
-                    "gpu_types": sorted({o.gpu_type for o in live})}))
+                    "gpu_types": sorted({o.gpu_type for o in live}), "delivery": "service"}))
         for gpu, vendor in sorted({(o.gpu_type, o.chip_vendor) for o in live}):
             items.append(InventoryItem(
                 module="compute", kind="accelerator", name=f"{gpu} at {p.name}", layer="chips",
-                parties=(vendor, p.party.name), jurisdiction=p.datacentre_jurisdiction,
-                detail={"chip_vendor": vendor, "gpu_type": gpu, "provider": p.name,
+                # (operator, supplier): the provider runs the installed GPUs the chip vendor made
+                parties=(p.party.name, vendor), jurisdiction=p.datacentre_jurisdiction,
+                detail={"chip_vendor": vendor, "gpu_type": gpu, "provider": p.name, "delivery": "installed",
                         "gpus": sum(o.gpu_count for o in live if o.gpu_type == gpu)}))
     return items
