@@ -10,16 +10,16 @@ import json
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
 from sovstack.assess import live, service
 from sovstack.assess.service import AssessmentRun
 from sovstack.assess.validate import load_manifest
-from sovstack.core.api.deps import SessionDep, SettingsDep, authenticate
+from sovstack.core.api.deps import SessionDep, SettingsDep, scoped
 from sovstack.core.context import Principal
-from sovstack.core.errors import BadInput, NotFound, Refused
+from sovstack.core.errors import BadInput, NotFound
 
 router = APIRouter(prefix="/api/v1/assess", tags=["assess"])
 
@@ -44,18 +44,7 @@ ScenariosQ = Annotated[str, Query(description="Scenario ids to drill, comma-sepa
 FormatQ = Annotated[Format, Query(description="Report format: json, md, html (self-contained) or cyclonedx.")]
 
 
-def analyst(request: Request, session: SessionDep) -> Principal:
-    """Any signed-in principal whose key has the ``read`` scope (console sessions send their CSRF token)."""
-    principal = authenticate(request, session)
-    request.state.principal = principal
-    if not principal.has_scope("read"):
-        raise Refused("this API key lacks the read scope", action="auth.scope",
-                      target=f"{request.method} {request.url.path}",
-                      reasons=[f"key {principal.key_prefix} has scopes {sorted(principal.scopes)}"])
-    return principal
-
-
-AnalystDep = Annotated[Principal, Depends(analyst)]
+AnalystDep = Annotated[Principal, scoped("read")]  # console sessions still send their CSRF token
 
 
 async def document_text(request: Request) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, status
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from sovstack.compute import allocations, cutoff, programmes, providers, rounds, usage
@@ -29,9 +29,8 @@ from sovstack.compute.schemas import (
     UsageCreate,
     UsagePublic,
 )
-from sovstack.core.api.deps import PrincipalDep, SessionDep, SettingsDep, authenticate
+from sovstack.core.api.deps import PrincipalDep, SessionDep, SettingsDep, scoped
 from sovstack.core.context import Principal, unit_of_work
-from sovstack.core.errors import Refused
 
 router = APIRouter(prefix="/api/v1/compute", tags=["compute"])
 
@@ -198,20 +197,9 @@ def reclaim(allocation_id: int, session: SessionDep, who: PrincipalDep) -> Alloc
         return allocations.allocation_public(allocations.reclaim(session, who, allocation_id))
 
 
-def get_reporter(request: Request, session: SessionDep) -> Principal:
-    """A provider's machine: any authenticated caller whose key holds ``compute.report`` (not ``write``)."""
-    principal = authenticate(request, session)
-    request.state.principal = principal
-    if not principal.has_scope("compute.report"):
-        raise Refused("this API key lacks the compute.report scope", action="auth.scope",
-                      target=f"{request.method} {request.url.path}",
-                      reasons=[f"key {principal.key_prefix} has scopes {sorted(principal.scopes)}"])
-    return principal
-
-
 @router.post("/usage", status_code=status.HTTP_201_CREATED)
 def report_usage(body: UsageCreate, session: SessionDep,
-                 who: Annotated[Principal, Depends(get_reporter)]) -> UsagePublic:
+                 who: Annotated[Principal, scoped("compute.report")]) -> UsagePublic:
     """A provider reports GPU-hours used on an allocation it holds (API keys with the compute.report scope)."""
     with unit_of_work(session, who):
         return usage.report(session, who, body)

@@ -102,6 +102,22 @@ def get_visitor(request: Request, session: SessionDep) -> Principal | None:
 VisitorDep = Annotated[Principal | None, Depends(get_visitor)]
 
 
+def scoped(scope: str) -> Any:
+    """A dependency: any authenticated principal holding ``scope``, instead of read/write by HTTP method.
+
+    For routes whose POST changes nothing (the assessor analyses the document it is sent) or that a
+    machine key of one purpose calls (a provider reporting usage with ``compute.report`` only).
+    """
+
+    def check(request: Request, session: SessionDep) -> Principal:
+        principal = authenticate(request, session)
+        request.state.principal = principal
+        _require(principal, scope, request)
+        return principal
+
+    return Depends(check)
+
+
 def require_scope(scope: str) -> Any:
     """A dependency for module routers that need a scope of their own (e.g. ``gateway``)."""
 
