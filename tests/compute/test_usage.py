@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -97,3 +98,14 @@ def test_invoices_split_cost_into_subsidy_and_applicant_share(exchange: Exchange
                         who=exchange.applicant).status_code == 200
     both = exchange.get("/programmes/ccp/invoices", provider="domestic", applicant="Test University")
     assert both.status_code == 422
+
+
+def test_reports_racing_each_other_never_exceed_the_allocation(exchange: Exchange,
+                                                               accepted: dict[str, object]) -> None:
+    aid, total = accepted["id"], 8 * 168  # 1,344 GPU-hours allocated
+    bodies = [{"allocation_id": aid, "gpu_hours": 400, "day": str(START), "reference": f"race-{i}"} for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(lambda b: exchange.post("/usage", b, exchange.staff).status_code, bodies))
+    assert codes.count(201) == 3 and all(c in (201, 409, 422) for c in codes)  # 3 x 400 fit, a 4th would not
+    [a] = exchange.allocations()
+    assert a["used_gpu_hours"] == 1_200 <= total

@@ -8,7 +8,7 @@ import io
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -54,7 +54,16 @@ def report(session: Session, who: Principal, data: UsageCreate) -> UsagePublic:
     except IntegrityError as exc:  # the same reference, sent twice at once
         session.rollback()
         raise Conflict(f"report {data.reference!r} is being recorded already", field="reference") from exc
-    a.used_gpu_hours = a.used_gpu_hours + data.gpu_hours
+    # One guarded UPDATE, so two reports racing each other can never add up beyond the allocation.
+    added = session.execute(
+        update(Allocation).where(Allocation.id == a.id, Allocation.status == "accepted",
+                                 Allocation.used_gpu_hours + data.gpu_hours <= Allocation.gpu_hours + EPSILON)
+        .values(used_gpu_hours=Allocation.used_gpu_hours + data.gpu_hours).execution_options(synchronize_session=False))
+    if added.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        raise Conflict(f"allocation {a.id} changed while this report was recorded; send it again",
+                       field="allocation_id")
+    session.refresh(a)
     audit.record(session, actor=who.actor, action="compute.usage.report", target=target,
                  detail={"gpu_hours": data.gpu_hours, "day": str(data.day), "reference": data.reference})
     return usage_public(row, a)
