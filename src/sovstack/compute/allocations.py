@@ -68,6 +68,8 @@ def decide(session: Session, who: Principal, allocation_id: int, data: Allocatio
     a = get_allocation(session, allocation_id)
     action = f"compute.allocations.{data.decision}"
     providers.require_staff(who, a.offer.provider, action)
+    programmes.lock(session, a.request.programme)
+    session.refresh(a)  # as it is now that no other solve of the programme can change it
     if a.status != "proposed":
         raise Conflict(f"allocation {a.id} is {a.status}; only a proposed allocation can be accepted or declined",
                        field="allocation")

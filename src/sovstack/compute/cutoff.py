@@ -12,7 +12,7 @@ from collections import defaultdict
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from sovstack.compute import providers, rounds
+from sovstack.compute import programmes, providers, rounds
 from sovstack.compute.schemas import CutoffCreate, CutoffPublic
 from sovstack.compute.tables import Allocation, ComputeOffer, ComputeRequest, Cutoff, Programme
 from sovstack.core import audit
@@ -51,16 +51,16 @@ def exposure(live: list[Allocation], offer_ids: set[int]) -> dict[str, dict[str,
     """Per programme: GPU-hours allocated, how much of it sits on the withdrawn offers, and the caps."""
     total: dict[int, float] = defaultdict(float)
     hit: dict[int, float] = defaultdict(float)
-    programmes: dict[int, Programme] = {}
+    by_id: dict[int, Programme] = {}
     for a in live:
         prog = a.request.programme
-        programmes[prog.id] = prog
+        by_id[prog.id] = prog
         total[prog.id] += a.gpu_hours
         if a.offer_id in offer_ids:
             hit[prog.id] += a.gpu_hours
     return {p.name: {"allocated_gpu_hours": round(total[pid], 2), "exposed_gpu_hours": round(hit[pid], 2),
                      "exposed_share": round(hit[pid] / total[pid], 4) if total[pid] else 0.0, "caps": p.caps}
-            for pid, p in programmes.items() if hit[pid]}
+            for pid, p in by_id.items() if hit[pid]}
 
 
 def run(session: Session, who: Principal, data: CutoffCreate, home: str) -> CutoffPublic:
@@ -71,6 +71,7 @@ def run(session: Session, who: Principal, data: CutoffCreate, home: str) -> Cuto
     if not offers:
         raise NotFound(f"no live offer matches {selector} {value!r}", field=selector)
     offer_ids = {o.id for o in offers}
+    programmes.lock(session, *programmes.list_programmes(session))
     live = _live(session)
     displaced = [a for a in live if a.offer_id in offer_ids]
     plans = rounds.plan_for(session, [a.request for a in displaced], home, excluded_offers=offer_ids,

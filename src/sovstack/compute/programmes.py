@@ -62,6 +62,17 @@ def create_programme(session: Session, who: Principal, data: ProgrammeCreate, ho
     return programme
 
 
+def lock(session: Session, *programmes: Programme) -> None:
+    """Hold the programmes' rows until commit (PostgreSQL), so two solves of one programme never interleave.
+
+    Always in id order, so two callers locking several programmes cannot deadlock. SQLite has one
+    writer at a time already and ignores the clause.
+    """
+    ids = sorted({p.id for p in programmes})
+    if ids:
+        session.execute(select(Programme.id).where(Programme.id.in_(ids)).order_by(Programme.id).with_for_update())
+
+
 def programme_public(p: Programme) -> ProgrammePublic:
     return ProgrammePublic.model_validate(p, from_attributes=True)
 

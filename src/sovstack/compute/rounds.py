@@ -233,6 +233,7 @@ def allocate_round(session: Session, who: Principal, programme_ref: str, home: s
     """Solve the programme's open round (or re-solve its newest, keeping placements stable) and publish it."""
     programme = programmes.get_programme(session, programme_ref)
     who.require_admin("compute.rounds.allocate", f"programme:{programme.id}")
+    programmes.lock(session, programme)
     rnd = programmes.current_round(session, programme) or programmes.get_round(session, programme.name)
     decided, unreviewed = candidates(session, rnd)
     solved = plan(session, programme, rnd, decided, home=home,
@@ -256,6 +257,7 @@ def submit(session: Session, who: Principal, data: RequestCreate, home: str) -> 
     """Submit a request; one within the fast-track size is approved by rule and placed at once."""
     request = programmes.submit_request(session, who, data)
     if request.fast_track:
+        programmes.lock(session, request.programme)
         place_fast_track(session, request, home, who.actor)
     return request
 
