@@ -24,8 +24,7 @@ from sovstack.compute.schemas import (
     RoundCreate,
     UsageCreate,
 )
-from sovstack.core import identity
-from sovstack.core.cli.common import OPERATOR, JsonOpt, emit, emit_one, say, session_of, state
+from sovstack.core.cli.common import OPERATOR, JsonOpt, acting_as, emit, emit_one, say, session_of, state
 from sovstack.core.context import Principal, unit_of_work
 
 compute_app = typer.Typer(help="The compute exchange: providers, offers, programmes, requests, allocation rounds, "
@@ -34,11 +33,7 @@ AsOpt = typer.Option(None, "--as", help="Act as this user (email) with their rol
 
 
 def _who(s: Session, as_user: str | None) -> Principal:
-    if as_user is None:
-        return OPERATOR
-    user = identity.get_user(s, as_user)
-    return Principal(user_id=user.id, email=f"{user.email} via cli", is_admin=user.is_admin,
-                     roles=identity.memberships_of(s, user.id))
+    return OPERATOR if as_user is None else acting_as(s, as_user)
 
 
 def _home(ctx: typer.Context) -> str:

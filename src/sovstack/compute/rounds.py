@@ -73,9 +73,12 @@ def committed_elsewhere(session: Session, programme: Programme) -> dict[int, int
     return peak
 
 
-def _offers(session: Session, programme: Programme, home: str, excluded: set[int]) -> dict[int, alloc.Offer]:
+def _offers(session: Session, programme: Programme, home: str,
+            excluded: set[int]) -> tuple[dict[int, alloc.Offer], dict[int, ComputeOffer]]:
+    """The offers a solve may use, as the allocator sees them and as rows (for prices and policy)."""
     taken = committed_elsewhere(session, programme)
     found: dict[int, alloc.Offer] = {}
+    rows: dict[int, ComputeOffer] = {}
     for o in providers.list_offers(session, include_withdrawn=False):
         periods = providers.offer_periods(programme, o)
         gpus = o.gpu_count - taken.get(o.id, 0)
@@ -85,7 +88,8 @@ def _offers(session: Session, programme: Programme, home: str, excluded: set[int
         found[o.id] = alloc.Offer(id=o.id, provider=p.name, group=p.corporate_group,
                                   foreign=providers.foreign_controlled(p, home), chip_vendor=o.chip_vendor,
                                   gpu_type=o.gpu_type, gpus=gpus, price=o.price, periods=periods)
-    return found
+        rows[o.id] = o
+    return found, rows
 
 
 def _eligibility(doc: policy.PolicyDocument, r: ComputeRequest, offers: dict[int, ComputeOffer],
@@ -118,8 +122,7 @@ def plan(session: Session, programme: Programme, rnd: AllocationRound | None, de
     """Solve for ``decided`` with every other live allocation of the programme held fixed."""
     doc = policy.current(session, home)
     excluded = set(excluded_offers)
-    offers = _offers(session, programme, home, excluded)
-    rows = {o.id: o for o in providers.list_offers(session) if o.id in offers}
+    offers, rows = _offers(session, programme, home, excluded)
     ids = {r.id for r in decided}
     live = [a for a in live_allocations(session, programme) if a.id not in dropped]
     fixed = tuple(_placement(a) for a in live if a.request_id not in ids and a.offer_id in offers)

@@ -167,6 +167,7 @@ def invoice(session: Session, who: Principal, programme_ref: str, *, provider: s
     programme = programmes.get_programme(session, programme_ref)
     if (provider is None) == (applicant is None):
         raise BadInput("name a provider or an applicant organisation, not both", field="provider")
+    _check_invoice_reader(session, who, provider, applicant)
     lines = []
     for a in _programme_allocations(session, programme):
         p, org = a.offer.provider, a.request.organisation
@@ -176,7 +177,6 @@ def invoice(session: Session, who: Principal, programme_ref: str, *, provider: s
         subsidy = cost * programmes.rate_for(programme, a.request.category)
         lines.append(InvoiceLine(a.id, a.request.title, org.name, p.name, a.offer.gpu_type, a.used_gpu_hours,
                                  a.price, round(cost, 2), round(subsidy, 2), round(cost - subsidy, 2)))
-    _check_invoice_reader(session, who, provider, applicant)
     return lines
 
 

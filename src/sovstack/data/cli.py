@@ -9,8 +9,7 @@ from pathlib import Path
 import typer
 
 from sovstack.core import identity
-from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, emit_one, ref, say, session_of, state
-from sovstack.core.context import Principal
+from sovstack.core.cli.common import OPERATOR, JsonOpt, acting_as, change, emit, emit_one, ref, say, session_of, state
 from sovstack.data import access, ingest, queries, search, service
 from sovstack.data.api import grant_public, request_public
 from sovstack.data.sandbox import Limits
@@ -153,9 +152,7 @@ def query(ctx: typer.Context, sql: str, as_user: str = typer.Option(..., "--as",
     """Run a sandbox query with a member's grants (sensitive data in aggregate, disclosure-controlled)."""
     settings = state(ctx).settings
     with session_of(ctx) as s:
-        user = identity.get_user(s, as_user)
-        who = Principal(user_id=user.id, email=f"{user.email} via cli", is_admin=False,
-                        roles=identity.memberships_of(s, user.id))
+        who = acting_as(s, as_user, admin=False)
         outcome = queries.run(s, who, settings, sql, Limits(max_rows=max_rows, seconds=settings.sandbox_seconds))
         result = queries.result_public(outcome)
     if as_json:

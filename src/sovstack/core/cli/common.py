@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from sovstack.core import identity
 from sovstack.core.context import CORE_SCOPES, Principal, unit_of_work
 from sovstack.core.db import Database
 from sovstack.core.errors import Unavailable
@@ -63,6 +64,16 @@ def state(ctx: typer.Context) -> CliState:
 
 
 OPERATOR = Principal.system("cli")
+
+
+def acting_as(session: Session, email: str, *, admin: bool = True) -> Principal:
+    """A user as the CLI acts for them (``--as``): their roles, audited as run from the CLI.
+
+    ``admin=False`` drops a deployment admin's rights, for commands that must use the user's own grants only.
+    """
+    user = identity.get_user(session, email)
+    return Principal(user_id=user.id, email=f"{user.email} via cli", is_admin=admin and user.is_admin,
+                     roles=identity.memberships_of(session, user.id))
 
 
 @contextmanager
