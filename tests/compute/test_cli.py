@@ -24,7 +24,8 @@ def test_the_compute_commands_end_to_end(exchange: Exchange, settings: Settings,
     assert _cli(settings, *base, "--gpus", "0") == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "gpu_count" in err and err.count("\n") == 1
-    assert _cli(settings, *base, "--gpus", "16", "--as", "stranger@test.example") == 1  # refused: not the provider's staff
+    stranger = ("--as", "stranger@test.example")
+    assert _cli(settings, *base, "--gpus", "16", *stranger) == 1  # refused: not the provider's staff
     assert "this needs the role" in capsys.readouterr().err
     assert _cli(settings, *base, "--gpus", "16", "--as", "staff@test.example") == 0
     assert _cli(settings, "programme-add", "ccp", "--title", "CLI test", "--budget", "1000000", "--start",
