@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import threading
 import time
 
 import pytest
 
-from sovstack.compute.allocator import Caps, Offer, Placement, Request, Result, Round, check_feasibility, greedy, solve
+from sovstack.compute import portfolio
+from sovstack.compute.allocator import (
+    Caps,
+    Offer,
+    Placement,
+    Request,
+    Result,
+    Round,
+    check_feasibility,
+    greedy,
+    placements,
+    solve,
+)
+from sovstack.compute.columns import prepare
+from sovstack.compute.greedy import build
+from sovstack.compute.portfolio import Race
+from sovstack.compute.relaxation import solve_relaxation
 from sovstack.compute.synthetic import generate
 
 
@@ -191,3 +209,53 @@ def test_greedy_alone_is_feasible() -> None:
     assert placements
     check(round, placements)
     check(dataclasses.replace(round), solve(dataclasses.replace(round, time_limit=2.0)).placements)
+
+
+def test_small_round_leaves_no_solver_thread_behind(small: tuple[Round, Result, float]) -> None:
+    _, result, _ = small
+    assert not [t for t in threading.enumerate() if t.name == "sovstack-highs"]
+    assert any("HiGHS on" in line for line in result.log) or result.solver in ("lp-rounding+search", "greedy")
+
+
+class _Solver:
+    stopped = 0
+
+    def stop_search(self) -> None:
+        self.stopped += 1
+
+
+def test_race_stops_every_solver_once_value_is_within_the_gap_of_the_bound() -> None:
+    race = Race(1000.0, 0.01)
+    solver = _Solver()
+    race.attach(solver)
+    race.solution(980.0)
+    assert not race.finished.is_set() and race.target() == pytest.approx(990.0)
+    race.bound(985.0)   # a tighter proof alone can win the race: 980 is within 1% of 985
+    assert race.finished.is_set() and solver.stopped == 1
+    late = _Solver()
+    race.attach(late)   # a solver attached after the finish is stopped at once
+    assert late.stopped == 1
+
+
+def test_highs_on_the_neighbourhood_returns_an_exactly_feasible_better_allocation() -> None:
+    round = generate(7, requests=200, offers=20, providers=6)
+    problem = prepare(round)
+    lp, _ = solve_relaxation(problem, 10.0)
+    start = build(problem, sorted(range(len(problem.columns)), key=lambda c: -lp.x[c]), math.inf)
+    assert start.feasible()
+    columns = portfolio.neighbourhood(problem, lp.x, lp.reduced, lp.objective, start)
+    assert set(start.chosen.values()) <= set(columns) and len(columns) < len(problem.columns)
+    race = Race(lp.objective, 0.01)
+    found = portfolio.highs_mip(problem, columns, start, 20.0, race)
+    assert found is not None and found.feasible() and found.value > start.value
+    assert set(found.chosen.values()) <= set(columns)
+    check(round, placements(found))
+
+
+def test_a_failing_helper_is_reported_and_joined(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("HiGHS broke")
+    monkeypatch.setattr(portfolio, "highs_mip", broken)
+    with pytest.raises(RuntimeError, match="HiGHS broke"):
+        solve(dataclasses.replace(generate(7, requests=200, offers=20, providers=6), time_limit=2.0))
+    assert not [t for t in threading.enumerate() if t.name == "sovstack-highs"]

@@ -24,23 +24,29 @@ of capacity and budget) for a first allocation and ``greedy_objective``; (3) the
 with HiGHS — its optimum is the proven bound; (4) LP-guided rounding: columns in order of LP
 value then reduced cost, caps repaired, then filled; (5) local search that places left-out
 requests by evicting lower-value ones, until the gap is within ``gap_limit`` or time is up;
-(6) if no feasible allocation is known yet (floors), CP-SAT on the LP's neighbourhood.
+(6) CP-SAT from the best allocation: on the whole model when it is small (its proven bound then
+tightens the LP's), else on the LP's neighbourhood; also when no feasible allocation is known yet
+(floors). On a small round HiGHS races (5) and (6) on the other core, on the LP's reduced-cost
+neighbourhood (``portfolio``); the solvers share their best value and bound, and the first to
+bring the gap within ``gap_limit`` stops the others.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import numpy as np
 
-from sovstack.compute import neighbourhood, search
+from sovstack.compute import neighbourhood, portfolio, search
 from sovstack.compute.columns import Problem, prepare
 from sovstack.compute.explain import explain
 from sovstack.compute.feasibility import conflicts
 from sovstack.compute.greedy import best_greedy, build
 from sovstack.compute.ledger import Ledger
 from sovstack.compute.model import Caps, Explanation, Offer, Placement, Request, Result, Round
+from sovstack.compute.portfolio import Race
 from sovstack.compute.relaxation import LpSolution, solve_relaxation
 
 WHOLE_MODEL_COLUMNS = 20_000   # above this CP-SAT only searches the LP's neighbourhood
@@ -120,30 +126,76 @@ def solve(round: Round) -> Result:
 
 
 def _improve(problem: Problem, lp: LpSolution, bound: float, run: _Run) -> float:
-    """LP-guided rounding, eviction search, then CP-SAT if still short; returns the (maybe tighter) bound."""
+    """LP-guided rounding, then eviction search and CP-SAT (raced by HiGHS on small rounds); returns the
+    (maybe tighter) bound."""
     order = np.lexsort((-lp.reduced, -np.round(lp.x, 6))).tolist()
     run.offer(build(problem, order, math.inf), "lp-rounding")
     run.note(f"LP rounding -> {_value(run):,.0f}")
     search.rank_columns(problem, (lp.reduced + bound * lp.x).tolist())
-    if run.best is not None and _gap(bound, run.best.value) > problem.round.gap_limit:
-        priority = _priority(problem, lp)
-        target = bound * (1 - problem.round.gap_limit)
-        run.offer(search.improve(run.best.copy(), priority, run.deadline, target), "lp-rounding+search")
-        run.note(f"eviction search -> {_value(run):,.0f}")
-    if (run.best is None or _gap(bound, run.best.value) > problem.round.gap_limit) and run.left() > 0.1:
-        bound = min(bound, _cp_sat(problem, lp, bound, run))
+    race = Race(bound, problem.round.gap_limit)
+    if run.best is not None:
+        race.solution(run.best.value)
+    helper = _Helper(problem, lp, bound, run, race) if not race.finished.is_set() and run.best is not None and _whole(
+        problem) else None
+    try:
+        if run.best is not None and not race.finished.is_set():
+            run.offer(search.improve(run.best.copy(), _priority(problem, lp), run.deadline, race.target(),
+                                     race.finished), "lp-rounding+search")
+            run.note(f"eviction search -> {_value(run):,.0f}")
+            race.solution(_value(run))
+        if (run.best is None or not race.finished.is_set()) and run.left() > 0.1:
+            bound = min(bound, _cp_sat(problem, lp, run, race, helper is not None))
+    finally:
+        if helper is not None:
+            race.finish()
+            helper.join(run)
     return bound
 
 
-def _cp_sat(problem: Problem, lp: LpSolution, bound: float, run: _Run) -> float:
-    """CP-SAT from the incumbent: the whole model when small (its bound then counts), else the LP's neighbourhood."""
+def _whole(problem: Problem) -> bool:
+    return len(problem.columns) <= WHOLE_MODEL_COLUMNS
+
+
+class _Helper:
+    """HiGHS on the LP's reduced-cost neighbourhood in a thread (HiGHS releases the GIL), racing the
+    eviction search and CP-SAT on the other core."""
+
+    def __init__(self, problem: Problem, lp: LpSolution, bound: float, run: _Run, race: Race) -> None:
+        assert run.best is not None
+        self.start = run.best
+        self.columns = portfolio.neighbourhood(problem, lp.x, lp.reduced, bound, self.start)
+        self.found: Ledger | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(problem, run.left(), race), name="sovstack-highs",
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self, problem: Problem, time_limit: float, race: Race) -> None:
+        try:
+            self.found = portfolio.highs_mip(problem, self.columns, self.start, time_limit, race)
+        except BaseException as error:  # re-raised in the solving thread by join()
+            self.error = error
+
+    def join(self, run: _Run) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        run.offer(self.found, "highs")
+        run.note(f"HiGHS on {len(self.columns)} columns -> "
+                 f"{self.found.value if self.found is not None else 0.0:,.0f}; best {_value(run):,.0f}")
+
+
+def _cp_sat(problem: Problem, lp: LpSolution, run: _Run, race: Race, shared: bool) -> float:
+    """CP-SAT from the incumbent: the whole model when small (its bound then counts), else the LP's neighbourhood.
+
+    When ``shared`` it leaves one core to HiGHS.
+    """
     start = run.best if run.best is not None else Ledger(problem)
-    whole = len(problem.columns) <= WHOLE_MODEL_COLUMNS
+    whole = _whole(problem)
     columns = list(range(len(problem.columns))) if whole else neighbourhood.neighbourhood(
         problem, lp.x, lp.reduced, start)
-    # objective coefficients are rounded to whole units: aim a little above the target
-    target = bound * (1 - problem.round.gap_limit) + 0.5 * len(problem.requests)
-    found, cp_bound = neighbourhood.improve(problem, columns, start, run.left(), problem.round.workers, target)
+    workers = max(1, problem.round.workers - 1) if shared else problem.round.workers
+    found, cp_bound = neighbourhood.improve(problem, columns, start, run.left(), workers, race)
     run.offer(found, "cp-sat")
     run.note(f"CP-SAT on {len(columns)} columns -> {_value(run):,.0f}, bound {cp_bound:,.0f}")
     return cp_bound

@@ -19,6 +19,7 @@ from ortools.sat.python import cp_model
 from sovstack.compute.columns import CapKey, Problem
 from sovstack.compute.greedy import repair_caps
 from sovstack.compute.ledger import Ledger
+from sovstack.compute.portfolio import Race
 from sovstack.compute.relaxation import Floats
 
 PER_REQUEST = 3        # columns per request kept by reduced cost, besides those the LP uses
@@ -38,26 +39,29 @@ def neighbourhood(problem: Problem, x: Floats, reduced: Floats, incumbent: Ledge
     return sorted(keep)
 
 
-class _StopAt(cp_model.CpSolverSolutionCallback):
-    """Stops CP-SAT once a solution reaches the target (the LP bound proves the gap, not CP-SAT's)."""
+class _Progress(cp_model.CpSolverSolutionCallback):
+    """Reports CP-SAT's solutions to the race, which stops the search once one is good enough."""
 
-    def __init__(self, target: float) -> None:
+    def __init__(self, race: Race, slack: float) -> None:
         super().__init__()
-        self.target = target
+        self.race = race
+        self.slack = slack
 
     def on_solution_callback(self) -> None:
-        if self.objective_value >= self.target:
-            self.stop_search()
+        # coefficients are rounded to whole units: the exact value is at least this
+        self.race.solution(self.objective_value - self.slack)
 
 
 def improve(problem: Problem, columns: Sequence[int], incumbent: Ledger, time_limit: float,
-            workers: int, target: float = math.inf) -> tuple[Ledger | None, float]:
+            workers: int, race: Race) -> tuple[Ledger | None, float]:
     """The best allocation CP-SAT finds on ``columns`` if it beats the incumbent, and CP-SAT's bound.
 
     When ``columns`` are all the columns, the rows are rounded towards the relaxed side and the
     objective's rounding is added back, so the returned bound is valid for the exact problem; a
     solution that breaks an exact row is then mended by removing columns before it is offered.
     On a neighbourhood the rows are rounded towards the safe side and the bound is ``inf``.
+    Solutions (and, on the whole model, bounds) are reported to ``race`` as they come; the race
+    stops the search once an allocation is within the gap limit.
     """
     relaxed = len(columns) == len(problem.columns)
     model = cp_model.CpModel()
@@ -71,8 +75,14 @@ def improve(problem: Problem, columns: Sequence[int], incumbent: Ledger, time_li
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.05, time_limit)
     solver.parameters.num_workers = max(1, workers)
-    status = solver.solve(model, _StopAt(target))
-    bound = solver.best_objective_bound + 0.5 * len(problem.requests) if relaxed else math.inf
+    slack = 0.5 * len(problem.requests)
+    if relaxed:
+        solver.best_bound_callback = lambda bound: race.bound(bound + slack)
+    race.attach(solver)
+    if race.finished.is_set():
+        return None, math.inf
+    status = solver.solve(model, _Progress(race, slack))
+    bound = solver.best_objective_bound + slack if relaxed else math.inf
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None, bound if status == cp_model.INFEASIBLE else math.inf
     ledger = Ledger(problem)

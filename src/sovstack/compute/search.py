@@ -9,6 +9,7 @@ The move is kept only if the ledger's value rises and every row still holds.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Sequence
 
@@ -20,16 +21,17 @@ COLUMNS_PER_REQUEST = 3
 SMALL_ROUND = 20_000   # columns
 
 
-def improve(ledger: Ledger, priority: Sequence[int], deadline: float, target: float = math.inf) -> Ledger:
+def improve(ledger: Ledger, priority: Sequence[int], deadline: float, target: float = math.inf,
+            stop: threading.Event | None = None) -> Ledger:
     """Apply improving eviction moves, requests in ``priority`` order, until none helps, the value
-    reaches ``target`` or time is up."""
+    reaches ``target``, time is up or ``stop`` is set (another solver got there first)."""
     problem = ledger.problem
     # small rounds can afford to try every column of a request
     width = COLUMNS_PER_REQUEST if len(problem.columns) > SMALL_ROUND else len(problem.columns)
     for _ in range(3):
         improved = False
         for i in priority:
-            if time.perf_counter() > deadline or ledger.value >= target:
+            if time.perf_counter() > deadline or ledger.value >= target or (stop is not None and stop.is_set()):
                 return ledger
             if i in ledger.chosen:
                 continue
