@@ -28,6 +28,7 @@ def improve(ledger: Ledger, priority: Sequence[int], deadline: float, target: fl
     problem = ledger.problem
     # small rounds can afford to try every column of a request
     width = COLUMNS_PER_REQUEST if len(problem.columns) > SMALL_ROUND else len(problem.columns)
+    victims = _Victims(problem)
     for _ in range(3):
         improved = False
         for i in priority:
@@ -36,7 +37,7 @@ def improve(ledger: Ledger, priority: Sequence[int], deadline: float, target: fl
             if i in ledger.chosen:
                 continue
             for c in problem.by_request_ranked[i][:width]:
-                trial = _evict_for(ledger, c)
+                trial = _evict_for(ledger, c, victims)
                 if trial is not None:
                     ledger, improved = trial, True
                     break
@@ -45,7 +46,7 @@ def improve(ledger: Ledger, priority: Sequence[int], deadline: float, target: fl
     return ledger
 
 
-def _evict_for(ledger: Ledger, c: int) -> Ledger | None:
+def _evict_for(ledger: Ledger, c: int, victims: _Victims) -> Ledger | None:
     """The ledger with ``c`` placed after evictions, if that is worth more; else None."""
     problem, cols = ledger.problem, ledger.problem.columns
     value = cols.value[c]
@@ -57,7 +58,7 @@ def _evict_for(ledger: Ledger, c: int) -> Ledger | None:
     while blockers := trial.blockers(c):
         if len(evicted) >= MAX_EVICTIONS:
             return None
-        victim = _victim(trial, c, blockers[0])
+        victim = victims.pick(trial, c, blockers[0])
         if victim is None:
             return None
         lost += cols.value[victim]
@@ -76,27 +77,48 @@ def _evict_for(ledger: Ledger, c: int) -> Ledger | None:
     return trial
 
 
-def _victim(ledger: Ledger, c: int, kind: str) -> int | None:
-    """The placed column that frees most of the blocking resource per unit of value."""
-    problem, cols = ledger.problem, ledger.problem.columns
-    o, first, last = cols.offer[c], cols.start[c], cols.start[c] + cols.length[c]
-    category = problem.requests[cols.request[c]].category
-    cap_key = next((k for k in problem.offer_caps[o] if "cap:" + k[0] == kind), None)
-    best, best_ratio = None, 0.0
-    for v in ledger.chosen.values():
+class _Victims:
+    """Per column, what evicting it frees per unit of value, computed once per search.
+
+    Choosing a victim is the search's inner loop: it scans every placed column for each blocked
+    addition, so the ratios are looked up rather than recomputed.
+    """
+
+    def __init__(self, problem: Problem) -> None:
+        cols = problem.columns
+        value = [max(v, 1e-9) for v in cols.value]
+        gpus = [problem.requests[i].gpus for i in cols.request]
+        self.offer, self.start = cols.offer, cols.start
+        self.end = [s + n for s, n in zip(cols.start, cols.length, strict=True)]
+        self.gpus_per_value = [g / v for g, v in zip(gpus, value, strict=True)]
+        self.subsidy_per_value = [s / v for s, v in zip(cols.subsidy, value, strict=True)]
+        self.hours_per_value = [h / v for h, v in zip(cols.gpu_hours, value, strict=True)]
+        self.category = [problem.requests[i].category for i in cols.request]
+        self.offer_caps = problem.offer_caps
+
+    def pick(self, ledger: Ledger, c: int, kind: str) -> int | None:
+        """The placed column that frees most of the blocking resource ``kind`` per unit of value
+        (the first such in placement order on ties); None if no placed column frees any."""
+        placed = ledger.chosen.values()
         if kind == "capacity":
-            overlap = min(last, cols.start[v] + cols.length[v]) - max(first, cols.start[v])
-            freed: float = overlap * problem.requests[cols.request[v]].gpus if cols.offer[v] == o and overlap > 0 else 0
-        elif kind in ("budget", "category_ceiling"):
-            same = kind == "budget" or problem.requests[cols.request[v]].category == category
-            freed = cols.subsidy[v] if same else 0.0
+            o, first, last = self.offer[c], self.start[c], self.end[c]
+            offer, start, end, rate = self.offer, self.start, self.end, self.gpus_per_value
+            scored = [((min(last, end[v]) - max(first, start[v])) * rate[v], v) for v in placed
+                      if offer[v] == o and start[v] < last and end[v] > first]
+        elif kind == "budget":
+            scored = [(self.subsidy_per_value[v], v) for v in placed]
+        elif kind == "category_ceiling":
+            category = self.category[c]
+            scored = [(self.subsidy_per_value[v], v) for v in placed if self.category[v] == category]
         else:
-            freed = cols.gpu_hours[v] if cap_key in problem.offer_caps[cols.offer[v]] else 0.0
-        if freed > 0:
-            ratio = freed / max(cols.value[v], 1e-9)
+            key = next((k for k in self.offer_caps[self.offer[c]] if "cap:" + k[0] == kind), None)
+            holders = {o for o, keys in enumerate(self.offer_caps) if key in keys}
+            scored = [(self.hours_per_value[v], v) for v in placed if self.offer[v] in holders]
+        best, best_ratio = None, 0.0
+        for ratio, v in scored:
             if ratio > best_ratio:
                 best, best_ratio = v, ratio
-    return best
+        return best
 
 
 def rank_columns(problem: Problem, score: Sequence[float]) -> None:
