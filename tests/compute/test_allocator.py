@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import threading
 import time
 
@@ -256,6 +257,19 @@ def test_a_failing_helper_is_reported_and_joined(monkeypatch: pytest.MonkeyPatch
     def broken(*args: object) -> None:
         raise RuntimeError("HiGHS broke")
     monkeypatch.setattr(portfolio, "highs_mip", broken)
+    interval = sys.getswitchinterval()
     with pytest.raises(RuntimeError, match="HiGHS broke"):
         solve(dataclasses.replace(generate(7, requests=200, offers=20, providers=6), time_limit=2.0))
     assert not [t for t in threading.enumerate() if t.name == "sovstack-highs"]
+    assert sys.getswitchinterval() == interval
+
+
+def test_the_switch_interval_is_short_while_any_race_runs_and_restored_after_the_last() -> None:
+    interval = sys.getswitchinterval()
+    portfolio.SWITCHING.acquire()
+    portfolio.SWITCHING.acquire()   # two solves at once, e.g. two programmes in two request threads
+    assert sys.getswitchinterval() == pytest.approx(min(interval, portfolio.SWITCH_INTERVAL))
+    portfolio.SWITCHING.release()
+    assert sys.getswitchinterval() == pytest.approx(min(interval, portfolio.SWITCH_INTERVAL))
+    portfolio.SWITCHING.release()
+    assert sys.getswitchinterval() == interval

@@ -168,7 +168,12 @@ class _Helper:
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, args=(problem, run.left(), race), name="sovstack-highs",
                                        daemon=True)
-        self.thread.start()
+        portfolio.SWITCHING.acquire()
+        try:
+            self.thread.start()
+        except BaseException:
+            portfolio.SWITCHING.release()
+            raise
 
     def _run(self, problem: Problem, time_limit: float, race: Race) -> None:
         try:
@@ -177,7 +182,10 @@ class _Helper:
             self.error = error
 
     def join(self, run: _Run) -> None:
-        self.thread.join()
+        try:
+            self.thread.join()
+        finally:
+            portfolio.SWITCHING.release()
         if self.error is not None:
             raise self.error
         run.offer(self.found, "highs")
