@@ -12,6 +12,7 @@ import pytest
 
 from sovstack.compute import portfolio
 from sovstack.compute.allocator import (
+    RESTARTS,
     Caps,
     Offer,
     Placement,
@@ -147,6 +148,18 @@ def test_fixed_placements_of_other_requests_hold_only_their_own_gpus() -> None:
     assert result.status != "infeasible" and [p.request for p in result.placements] == [1]
     crowded = Round((request(1, {1}, gpus=9),), offers, fixed=fixed)
     assert solve(crowded).placements == ()  # 8 of 16 GPUs are taken in both periods
+
+
+def test_cp_sat_restarts_end_once_the_whole_model_is_proved() -> None:
+    # Nothing fits, so no allocation can ever reach the gap target against a positive bound; the
+    # restarts must stop when CP-SAT proves the whole model rather than cycle until the time limit.
+    fixed = (Placement(99, 1, 0, (0, 1), 8 * 2 * 168.0, 0.0, 0.0, gpus=8, category="academic"),)
+    crowded = Round((request(1, {1}, gpus=9), request(2, {1}, gpus=12)), (offer(1, gpus=16),), fixed=fixed,
+                    time_limit=20.0)
+    result = solve(crowded)
+    assert result.placements == () and result.seconds < 10.0
+    # one cycle of neighbourhood runs, ending with the whole model, proved at once
+    assert any(f"CP-SAT: {len(RESTARTS)} runs" in line for line in result.log), result.log
 
 
 def test_stability_bonus_keeps_previous_offer() -> None:

@@ -122,9 +122,10 @@ class Race:
             self._cp_sat.stop_search()
 
 
-def neighbourhood(problem: Problem, x: Floats, reduced: Floats, bound: float, incumbent: Ledger) -> list[int]:
-    """Columns with reduced cost within ``NEIGHBOURHOOD_SHARE`` of the bound, used by the LP, or in the incumbent."""
-    keep = np.flatnonzero((reduced >= -NEIGHBOURHOOD_SHARE * bound) | (x > 1e-6))
+def neighbourhood(problem: Problem, x: Floats, reduced: Floats, bound: float, incumbent: Ledger,
+                  share: float = NEIGHBOURHOOD_SHARE) -> list[int]:
+    """Columns with reduced cost within ``share`` of the bound, used by the LP, or in the incumbent."""
+    keep = np.flatnonzero((reduced >= -share * bound) | (x > 1e-6))
     return sorted(set(keep.tolist()) | set(incumbent.chosen.values()))
 
 
