@@ -24,9 +24,10 @@ of capacity and budget) for a first allocation and ``greedy_objective``; (3) the
 with HiGHS — its optimum is the proven bound; (4) LP-guided rounding: columns in order of LP
 value then reduced cost, caps repaired, then filled; (5) local search that places left-out
 requests by evicting lower-value ones, until the gap is within ``gap_limit`` or time is up;
-(6) CP-SAT from the best allocation: on the whole model when it is small (its proven bound then
-tightens the LP's), else on the LP's neighbourhood; also when no feasible allocation is known yet
-(floors). On a small round HiGHS races (5) and (6) on the other core, on the LP's reduced-cost
+(6) CP-SAT from the best allocation: on a small round as short restarts over the LP's reduced-cost
+neighbourhoods and the whole model (whose proven bound then tightens the LP's), else on the LP's
+neighbourhood; on the whole model in one run when no feasible allocation is known yet (floors).
+On a small round HiGHS races (5) and (6) on the other core, on the LP's reduced-cost
 neighbourhood (``portfolio``); the solvers share their best value and bound, and the first to
 bring the gap within ``gap_limit`` stops the others.
 """

@@ -1,9 +1,9 @@
-"""Two solvers at once on a small round: HiGHS on the LP's reduced-cost neighbourhood, CP-SAT on the whole model.
+"""Two solvers at once on a small round: HiGHS on the LP's reduced-cost neighbourhood, CP-SAT in restarts.
 
-Both are started from the best allocation known, both stop at the same target (the LP bound
+Both are started from the best allocation known, both stop at the same target (the best bound
 less the gap limit), and whichever reaches it first stops the other. On two cores this trades
 the long tail of one randomised search for the shorter of two: HiGHS's sub-MIP heuristics and
-CP-SAT's LNS fail on different rounds.
+CP-SAT's search fail on different rounds.
 
 The neighbourhood keeps every column whose LP reduced cost is within ``NEIGHBOURHOOD_SHARE``
 of the bound, those the LP uses and those of the incumbent. An allocation within 1% of the
