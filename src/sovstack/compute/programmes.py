@@ -20,6 +20,7 @@ from sovstack.compute.schemas import (
 from sovstack.compute.tables import AllocationRound, ComputeRequest, Programme, Review
 from sovstack.core import audit, identity
 from sovstack.core.context import Principal
+from sovstack.core.db import flush_unique
 from sovstack.core.errors import BadInput, Conflict, NotFound, Refused
 from sovstack.core.jurisdictions import catalogue
 
@@ -52,11 +53,7 @@ def create_programme(session: Session, who: Principal, data: ProgrammeCreate, ho
             raise BadInput(f"{cat}: floor {floor:,.0f} is above its ceiling", field="category_floor")
     programme = Programme(**values)
     session.add(programme)
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        session.rollback()
-        raise Conflict(f"programme {data.name!r} already exists", field="name") from exc
+    flush_unique(session, "programme", "name", data.name)
     audit.record(session, actor=who.actor, action="compute.programmes.create", target=f"programme:{programme.id}",
                  detail=data.model_dump(mode="json"))
     return programme

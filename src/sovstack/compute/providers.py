@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sovstack.compute.schemas import OfferCreate, OfferPublic, OfferUpdate, ProviderCreate, ProviderPublic
 from sovstack.compute.tables import ComputeOffer, ComputeProvider, Programme
 from sovstack.core import audit, identity, parties, policy
 from sovstack.core.context import Principal
-from sovstack.core.errors import BadInput, Conflict, NotFound
+from sovstack.core.db import flush_unique
+from sovstack.core.errors import BadInput, NotFound
 
 STAFF = ("org_admin", "steward", "reviewer", "member")  # anyone in the provider's organisation
 
@@ -41,11 +41,7 @@ def create_provider(session: Session, who: Principal, data: ProviderCreate) -> C
                                datacentre_jurisdiction=data.datacentre_jurisdiction,
                                control_plane_jurisdiction=data.control_plane_jurisdiction)
     session.add(provider)
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        session.rollback()
-        raise Conflict(f"provider {data.name!r} already exists", field="name") from exc
+    flush_unique(session, "provider", "name", data.name)
     audit.record(session, actor=who.actor, action="compute.providers.create", target=f"provider:{provider.id}",
                  detail=data.model_dump())
     return provider

@@ -12,19 +12,28 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sovstack.core import audit
 from sovstack.core.base import Base, utcnow
-from sovstack.core.errors import Unavailable
+from sovstack.core.errors import Conflict, Unavailable
 from sovstack.core.settings import Settings
 
-__all__ = ["Base", "Database", "utcnow"]
+__all__ = ["Base", "Database", "flush_unique", "utcnow"]
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 T = TypeVar("T")
 SQLITE_BUSY_MS = 15_000  # how long a SQLite connection waits for another's write lock
+
+
+def flush_unique(session: Session, what: str, field: str, value: str) -> None:
+    """Flush pending rows; a unique-constraint violation becomes a Conflict naming ``field`` (409)."""
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict(f"{what} {value!r} already exists", field=field) from exc
 
 
 def _sqlite_pragmas(busy_ms: int) -> Callable[[Any, Any], None]:

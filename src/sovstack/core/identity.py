@@ -11,12 +11,12 @@ from datetime import timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from sovstack.core import audit
 from sovstack.core.base import utcnow
 from sovstack.core.context import CORE_SCOPES, Principal
+from sovstack.core.db import flush_unique
 from sovstack.core.errors import BadInput, Conflict, NotFound, RateLimited, Refused, Unauthenticated
 from sovstack.core.schemas import (
     ApiKeyCreate,
@@ -34,14 +34,6 @@ _hasher = PasswordHasher()  # immutable parameters, safe to share
 
 def _sha(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
-
-
-def _flush_unique(session: Session, what: str, field: str, value: str) -> None:
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        session.rollback()
-        raise Conflict(f"{what} {value!r} already exists", field=field) from exc
 
 
 # Organisations ---------------------------------------------------------------------------------
@@ -63,7 +55,7 @@ def create_organisation(session: Session, who: Principal, data: OrganisationCrea
     who.require_admin("identity.organisation.create", data.name)
     org = Organisation(**data.model_dump())
     session.add(org)
-    _flush_unique(session, "organisation", "name", data.name)
+    flush_unique(session, "organisation", "name", data.name)
     audit.record(session, actor=who.actor, action="identity.organisation.create", target=f"organisation:{org.id}",
                  detail=data.model_dump())
     return org
@@ -75,7 +67,7 @@ def update_organisation(session: Session, who: Principal, org_id: int, data: Org
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     for key, value in changes.items():
         setattr(org, key, value)
-    _flush_unique(session, "organisation", "name", changes.get("name", org.name))
+    flush_unique(session, "organisation", "name", changes.get("name", org.name))
     audit.record(session, actor=who.actor, action="identity.organisation.update", target=f"organisation:{org.id}",
                  detail=changes)
     return org
@@ -109,7 +101,7 @@ def create_user(session: Session, who: Principal, data: UserCreate) -> User:
     user = User(email=data.email, name=data.name, is_admin=data.is_admin,
                 password_hash=hash_password(data.password) if data.password else None)
     session.add(user)
-    _flush_unique(session, "user with email", "email", data.email)
+    flush_unique(session, "user with email", "email", data.email)
     audit.record(session, actor=who.actor, action="identity.user.create", target=f"user:{user.id}",
                  detail={"email": user.email, "is_admin": user.is_admin})
     return user

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sovstack.core import audit
 from sovstack.core.context import Principal
-from sovstack.core.errors import Conflict, NotFound
+from sovstack.core.db import flush_unique
+from sovstack.core.errors import NotFound
 from sovstack.core.jurisdictions import catalogue
 from sovstack.core.schemas import PartyCreate, PartyPublic, PartyUpdate
 from sovstack.core.tables import Party
@@ -39,11 +39,7 @@ def create_party(session: Session, who: Principal, data: PartyCreate) -> Party:
     values["parent_jurisdiction"] = values["parent_jurisdiction"] or values["jurisdiction"]
     party = Party(**values)
     session.add(party)
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        session.rollback()
-        raise Conflict(f"party {data.name!r} already exists", field="name") from exc
+    flush_unique(session, "party", "name", data.name)
     audit.record(session, actor=who.actor, action="parties.create", target=f"party:{party.id}", detail=values)
     return party
 
