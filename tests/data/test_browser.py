@@ -27,6 +27,7 @@ def test_publish_request_and_query_in_the_browser(commons: Commons, server: Any,
     page.fill("#ds-licence", "CC-BY-4.0")
     page.select_option("#ds-class", "sensitive")
     page.fill("#ds-entity", "person_id")
+    page.fill("#ds-dp-keys", "region=North,South")
     page.get_by_role("button", name="Create dataset").click()
     page.wait_for_url(f"{url}/data/datasets/browser_visits*")
     page.set_input_files("#pub-file", str(csv))
@@ -47,9 +48,9 @@ def test_publish_request_and_query_in_the_browser(commons: Commons, server: Any,
     page.get_by_role("button", name="Run").click()
     page.wait_for_selector("#result-chart")
     assert page.locator("#result-table tbody tr").count() == 2
-    page.fill("#sandbox-sql", "SELECT age, count(*) AS n FROM browser_visits GROUP BY age")
-    page.get_by_role("button", name="Run").click()
-    page.wait_for_selector("#suppression-report")
+    page.wait_for_selector("#privacy-report")
+    page.get_by_role("button", name="Run").click()  # the same question again: the same answer, nothing spent
+    page.wait_for_selector("text=nothing spent")
     shot = tmp_path / "sandbox.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 1000

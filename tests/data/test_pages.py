@@ -21,7 +21,8 @@ def _login(client: TestClient, email: str) -> None:
 def catalogue(commons: Commons) -> Commons:
     commons.create("rainfall_daily", description="Daily rainfall by district", keywords=["climate"])
     assert commons.publish("rainfall_daily").status_code == 201
-    commons.create("clinic", classification="sensitive", entity_column="person_id", languages=["hi"])
+    commons.create("clinic", classification="sensitive", entity_column="person_id", languages=["hi"],
+                   dp_keys={"region": ["North", "South"]})
     assert commons.publish("clinic").status_code == 201
     return commons
 
@@ -72,7 +73,7 @@ def test_pages_need_a_console_session(client: TestClient, db: Any) -> None:
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
 
 
-def test_sandbox_page_runs_sql_charts_groups_and_reports_suppression(catalogue: Commons) -> None:
+def test_sandbox_page_runs_sql_charts_groups_and_reports_privacy(catalogue: Commons) -> None:
     client = catalogue.client
     req = client.post("/api/v1/data/datasets/clinic/requests", headers=catalogue.member,
                       json={"purpose": "Visits by region (synthetic)", "days": 5}).json()
@@ -81,15 +82,21 @@ def test_sandbox_page_runs_sql_charts_groups_and_reports_suppression(catalogue: 
     page = client.get("/data/sandbox")
     assert "clinic" in page.text and "aggregate only" in page.text
     sql = "SELECT region, count(*) AS visits FROM clinic GROUP BY region"
-    grouped = client.post("/data/sandbox", data={"csrf_token": csrf_of(page.text), "sql": sql})
+    grouped = client.post("/data/sandbox", data={"csrf_token": csrf_of(page.text), "sql": sql, "epsilon": "0.25"})
     assert grouped.status_code == 200 and 'id="result-chart"' in grouped.text and "visits by region" in grouped.text
+    assert 'id="privacy-report"' in grouped.text and "spent ε 0.25" in grouped.text and "<strong>0.75</strong>" in (
+        grouped.text)
+    again = client.post("/data/sandbox", data={"csrf_token": csrf_of(page.text), "sql": sql, "epsilon": "0.25"})
+    assert "nothing spent" in again.text and "<strong>0.75</strong>" in again.text
     by_age = client.post("/data/sandbox", data={"csrf_token": csrf_of(page.text),
                                                 "sql": "SELECT age, count(*) AS n FROM clinic GROUP BY age"})
-    assert 'id="suppression-report"' in by_age.text and "suppressed" in by_age.text
+    assert by_age.status_code == 403 and "not declared public" in by_age.text
+    wrong = client.post("/data/sandbox", data={"csrf_token": csrf_of(page.text), "sql": sql, "epsilon": "lots"})
+    assert wrong.status_code == 422 and "epsilon" in wrong.text and sql in wrong.text
     refused = client.post("/data/sandbox", data={"csrf_token": csrf_of(page.text), "sql": "SELECT * FROM clinic"})
     assert refused.status_code == 403 and "P0001" not in refused.text
     history = client.get("/data/sandbox").text
-    assert history.count("SELECT") >= 3 and "refused" in history
+    assert history.count("SELECT") >= 4 and "refused" in history
 
 
 def test_preview_for_those_who_may_download_and_never_for_sensitive_data(catalogue: Commons) -> None:

@@ -31,30 +31,36 @@ def _grant(commons: Commons, name: str) -> int:
 
 @pytest.fixture
 def clinic(commons: Commons) -> Commons:
-    commons.create("clinic", classification="sensitive", entity_column="person_id")
+    commons.create("clinic", classification="sensitive", entity_column="person_id",
+                   dp_keys={"region": ["North", "South"]}, dp_bounds={"cost": [0, 200], "age": [0, 120]})
     assert commons.publish("clinic").status_code == 201
     return commons
 
 
-def test_sensitive_data_answers_in_aggregate_with_disclosure_control(clinic: Commons) -> None:
+def test_sensitive_data_answers_with_differential_privacy_from_a_budget(clinic: Commons) -> None:
     grant = _grant(clinic, "clinic")
-    r = _query(clinic, "SELECT region, count(*) AS visits, sum(cost) AS spend FROM clinic GROUP BY region")
+    sql = "SELECT region, count(*) AS visits, sum(cost) AS spend FROM clinic GROUP BY region"
+    r = clinic.client.post("/api/v1/data/sandbox/queries", json={"sql": sql, "epsilon": 0.5}, headers=clinic.member)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["mode"] == "aggregate" and body["columns"] == ["region", "visits", "spend"]
-    assert sorted(row[:2] for row in body["rows"]) == [["North", 30], ["South", 30]]
+    assert body["mode"] == "private" and body["columns"] == ["region", "visits", "spend"]
+    assert [row[0] for row in body["rows"]] == ["North", "South"]  # the declared keys, in order
+    assert all(isinstance(row[1], int) and row[1] >= 0 for row in body["rows"])
+    privacy = body["privacy"]
+    assert privacy["spent"] == 0.5 and not privacy["cached"]
+    assert privacy["budget_before"]["epsilon_remaining"] == 1.0 and privacy["budget_after"]["epsilon_remaining"] == 0.5
+    assert privacy["accuracy"]["visits"] > 0 and privacy["accuracy"]["spend"] > privacy["accuracy"]["visits"]
     assert body["datasets"] == [{"name": "clinic", "version": 1, "grant": grant}]
-    small = _query(clinic, "SELECT age, count(*) AS n FROM clinic GROUP BY age").json()
-    assert small["suppressed"] and {s["rule"] for s in small["suppressed"]} == {"k"}
-    assert all(row[1] is None for row in small["rows"])  # 1-2 people per age: every count suppressed
+    # Unknown group keys would say who is in the data: refused, naming what to declare.
+    small = _query(clinic, "SELECT age, count(*) AS n FROM clinic GROUP BY age")
+    assert small.status_code == 403 and "age: its values are not declared public" in small.text
     history = clinic.client.get("/api/v1/data/sandbox/queries", headers=clinic.member).json()
-    assert [h["outcome"] for h in history] == ["ok", "ok"] and history[0]["cells_suppressed"] == len(
-        small["suppressed"])
+    assert [h["outcome"] for h in history] == ["refused", "ok"] and history[1]["epsilon"] == 0.5
     with clinic.db.session() as s:
         events = s.scalars(select(AuditEvent).where(AuditEvent.action == "data.sandbox.query")).all()
         detail = json.loads(events[0].detail)
-    assert detail["sql"].startswith("SELECT region") and detail["datasets"][0]["version"] == 1
-    assert detail["rows_out"] == 2 and len(detail["parse_hash"]) == 64
+    assert detail["sql"] == sql and detail["datasets"][0]["version"] == 1 and detail["epsilon"] == 0.5
+    assert detail["rows_out"] == 2 and len(detail["parse_hash"]) == 64 and len(detail["sql_sha256"]) == 64
 
 
 def test_row_level_and_file_reads_are_refused_recorded_and_leak_nothing(clinic: Commons) -> None:
@@ -110,6 +116,6 @@ def test_sandbox_query_from_the_cli(clinic: Commons, capsys: pytest.CaptureFixtu
     capsys.readouterr()
     sql = "SELECT region, count(*) AS n FROM clinic GROUP BY region"
     assert run([*home, "data", "query", sql, "--as", "analyst@test.example", "--json"]) == 0
-    assert '"mode": "aggregate"' in capsys.readouterr().out
+    assert '"mode": "private"' in capsys.readouterr().out
     assert run([*home, "data", "query", "SELECT * FROM clinic", "--as", "analyst@test.example"]) == 1
     assert run([*home, "data", "query", sql, "--as", "abroad@test.example"]) == 1  # no grant

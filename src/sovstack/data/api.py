@@ -234,8 +234,14 @@ def sandbox_query(body: SandboxQueryCreate, session: SessionDep, who: PrincipalD
                   settings: SettingsDep) -> dict[str, Any]:
     """Run SQL over the datasets you may use, locked down; sensitive data in aggregate, disclosure-controlled."""
     outcome = queries.run(session, who, settings, body.sql, Limits(max_rows=body.max_rows,
-                                                                    seconds=settings.sandbox_seconds))
+                                                                    seconds=settings.sandbox_seconds), body.epsilon)
     return queries.result_public(outcome)
+
+
+@router.get("/datasets/{name}/budget")
+def my_budget(name: str, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
+    """Your privacy budget on a sensitive dataset: its cap, what you have spent, what remains."""
+    return queries.my_budget(session, who, name)
 
 
 @router.get("/sandbox/queries")
@@ -246,9 +252,12 @@ def sandbox_history(session: SessionDep, who: PrincipalDep,
 
 
 @router.get("/datasets/{name}/queries")
-def dataset_queries(name: str, session: SessionDep, who: PrincipalDep) -> list[dict[str, Any]]:
-    """Every sandbox query that named the dataset (its stewards only)."""
-    return [queries.public(q) for q in queries.on_dataset(session, who, name)]
+def dataset_queries(name: str, session: SessionDep, who: PrincipalDep,
+                    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                    before: Annotated[int | None, Query(ge=1, description="Page on: the oldest id seen.")] = None,
+                    ) -> list[dict[str, Any]]:
+    """The sandbox queries that named the dataset, newest first, paginated (its stewards only)."""
+    return [queries.public(q) for q in queries.on_dataset(session, who, name, limit, before)]
 
 
 @router.get("/grants/mine")

@@ -41,7 +41,12 @@ def create(ctx: typer.Context, name: str, title: str = typer.Option(...), publis
            description: str = "", language: list[str] = typer.Option([], help="BCP-47 tag; repeat."),
            keyword: list[str] = typer.Option([], help="Repeat for several."), spatial: str = "",
            temporal_start: str | None = None, temporal_end: str | None = None, provenance: str = "",
-           entity_column: str = "", k: int = typer.Option(10, min=2)) -> None:
+           entity_column: str = "", k: int = typer.Option(10, min=2),
+           epsilon_cap: float = typer.Option(1.0, help="Sensitive: each person's lifetime privacy budget (ε)."),
+           max_rows_per_entity: int = typer.Option(1, min=1, help="Sensitive: the most rows one entity may have."),
+           bound: list[str] = typer.Option([], help="Sensitive: COLUMN:LOW:HIGH clamping bounds; repeat."),
+           public_keys: list[str] = typer.Option([], "--keys", help="Sensitive: COLUMN=V1,V2,… public GROUP BY "
+                                                                    "values; repeat.")) -> None:
     """Add a dataset to the catalogue (then `sovstack data publish` its file)."""
     with change(ctx) as s:
         org = identity.get_organisation(s, ref(publisher))
@@ -50,9 +55,28 @@ def create(ctx: typer.Context, name: str, title: str = typer.Option(...), publis
             storage_jurisdiction=storage, description=description, languages=language, keywords=keyword,
             spatial=spatial, temporal_start=date.fromisoformat(temporal_start) if temporal_start else None,
             temporal_end=date.fromisoformat(temporal_end) if temporal_end else None, provenance=provenance,
-            entity_column=entity_column, k_threshold=k)
+            entity_column=entity_column, k_threshold=k, dp_epsilon_cap=epsilon_cap,
+            dp_max_rows_per_entity=max_rows_per_entity, dp_bounds=dict(map(_bound, bound)),
+            dp_keys=dict(map(_keys, public_keys)))
         service.create_dataset(s, OPERATOR, state(ctx).settings, data)
     say(f"dataset {name} created ({classification}, stored in {storage})")
+
+
+def _bound(text: str) -> tuple[str, tuple[float, float]]:
+    column, _, rest = text.partition(":")
+    low, _, high = rest.partition(":")
+    try:
+        return column, (float(low), float(high))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: write COLUMN:LOW:HIGH, e.g. income:0:500000",
+                                 param_hint="--bound") from None
+
+
+def _keys(text: str) -> tuple[str, list[str | int | float | bool]]:
+    column, sep, values = text.partition("=")
+    if not sep or not column or not values:
+        raise typer.BadParameter(f"{text!r}: write COLUMN=V1,V2,…", param_hint="--keys")
+    return column, [value.strip() for value in values.split(",")]
 
 
 @data_app.command("show")
@@ -148,12 +172,15 @@ def revoke(ctx: typer.Context, grant_id: int, reason: str = typer.Option(...)) -
 @data_app.command("query")
 def query(ctx: typer.Context, sql: str, as_user: str = typer.Option(..., "--as", help="Run as this member "
           "(email): with their grants only, audited as run from the CLI."),
-          max_rows: int = typer.Option(100, min=1, max=10_000), as_json: bool = JsonOpt) -> None:
-    """Run a sandbox query with a member's grants (sensitive data in aggregate, disclosure-controlled)."""
+          max_rows: int = typer.Option(100, min=1, max=10_000),
+          epsilon: float = typer.Option(0.1, min=0.0001, max=10, help="Sensitive data: privacy budget to spend."),
+          as_json: bool = JsonOpt) -> None:
+    """Run a sandbox query with a member's grants (sensitive data: differentially private, from their budget)."""
     settings = state(ctx).settings
     with session_of(ctx) as s:
         who = acting_as(s, as_user, admin=False)
-        outcome = queries.run(s, who, settings, sql, Limits(max_rows=max_rows, seconds=settings.sandbox_seconds))
+        outcome = queries.run(s, who, settings, sql, Limits(max_rows=max_rows, seconds=settings.sandbox_seconds),
+                              epsilon)
         result = queries.result_public(outcome)
     if as_json:
         emit_one(result, True)
@@ -163,3 +190,18 @@ def query(ctx: typer.Context, sql: str, as_user: str = typer.Option(..., "--as",
          title=f"{result['rows_out']} rows{' (cut)' if result['truncated'] else ''}, mode {result['mode']}")
     for cell in result["suppressed"]:
         say(f"suppressed row {cell['row'] + 1} {cell['column']}: {cell['reason']}")
+    if result["privacy"]:
+        privacy = result["privacy"]
+        error = ", ".join(f"{name} ±{value:,.1f}" for name, value in privacy["accuracy"].items() if value is not None)
+        repeated = ", repeated: nothing spent" if privacy["cached"] else ""
+        say(f"differentially private (ε {privacy['epsilon']:g}{repeated}); 95% error {error or '-'}; "
+            f"budget left {privacy['budget_after']['epsilon_remaining']:g} of "
+            f"{privacy['budget_after']['epsilon_cap']:g}")
+
+
+@data_app.command("budget")
+def budget_cmd(ctx: typer.Context, name: str, as_user: str = typer.Option(..., "--as", help="The member (email)."),
+               as_json: bool = JsonOpt) -> None:
+    """A member's privacy budget on a sensitive dataset: cap, spent, remaining."""
+    with session_of(ctx) as s:
+        emit_one(queries.my_budget(s, acting_as(s, as_user, admin=False), name), as_json)

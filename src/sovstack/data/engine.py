@@ -97,6 +97,20 @@ def execute(sql: str, tables: dict[str, Path], limits: Limits) -> EngineResult:
                         seconds=reply["seconds"])
 
 
+def execute_private(request: dict[str, Any], path: Path, limits: Limits) -> dict[str, Any]:
+    """Release one differentially private answer (``private.answer``) in a fresh worker over one file."""
+    files = _table_files({"private": path})
+    with tempfile.TemporaryDirectory(prefix="sovstack-sandbox-") as root:
+        home, work = Path(root, "home"), Path(root, "work")
+        home.mkdir()
+        work.mkdir()
+        body = orjson.dumps({"private": request, "path": files["private"], "home": str(home)})
+        reply = _run_worker(body, work, home, limits.seconds)
+    if "error" in reply:
+        raise _error(reply["error"], limits)
+    return reply
+
+
 def _table_files(tables: dict[str, Path]) -> dict[str, str]:
     files = {}
     for name, path in tables.items():
@@ -242,12 +256,33 @@ def _restrict_process() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
 
 
+def _serve_private(request: dict[str, Any]) -> dict[str, Any]:
+    from opendp.mod import OpenDPException
+    from polars.exceptions import PolarsError
+
+    from sovstack.data import private
+
+    try:
+        return private.answer(request["private"], request["path"])
+    except OpenDPException as exc:  # what OpenDP cannot prove private; its words are about the query, not values
+        detail = (str(exc).strip().splitlines() or ["OpenDP refused the query"])[-1].strip()
+        return {"error": {"kind": "refused", "message": f"differential privacy cannot answer this query: {detail}"}}
+    except PolarsError as exc:  # a type mismatch in WHERE; named by its kind only, never quoting a value
+        return {"error": {"kind": "bad_input", "message": f"{type(exc).__name__}: the query does not fit the "
+                                                          "columns' types (compare numbers with numbers, text "
+                                                          "with quoted text)"}}
+
+
 def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """Read one request, lock down, run it, write one reply."""
     import duckdb
 
     request = orjson.loads(stdin.read())
     _restrict_process()
+    if "private" in request:
+        stdout.write(orjson.dumps(_serve_private(request)))
+        stdout.flush()
+        return
     try:
         conn = _lock_down(request["tables"], request["limits"], request["home"])
     except (duckdb.Error, RuntimeError) as exc:

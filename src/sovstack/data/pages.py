@@ -94,7 +94,7 @@ def dataset(request: Request, name: str, session: SessionDep, settings: Settings
 
 PUBLISH_ROUTE = r"/data/datasets/[^/]+/publish"  # streams large files: its own body limit
 NEW_FIELDS = ("name", "title", "publisher_id", "licence", "classification", "storage_jurisdiction", "description",
-              "languages", "keywords", "spatial", "provenance", "entity_column", "k_threshold")
+              "languages", "keywords", "spatial", "provenance", "entity_column", "k_threshold", "dp_keys", "dp_bounds")
 
 
 def _stewarded(session: Session, who: Principal) -> list[tuple[int, str]]:
@@ -120,17 +120,32 @@ def _words(text: str) -> list[str]:
     return [w.strip() for w in text.replace(";", ",").split(",") if w.strip()]
 
 
+def _pairs(text: str, separator: str, field: str) -> dict[str, list[str]]:
+    """``region=North,South; sex=F,M`` (public keys) or ``cost:0:200; age:0:120`` (bounds), one per ``;``."""
+    found: dict[str, list[str]] = {}
+    for part in (p.strip() for p in text.split(";") if p.strip()):
+        column, sep, rest = part.partition(separator)
+        if not sep or not column.strip() or not rest.strip():
+            example = "region=North,South" if separator == "=" else "cost:0:200"
+            raise BadInput(f"{field}: write {part!r} as e.g. {example}", field=field)
+        found[column.strip()] = [v.strip() for v in rest.split("," if separator == "=" else ":")]
+    return found
+
+
 @router.post("/data/new")
 def create(request: Request, session: SessionDep, settings: SettingsDep, user: ConsolePoster, name: FormStr = "",
            title: FormStr = "", publisher_id: FormStr = "", licence: FormStr = "", classification: FormStr = "",
            storage_jurisdiction: FormStr = "", description: FormStr = "", languages: FormStr = "",
            keywords: FormStr = "", spatial: FormStr = "", provenance: FormStr = "", entity_column: FormStr = "",
-           k_threshold: FormStr = "10") -> Response:
+           k_threshold: FormStr = "10", dp_keys: FormStr = "", dp_bounds: FormStr = "") -> Response:
     who, form = user[1], dict(zip(NEW_FIELDS, (name, title, publisher_id, licence, classification,
                                                 storage_jurisdiction, description, languages, keywords, spatial,
-                                                provenance, entity_column, k_threshold), strict=True))
+                                                provenance, entity_column, k_threshold, dp_keys, dp_bounds),
+                                  strict=True))
     try:
-        data = parse(DatasetCreate, **{**form, "languages": _words(languages), "keywords": _words(keywords)})
+        data = parse(DatasetCreate, **{**form, "languages": _words(languages), "keywords": _words(keywords),
+                                       "dp_keys": _pairs(dp_keys, "=", "dp_keys"),
+                                       "dp_bounds": _pairs(dp_bounds, ":", "dp_bounds")})
         with unit_of_work(session, who):
             service.create_dataset(session, who, settings, data)
     except FormErrors as exc:
@@ -283,13 +298,14 @@ def _label(keys: list[Any]) -> str:
     return text if len(text) <= 28 else text[:27] + "…"
 
 
-def sandbox_page(request: Request, session: Session, who: Principal, *, sql: str = "",
+def sandbox_page(request: Request, session: Session, who: Principal, *, sql: str = "", epsilon: str = "0.1",
                  result: dict[str, Any] | None = None, error: SovstackError | None = None) -> HTMLResponse:
     usable = [d for d in service.all_datasets(session) if d.current_version and (
         d.classification == "open" or who.acts_as_admin
         or access.live_grant(session, who.user_id, d.id, "download", "sandbox") is not None)]
     return console_of(request).page(
-        request, "data_sandbox.html", error.status if error else 200, sql=sql, result=result, error=error,
+        request, "data_sandbox.html", error.status if error else 200, sql=sql, epsilon=epsilon, result=result,
+        error=error,
         chart=chart_of(result) if result else None, usable=[service.public(d) for d in usable],
         history=[queries.public(q) for q in queries.history(session, who, 20)] if who.user_id else [])
 
@@ -301,13 +317,13 @@ def sandbox(request: Request, session: SessionDep, user: ConsoleUser, sql: str =
 
 @router.post("/data/sandbox")
 def sandbox_run(request: Request, session: SessionDep, settings: SettingsDep, user: ConsolePoster,
-                sql: FormStr = "") -> HTMLResponse:
+                sql: FormStr = "", epsilon: FormStr = "0.1") -> HTMLResponse:
     who = user[1]
     try:
-        data = parse(SandboxQueryCreate, sql=sql, max_rows=200)
+        data = parse(SandboxQueryCreate, sql=sql, max_rows=200, epsilon=epsilon or "0.1")
         outcome = queries.run(session, who, settings, data.sql, Limits(max_rows=data.max_rows,
-                                                                       seconds=settings.sandbox_seconds))
+                                                                       seconds=settings.sandbox_seconds), data.epsilon)
     except SovstackError as exc:
         session.rollback()
-        return sandbox_page(request, session, who, sql=sql, error=exc)
-    return sandbox_page(request, session, who, sql=sql, result=queries.result_public(outcome))
+        return sandbox_page(request, session, who, sql=sql, epsilon=epsilon, error=exc)
+    return sandbox_page(request, session, who, sql=sql, epsilon=epsilon, result=queries.result_public(outcome))

@@ -9,25 +9,25 @@ and audited with its SQL, parse hash, grants, dataset versions, rows out and sup
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sovstack.core import audit, identity
 from sovstack.core.context import Principal
 from sovstack.core.errors import BadInput, Refused, SovstackError
 from sovstack.core.settings import Settings
-from sovstack.data import access, ingest
+from sovstack.data import access, engine, ingest, private, sandbox
 from sovstack.data.ingest import object_path
 from sovstack.data.sandbox import GrantedTable, Limits, QueryResult, run_query
 from sovstack.data.service import STEWARDS, current_version, get_visible
-from sovstack.data.tables import Dataset, SandboxQuery
-
-AUDIT_SQL_CHARS = 10_000
+from sovstack.data.tables import Dataset, PrivacyLedger, PrivateAnswer, QueryDataset, SandboxQuery
 
 
 @dataclass
@@ -38,6 +38,8 @@ class Use:
     table: GrantedTable
     version: int
     grant: int | None
+    sha256: str = ""
+    rows: int = 0
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Outcome:
     result: QueryResult | None
     record: SandboxQuery
     uses: list[Use] = field(default_factory=list)
+    privacy: dict[str, Any] | None = None  # a differentially private answer: spend, budget, accuracy
 
 
 def _named(session: Session, sql: str) -> list[Dataset]:
@@ -73,10 +76,11 @@ def _use(session: Session, who: Principal, settings: Settings, dataset: Dataset)
     most = ingest.max_rows_per_entity(objects, version.sha256, entity) if mode == "aggregate" and entity else None
     table = GrantedTable(dataset.name, object_path(objects, version.sha256), mode, entity_column=entity,
                          k=dataset.k_threshold, max_rows_per_entity=most or None)
-    return Use(dataset, table, version.number, grant.id if grant else None)
+    return Use(dataset, table, version.number, grant.id if grant else None, version.sha256, version.rows)
 
 
-def run(session: Session, who: Principal, settings: Settings, sql: str, limits: Limits) -> Outcome:
+def run(session: Session, who: Principal, settings: Settings, sql: str, limits: Limits,
+        epsilon: float = private.DEFAULT_EPSILON) -> Outcome:
     """Run ``sql`` for ``who`` and commit its history row and audit event, whatever happened.
 
     This is its own unit of work: a refused or failing query is recorded and committed first, then its
@@ -87,19 +91,28 @@ def run(session: Session, who: Principal, settings: Settings, sql: str, limits: 
     uses: list[Use] = []
     named = _named(session, sql)
     result: QueryResult | None = None
+    privacy: dict[str, Any] | None = None
     error: SovstackError | None = None
     try:
         if who.user_id is None:
             raise BadInput("sandbox queries are run by members (a user's key or console session)", field="user")
         for dataset in named:
             uses.append(_use(session, who, settings, dataset))
-        result = run_query(sql, [u.table for u in uses], limits)
+        checked = sandbox.check(sql, [u.table for u in uses])
+        if checked.plan is None:
+            result = run_query(sql, [u.table for u in uses], limits)
+        else:
+            result, privacy = _private(session, who, checked, next(u for u in uses if u.table.name in checked.tables),
+                                       epsilon, limits)
     except SovstackError as exc:
         error = exc
     resolved = {u.dataset.name for u in uses}
     record.datasets = [{"name": u.dataset.name, "version": u.version, "grant": u.grant} for u in uses] + [
         {"name": d.name, "version": None, "grant": None} for d in named if d.name not in resolved]
     record.elapsed_ms = int((time.perf_counter() - started) * 1000)
+    record.sql_sha256 = hashlib.sha256(sql.encode()).hexdigest()
+    if privacy is not None:
+        record.epsilon, record.cached = privacy["spent"], privacy["cached"]
     if result is not None:
         record.outcome, record.parse_hash = "ok", result.parse_hash
         record.rows_out, record.cells_suppressed = result.rows_out, len(result.suppressed)
@@ -109,19 +122,93 @@ def run(session: Session, who: Principal, settings: Settings, sql: str, limits: 
     if record.user_id:
         session.add(record)
         session.flush()
+        session.add_all(QueryDataset(query_id=record.id, dataset_id=d.id) for d in named)
     audit.record(session, actor=who.actor, action="data.sandbox.query",
                  target=",".join(f"dataset:{d.name}" for d in named) or "sandbox",
                  outcome="ok" if result is not None else ("refused" if record.outcome == "refused" else "failed"),
                  reasons=error.reasons if error else [],
-                 detail={"query": record.id, "sql": sql[:AUDIT_SQL_CHARS], "parse_hash": record.parse_hash,
-                         "datasets": record.datasets, "rows_out": record.rows_out,
-                         "cells_suppressed": record.cells_suppressed, "error": record.message})
+                 detail={"query": record.id, "sql": sql, "sql_sha256": record.sql_sha256,
+                         "parse_hash": record.parse_hash, "datasets": record.datasets, "rows_out": record.rows_out,
+                         "cells_suppressed": record.cells_suppressed, "epsilon": record.epsilon,
+                         "cached": record.cached, "error": record.message})
     session.commit()
     if error is not None:
         if isinstance(error, Refused):
             error.audited = True
         raise error
-    return Outcome(result, record, uses)
+    return Outcome(result, record, uses, privacy)
+
+
+def budget(session: Session, user_id: int, dataset: Dataset) -> dict[str, float]:
+    """What one person has spent of their privacy budget on a dataset, and what remains."""
+    spent = session.scalar(select(PrivacyLedger.epsilon_spent).where(
+        PrivacyLedger.user_id == user_id, PrivacyLedger.dataset_id == dataset.id)) or 0.0
+    return {"epsilon_cap": dataset.dp_epsilon_cap, "epsilon_spent": round(spent, 12),
+            "epsilon_remaining": round(max(0.0, dataset.dp_epsilon_cap - spent), 12)}
+
+
+def my_budget(session: Session, who: Principal, name: str) -> dict[str, Any]:
+    dataset = get_visible(session, who, name)
+    if who.user_id is None:
+        raise BadInput("privacy budgets belong to members", field="user")
+    return {"dataset": name, **budget(session, who.user_id, dataset)}
+
+
+def _private(session: Session, who: Principal, checked: sandbox.CheckedQuery, use: Use, epsilon: float,
+             limits: Limits) -> tuple[QueryResult, dict[str, Any]]:
+    """A differentially private answer: from the person's earlier releases if asked before, else charged first."""
+    assert checked.plan is not None and who.user_id is not None
+    dataset, user_id = use.dataset, who.user_id
+    before = budget(session, user_id, dataset)
+    earlier = session.scalar(select(PrivateAnswer).where(
+        PrivateAnswer.user_id == user_id, PrivateAnswer.dataset_id == dataset.id,
+        PrivateAnswer.version_sha256 == use.sha256, PrivateAnswer.parse_hash == checked.parse_hash,
+        PrivateAnswer.epsilon == epsilon))
+    if earlier is not None:
+        answer, spent, cached = dict(earlier.answer), 0.0, True
+    else:
+        request = private.spec(checked.plan, bounds=dataset.dp_bounds, keys=dataset.dp_keys,
+                               max_rows_per_entity=dataset.dp_max_rows_per_entity, max_length=use.rows,
+                               epsilon=epsilon)
+        _charge(session, user_id, dataset, epsilon, before)
+        answer = engine.execute_private(request, use.table.path, limits)
+        answer = {"columns": answer["columns"], "rows": answer["rows"][: limits.max_rows],
+                  "accuracy": answer["accuracy"], "truncated": len(answer["rows"]) > limits.max_rows}
+        session.add(PrivateAnswer(user_id=user_id, dataset_id=dataset.id, version_sha256=use.sha256,
+                                  parse_hash=checked.parse_hash, epsilon=epsilon, answer=answer))
+        spent, cached = epsilon, False
+    result = QueryResult(answer["columns"], answer["rows"], answer["truncated"], len(answer["rows"]), [],
+                         checked.parse_hash, "private")
+    after = budget(session, user_id, dataset) if not cached else before
+    return result, {"mechanism": "laplace (OpenDP)", "epsilon": epsilon, "spent": spent, "cached": cached,
+                    "accuracy": answer["accuracy"], "confidence": 1 - private.ALPHA,
+                    "budget_before": before, "budget_after": after}
+
+
+def _charge(session: Session, user_id: int, dataset: Dataset, epsilon: float, before: dict[str, float]) -> None:
+    """Spend ``epsilon`` of the person's budget in its own committed transaction, or Refused if it would
+    overrun the cap: one guarded UPDATE, so concurrent queries can never spend more than the cap together."""
+    exists = select(PrivacyLedger.id).where(PrivacyLedger.user_id == user_id, PrivacyLedger.dataset_id == dataset.id)
+    if session.scalar(exists) is None:
+        try:
+            with session.begin_nested():
+                session.add(PrivacyLedger(user_id=user_id, dataset_id=dataset.id, epsilon_spent=0.0, answers=0))
+        except IntegrityError:
+            pass  # another query made it first
+    charged = session.execute(
+        update(PrivacyLedger)
+        .where(PrivacyLedger.user_id == user_id, PrivacyLedger.dataset_id == dataset.id,
+               PrivacyLedger.epsilon_spent + epsilon <= dataset.dp_epsilon_cap + 1e-9)
+        .values(epsilon_spent=PrivacyLedger.epsilon_spent + epsilon, answers=PrivacyLedger.answers + 1)
+        .execution_options(synchronize_session=False))
+    if charged.rowcount != 1:  # type: ignore[attr-defined]
+        raise Refused(f"your privacy budget on {dataset.name} cannot pay for this answer: ε {epsilon:g} asked, "
+                      f"{before['epsilon_remaining']:g} of {dataset.dp_epsilon_cap:g} left",
+                      action="data.sandbox.query", target=f"dataset:{dataset.name}",
+                      reasons=["the budget is per person and dataset, across every grant and key; ask with a "
+                               "smaller epsilon, repeat an earlier question (free), or ask a steward about an "
+                               "exact release"])
+    session.commit()  # the spend stands even if the query then fails: a failure must not be a free question
 
 
 def history(session: Session, who: Principal, limit: int = 50) -> list[SandboxQuery]:
@@ -130,16 +217,22 @@ def history(session: Session, who: Principal, limit: int = 50) -> list[SandboxQu
                                 .order_by(SandboxQuery.id.desc()).limit(limit)))
 
 
-def on_dataset(session: Session, who: Principal, name: str, limit: int = 100) -> list[SandboxQuery]:
-    """Every query that named the dataset, newest first: for its stewards."""
+def on_dataset(session: Session, who: Principal, name: str, limit: int = 100,
+               before: int | None = None) -> list[SandboxQuery]:
+    """The queries that named the dataset, newest first, a page at a time (``before``: a query id): for its
+    stewards. Read through the dataset's own index, so no volume of other queries hides any of them."""
     dataset = get_visible(session, who, name)
     who.require_role(dataset.publisher_id, *STEWARDS, action="data.sandbox.history", target=f"dataset:{name}")
-    rows = session.scalars(select(SandboxQuery).order_by(SandboxQuery.id.desc()).limit(limit * 20))
-    return [q for q in rows if any(d.get("name") == name for d in q.datasets)][:limit]
+    q = (select(SandboxQuery).join(QueryDataset, QueryDataset.query_id == SandboxQuery.id)
+         .where(QueryDataset.dataset_id == dataset.id))
+    if before is not None:
+        q = q.where(SandboxQuery.id < before)
+    return list(session.scalars(q.order_by(SandboxQuery.id.desc()).limit(limit)))
 
 
 def public(q: SandboxQuery) -> dict[str, Any]:
-    return {"id": q.id, "user_id": q.user_id, "sql": q.sql, "parse_hash": q.parse_hash, "datasets": q.datasets,
+    return {"id": q.id, "user_id": q.user_id, "sql": q.sql, "sql_sha256": q.sql_sha256, "parse_hash": q.parse_hash,
+            "epsilon": q.epsilon, "cached": q.cached, "datasets": q.datasets,
             "outcome": q.outcome, "message": q.message, "rows_out": q.rows_out,
             "cells_suppressed": q.cells_suppressed, "elapsed_ms": q.elapsed_ms, "at": q.at.isoformat()}
 
@@ -151,6 +244,7 @@ def result_public(outcome: Outcome) -> dict[str, Any]:
             "rows_out": r.rows_out, "mode": r.mode, "parse_hash": r.parse_hash, "rounded": r.rounded,
             "suppressed": [{"row": s.row, "column": s.column, "rule": s.rule, "reason": s.reason}
                            for s in r.suppressed],
-            "datasets": outcome.record.datasets, "elapsed_ms": outcome.record.elapsed_ms}
+            "datasets": outcome.record.datasets, "elapsed_ms": outcome.record.elapsed_ms,
+            "privacy": outcome.privacy}
 
 

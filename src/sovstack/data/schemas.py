@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, datetime
 from typing import Any, Literal
@@ -47,6 +48,32 @@ class DatasetFields(Strict):
     provenance: str = Field("", max_length=5000, description="Where the data comes from and how it was made.")
     entity_column: str = Field("", max_length=200, description="The column that identifies an entity (a person).")
     k_threshold: int = Field(10, ge=2, le=10_000, description="Minimum entities per sandbox result group.")
+    dp_epsilon_cap: float = Field(1.0, gt=0, le=100, description="Sensitive data: the privacy budget (epsilon) "
+                                  "one person may spend on this dataset over all their queries, grants and keys.")
+    dp_max_rows_per_entity: int = Field(1, ge=1, le=10_000, description="Sensitive data: the most rows one entity "
+                                        "(person) may have; publishing a file with more is refused.")
+    dp_bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="Sensitive data: {column: [low, high]}; SUM and AVG clamp each value to "
+                                          "them. Columns without bounds cannot be summed.")
+    dp_keys: dict[str, list[str | int | float | bool]] = Field(
+        default_factory=dict, description="Sensitive data: {column: [values]}; the public values a GROUP BY column "
+                                          "can take. Only declared columns can be GROUP BY keys.")
+
+    @field_validator("dp_bounds")
+    @classmethod
+    def _bounds(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for column, (low, high) in value.items():
+            if not low < high or not all(map(math.isfinite, (low, high))):
+                raise ValueError(f"dp_bounds.{column}: give finite [low, high] with low < high")
+        return value
+
+    @field_validator("dp_keys")
+    @classmethod
+    def _keys(cls, value: dict[str, list[str | int | float | bool]]) -> dict[str, list[str | int | float | bool]]:
+        for column, values in value.items():
+            if not 1 <= len(values) <= 1000 or len(set(map(repr, values))) != len(values):
+                raise ValueError(f"dp_keys.{column}: give 1 to 1000 distinct values")
+        return value
 
     @field_validator("licence")
     @classmethod
@@ -101,6 +128,10 @@ class DatasetPublic(BaseModel):
     provenance: str
     entity_column: str
     k_threshold: int
+    dp_epsilon_cap: float
+    dp_max_rows_per_entity: int
+    dp_bounds: dict[str, list[float]]
+    dp_keys: dict[str, list[Any]]
     current_version: int
     rows: int | None
     format: str | None
@@ -191,3 +222,5 @@ class RevokeRequest(Strict):
 class SandboxQueryCreate(Strict):
     sql: str = Field(min_length=1, max_length=100_000, description="One SELECT over the datasets you may use.")
     max_rows: int = Field(1000, ge=1, le=10_000, description="Rows shown at most (the rest is cut, and said so).")
+    epsilon: float = Field(0.1, gt=0, le=10, description="Sensitive data: the privacy budget this answer spends "
+                                                         "(smaller: noisier, and more answers before the budget ends).")

@@ -66,6 +66,8 @@ def public(dataset: Dataset) -> DatasetPublic:
         languages=list(dataset.languages), keywords=list(dataset.keywords), spatial=dataset.spatial,
         temporal_start=dataset.temporal_start, temporal_end=dataset.temporal_end, provenance=dataset.provenance,
         entity_column=dataset.entity_column, k_threshold=dataset.k_threshold,
+        dp_epsilon_cap=dataset.dp_epsilon_cap, dp_max_rows_per_entity=dataset.dp_max_rows_per_entity,
+        dp_bounds={k: list(v) for k, v in dataset.dp_bounds.items()}, dp_keys=dict(dataset.dp_keys),
         current_version=dataset.current_version, rows=current.rows if current else None,
         format="parquet" if current else None, columns=list(current.columns) if current else [],
         created_at=dataset.created_at, updated_at=dataset.updated_at)
@@ -100,7 +102,7 @@ def create_dataset(session: Session, who: Principal, settings: Settings, data: D
     if session.scalar(select(Dataset.id).where(Dataset.name == data.name)) is not None:
         raise Conflict(f"a dataset named {data.name!r} exists", field="name")
     _check_storage(session, settings, data, target)
-    dataset = Dataset(name=data.name, publisher_id=org.id, **data.model_dump(exclude={"name", "publisher_id"}))
+    dataset = Dataset(name=data.name, publisher_id=org.id, **_columns_of(data))
     session.add(dataset)
     session.flush()
     session.refresh(dataset)
@@ -116,8 +118,13 @@ def update_dataset(session: Session, who: Principal, settings: Settings, name: s
     target = f"dataset:{name}"
     who.require_role(dataset.publisher_id, *STEWARDS, action="data.dataset.update", target=target)
     _check_storage(session, settings, data, target)
+    current = current_version(dataset)
+    if current is not None:
+        _check_columns(data.entity_column, [*data.dp_bounds, *data.dp_keys], current.columns)
+        if data.entity_column and data.classification == "sensitive":
+            _check_rows_per_entity(settings, data.entity_column, data.dp_max_rows_per_entity, current.sha256)
     before = {k: getattr(dataset, k) for k in ("classification", "storage_jurisdiction", "licence")}
-    for key, value in data.model_dump().items():
+    for key, value in _columns_of(data).items():
         setattr(dataset, key, value)
     dataset.updated_at = utcnow()
     search.index(session, dataset)
@@ -141,6 +148,10 @@ def publish_version(session: Session, who: Principal, settings: Settings, name: 
     if dataset.entity_column and dataset.entity_column not in {c["name"] for c in columns}:
         raise BadInput(f"the entity column {dataset.entity_column!r} is not in the file", field="file",
                        reasons=[f"columns: {', '.join(str(c['name']) for c in columns)}"])
+    _check_columns(dataset.entity_column, [*dataset.dp_bounds, *dataset.dp_keys], columns, "file")
+    if dataset.entity_column and dataset.classification == "sensitive":
+        _check_rows_per_entity(settings, dataset.entity_column, dataset.dp_max_rows_per_entity, done.sha256,
+                               "file")
     number = max((v.number for v in dataset.versions), default=0) + 1
     version = DatasetVersion(dataset_id=dataset.id, number=number, sha256=done.sha256, source_format=fmt,
                              source_bytes=source.stat().st_size, parquet_bytes=done.parquet_bytes, rows=done.rows,
@@ -148,12 +159,39 @@ def publish_version(session: Session, who: Principal, settings: Settings, name: 
     session.add(version)
     dataset.current_version, dataset.updated_at = number, utcnow()
     session.flush()
-    if dataset.entity_column and dataset.classification == "sensitive":  # ready for the first sandbox query
-        ingest.max_rows_per_entity(settings.home / "objects", done.sha256, dataset.entity_column)
     search.index(session, dataset)
     audit.record(session, actor=who.actor, action="data.version.publish", target=target,
                  detail={"version": number, "sha256": done.sha256, "rows": done.rows, "format": fmt})
     return version
+
+
+def _columns_of(data: DatasetFields) -> dict[str, object]:
+    """The fields as table values (bounds as JSON lists)."""
+    values = data.model_dump(exclude={"name", "publisher_id"})
+    values["dp_bounds"] = {column: list(pair) for column, pair in data.dp_bounds.items()}
+    return values
+
+
+def _check_columns(entity: str, declared: list[str], columns: list[dict[str, object]], field: str = "") -> None:
+    """Every column the steward names (the entity, bounds, public keys) must be a column of the data."""
+    names = {str(c["name"]) for c in columns}
+    named = [("entity_column", entity)] if entity else []
+    missing = [(where, column) for where, column in [*named, *(("dp_bounds or dp_keys", c) for c in declared)]
+               if column not in names]
+    if missing:
+        where, column = missing[0]
+        raise BadInput(f"{where}: {column!r} is not a column of the data", field=field or where.split()[0],
+                       reasons=[f"columns: {', '.join(sorted(names))}"])
+
+
+def _check_rows_per_entity(settings: Settings, entity: str, declared: int, sha256: str, field: str = "") -> None:
+    most = ingest.max_rows_per_entity(settings.home / "objects", sha256, entity)
+    if most == 0:
+        raise BadInput(f"some rows have no {entity}: every row of sensitive data must name its entity",
+                       field=field or "entity_column")
+    if most > declared:
+        raise BadInput(f"an entity has {most} rows but dp_max_rows_per_entity is {declared}: raise the bound (more "
+                       "noise) or publish one row per entity per period", field=field or "dp_max_rows_per_entity")
 
 
 def _same_schema(before: list[dict[str, object]], after: list[dict[str, object]]) -> None:

@@ -5,7 +5,20 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Date, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from sovstack.core.base import Base, utcnow
@@ -33,6 +46,12 @@ class Dataset(Base):
     provenance: Mapped[str] = mapped_column(Text, default="")
     entity_column: Mapped[str] = mapped_column(String(200), default="")
     k_threshold: Mapped[int] = mapped_column(Integer, default=10)
+    # Differential privacy (sensitive data): each person's lifetime ε on this dataset, the most rows one
+    # entity may have, clamping bounds per column {col: [low, high]}, public key values {col: [values]}.
+    dp_epsilon_cap: Mapped[float] = mapped_column(Float, default=1.0)
+    dp_max_rows_per_entity: Mapped[int] = mapped_column(Integer, default=1)
+    dp_bounds: Mapped[dict[str, list[float]]] = mapped_column(JSON, default=dict)
+    dp_keys: Mapped[dict[str, list[Any]]] = mapped_column(JSON, default=dict)
     current_version: Mapped[int] = mapped_column(Integer, default=0)  # 0: nothing uploaded yet
     search_text: Mapped[str] = mapped_column(Text, default="")  # what full-text search indexes
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -121,3 +140,47 @@ class SandboxQuery(Base):
     cells_suppressed: Mapped[int] = mapped_column(Integer, default=0)
     elapsed_ms: Mapped[int] = mapped_column(Integer, default=0)
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    sql_sha256: Mapped[str] = mapped_column(String(64), default="")  # of the SQL exactly as sent
+    epsilon: Mapped[float] = mapped_column(Float, default=0.0)       # privacy budget this query spent
+    cached: Mapped[bool] = mapped_column(Boolean, default=False)     # answered again from an earlier release
+
+
+class QueryDataset(Base):
+    """Which datasets a query named: the stewards' view reads it by dataset, so no volume of other
+    queries can push a dataset's queries out of sight."""
+
+    __tablename__ = "data_query_datasets"
+    __table_args__ = (Index("ix_data_query_datasets_dataset", "dataset_id", "query_id"),)
+
+    query_id: Mapped[int] = mapped_column(ForeignKey("data_queries.id", ondelete="CASCADE"), primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("data_datasets.id", ondelete="CASCADE"), primary_key=True)
+
+
+class PrivacyLedger(Base):
+    """The privacy budget one person has spent on one dataset, across every grant and key they hold."""
+
+    __tablename__ = "data_privacy_ledger"
+    __table_args__ = (UniqueConstraint("user_id", "dataset_id", name="uq_data_privacy_ledger_person"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("data_datasets.id", ondelete="CASCADE"))
+    epsilon_spent: Mapped[float] = mapped_column(Float, default=0.0)
+    answers: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PrivateAnswer(Base):
+    """A differentially private answer already released to a person: asked again, it is given again, free."""
+
+    __tablename__ = "data_private_answers"
+    __table_args__ = (UniqueConstraint("user_id", "dataset_id", "version_sha256", "parse_hash", "epsilon",
+                                       name="uq_data_private_answers_question"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("data_datasets.id", ondelete="CASCADE"))
+    version_sha256: Mapped[str] = mapped_column(String(64))
+    parse_hash: Mapped[str] = mapped_column(String(64))
+    epsilon: Mapped[float] = mapped_column(Float)
+    answer: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

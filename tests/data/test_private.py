@@ -1,0 +1,186 @@
+"""The attack suite: a member with a sandbox grant on sensitive data tries to learn one person's values.
+
+The dataset plants individuals an attacker would aim at: person 42, the only 97-year-old in North, whose
+income (2,000,000) dwarfs everyone else's. Each attack either is refused or gets a differentially private
+answer that does not give the planted value within 1%; repeating a question costs nothing and gives the
+same answer, and no new key, second grant or failure resets or escapes the budget.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from sovstack.core.tables import AuditEvent
+from tests.data.conftest import Commons
+
+PURPOSE = {"purpose": "Income by region (synthetic attack test)", "days": 30}
+PLANTED_AGE, PLANTED_INCOME = 97, 2_000_000.0
+REGIONS = ["North", "South", "East", "West"]
+
+
+def _people(n: int) -> str:
+    lines = ["person_id,region,age,income"]
+    for i in range(n):
+        age, income = (PLANTED_AGE, PLANTED_INCOME) if i == 42 else (20 + i % 60, 20_000.0 + (i * 37) % 50_000)
+        lines.append(f"{i},{REGIONS[i % 4]},{age},{income}")
+    return "\n".join(lines) + "\n"
+
+
+def _grant(commons: Commons) -> int:
+    req = commons.client.post("/api/v1/data/datasets/patients/requests", json=PURPOSE, headers=commons.member).json()
+    r = commons.client.post(f"/api/v1/data/requests/{req['id']}/decision", json={"approve": True},
+                            headers=commons.steward)
+    return int(r.json()["grant"]["id"])
+
+
+@pytest.fixture
+def patients(commons: Commons) -> Commons:
+    commons.create("patients", classification="sensitive", entity_column="person_id", dp_epsilon_cap=1.0,
+                   dp_keys={"region": REGIONS}, dp_bounds={"age": [0, 110], "income": [0, 500_000]})
+    assert commons.publish("patients", _people(400)).status_code == 201
+    _grant(commons)
+    return commons
+
+
+def _ask(commons: Commons, sql: str, epsilon: float = 0.1, who: dict[str, str] | None = None) -> Any:
+    return commons.client.post("/api/v1/data/sandbox/queries", json={"sql": sql, "epsilon": epsilon},
+                               headers=who or commons.member)
+
+
+def _budget(commons: Commons, who: dict[str, str] | None = None) -> dict[str, float]:
+    return dict(commons.client.get("/api/v1/data/datasets/patients/budget", headers=who or commons.member).json())
+
+
+def _far(answer: float | None, truth: float) -> bool:
+    return answer is None or abs(answer - truth) > 0.01 * abs(truth)
+
+
+def test_one_query_isolation_with_an_offset_is_refused(patients: Commons) -> None:
+    r = _ask(patients, "SELECT sum(CASE WHEN person_id = 42 THEN income ELSE 0 END + 1) AS a, sum(1) AS b "
+                       "FROM patients")
+    assert r.status_code == 403 and "SUM and AVG take one column" in r.text
+    assert "2000000" not in r.text and _budget(patients)["epsilon_spent"] == 0
+
+
+def test_isolating_one_person_with_where_gets_noise_not_their_values(patients: Commons) -> None:
+    r = _ask(patients, "SELECT sum(age) AS age, sum(income) AS income FROM patients WHERE person_id = 42")
+    assert r.status_code == 200, r.text
+    age, income = r.json()["rows"][0][0], r.json()["rows"][0][1]
+    assert _far(age, PLANTED_AGE) and _far(income, PLANTED_INCOME)
+    linked = _ask(patients, "SELECT sum(income) AS income FROM patients WHERE region = 'North' AND age = 97")
+    assert linked.status_code == 200 and _far(linked.json()["rows"][0][0], PLANTED_INCOME)
+
+
+def test_differencing_two_totals_does_not_give_the_difference(patients: Commons) -> None:
+    everyone = _ask(patients, "SELECT sum(income) AS s FROM patients", epsilon=0.2).json()["rows"][0][0]
+    but_one = _ask(patients, "SELECT sum(income) AS s FROM patients WHERE person_id <> 42",
+                   epsilon=0.2).json()["rows"][0][0]
+    assert _far(everyone - but_one, PLANTED_INCOME)
+    tracker = _ask(patients, "SELECT count(*) AS n, sum(age) AS a FROM patients WHERE age >= 97 OR region = 'South'",
+                   epsilon=0.2).json()["rows"][0]
+    rest = _ask(patients, "SELECT count(*) AS n, sum(age) AS a FROM patients WHERE region = 'South'",
+                epsilon=0.2).json()["rows"][0]
+    assert _far(tracker[1] - rest[1], PLANTED_AGE)
+    assert _budget(patients)["epsilon_spent"] == pytest.approx(0.8)
+
+
+def test_bulk_dumps_and_unknown_groups_are_refused(patients: Commons) -> None:
+    dump = _ask(patients, "SELECT person_id, sum(income) AS s FROM patients GROUP BY person_id")
+    assert dump.status_code == 403 and "entity column" in dump.text
+    ages = _ask(patients, "SELECT age, count(*) AS n FROM patients GROUP BY age")
+    assert ages.status_code == 403 and "not declared public" in ages.text
+    rows = _ask(patients, "SELECT * FROM patients")
+    assert rows.status_code == 403 and "2000000" not in rows.text
+    assert _budget(patients)["epsilon_spent"] == 0
+
+
+def test_averaging_a_repeated_question_gets_the_same_answer_for_free(patients: Commons) -> None:
+    sql = "SELECT region, count(*) AS n, avg(income) AS mean FROM patients GROUP BY region"
+    answers = [_ask(patients, sql).json() for _ in range(4)]
+    assert all(a["rows"] == answers[0]["rows"] for a in answers)
+    assert [a["privacy"]["cached"] for a in answers] == [False, True, True, True]
+    assert _budget(patients)["epsilon_spent"] == pytest.approx(0.1)
+    assert [row[0] for row in answers[0]["rows"]] == sorted(REGIONS)
+
+
+def test_budget_arithmetic_is_exact_and_an_exhausted_budget_refuses_with_an_audited_reason(patients: Commons) -> None:
+    for i, epsilon in enumerate((0.1, 0.2, 0.3)):
+        assert _ask(patients, f"SELECT count(*) AS n FROM patients WHERE age > {i}", epsilon).status_code == 200
+    assert _budget(patients) == {"dataset": "patients", "epsilon_cap": 1.0, "epsilon_spent": 0.6,
+                                 "epsilon_remaining": 0.4}
+    assert _ask(patients, "SELECT count(*) AS n FROM patients WHERE age > 50", 0.4).status_code == 200
+    refused = _ask(patients, "SELECT count(*) AS n FROM patients WHERE age > 60", 0.0001)
+    assert refused.status_code == 403
+    assert "privacy budget on patients cannot pay" in refused.json()["error"]["message"]
+    assert _budget(patients)["epsilon_remaining"] == 0
+    with patients.db.session() as s:
+        last = s.scalars(select(AuditEvent).where(AuditEvent.action == "data.sandbox.query")
+                         .order_by(AuditEvent.seq.desc())).first()
+    assert last is not None and last.outcome == "refused" and "age > 60" in json.loads(last.detail)["sql"]
+
+
+def test_a_fresh_key_or_a_second_grant_does_not_reset_the_budget(patients: Commons) -> None:
+    assert _ask(patients, "SELECT count(*) AS n FROM patients", 0.9).status_code == 200
+    fresh = patients.client.post("/api/v1/keys", json={"name": "second", "scopes": ["read", "write"]},
+                                 headers=patients.member)
+    assert fresh.status_code == 201, fresh.text
+    second_key = {"Authorization": f"Bearer {fresh.json()['key']}"}
+    assert _budget(patients, second_key)["epsilon_remaining"] == pytest.approx(0.1)
+    _grant(patients)
+    r = _ask(patients, "SELECT count(*) AS n FROM patients WHERE age > 30", 0.5, who=second_key)
+    assert r.status_code == 403 and "cannot pay" in r.text
+
+
+def test_a_failing_query_is_charged_and_quotes_no_value(patients: Commons) -> None:
+    r = _ask(patients, "SELECT count(*) AS n FROM patients WHERE CAST(region AS INTEGER) = 1")
+    assert r.status_code == 403 and "not supported in WHERE" in r.text and _budget(patients)["epsilon_spent"] == 0
+    r = _ask(patients, "SELECT count(*) AS n FROM patients WHERE region > 5")
+    assert r.status_code in (403, 422) and "North" not in r.text and "97" not in r.text
+    assert _budget(patients)["epsilon_spent"] == pytest.approx(0.1)  # asked and answered with an error: paid
+
+
+def test_stewards_declare_only_columns_that_exist_and_bounds_that_hold(patients: Commons) -> None:
+    body = patients.client.get("/api/v1/data/datasets/patients", headers=patients.steward).json()
+    fields = {k: body[k] for k in ("title", "licence", "classification", "storage_jurisdiction", "entity_column",
+                                   "dp_bounds", "dp_keys")}
+    r = patients.client.put("/api/v1/data/datasets/patients", json={**fields, "entity_column": "nobody"},
+                            headers=patients.steward)
+    assert r.status_code == 422 and "'nobody' is not a column" in r.text, r.text
+    r = patients.client.put("/api/v1/data/datasets/patients", json={**fields, "dp_bounds": {"income": [5, 1]}},
+                            headers=patients.steward)
+    assert r.status_code == 422 and "dp_bounds.income" in r.text
+    two_rows = "person_id,region,age,income\n1,North,30,10.5\n1,North,31,12.5\n"
+    r = patients.publish("patients", two_rows)
+    assert r.status_code == 422 and "dp_max_rows_per_entity is 1" in r.text
+
+
+def test_a_count_over_ten_thousand_people_is_within_its_stated_error(commons: Commons) -> None:
+    commons.create("patients", classification="sensitive", entity_column="person_id",
+                   dp_keys={"region": REGIONS}, dp_bounds={"age": [0, 110]})
+    assert commons.publish("patients", _people(10_000)).status_code == 201
+    _grant(commons)
+    body = _ask(commons, "SELECT count(*) AS n FROM patients").json()  # the default ε 0.1
+    n, error = body["rows"][0][0], body["privacy"]["accuracy"]["n"]
+    assert error < 35  # Laplace with scale 10: 95% within ±30
+    assert abs(n - 10_000) <= 3 * error
+
+
+def test_the_stewards_view_cannot_be_flooded_away(patients: Commons) -> None:
+    assert _ask(patients, "SELECT count(*) AS n FROM patients").status_code == 200
+    patients.create("other_open")
+    assert patients.publish("other_open", "a,b\n1,2\n").status_code == 201
+    for _ in range(25):
+        _ask(patients, "SELECT nope FROM other_open")
+    seen = patients.client.get("/api/v1/data/datasets/patients/queries", params={"limit": 5},
+                               headers=patients.steward).json()
+    assert [q["sql"] for q in seen] == ["SELECT count(*) AS n FROM patients"] and seen[0]["epsilon"] == 0.1
+    assert len(seen[0]["sql_sha256"]) == 64
+
+
+def test_a_member_without_a_grant_is_refused_before_any_spend(patients: Commons) -> None:
+    foreign = _ask(patients, "SELECT count(*) AS n FROM patients", who=patients.foreigner)
+    assert foreign.status_code == 403 and "no live grant" in foreign.text
