@@ -105,7 +105,7 @@ def execute_private(request: dict[str, Any], path: Path, limits: Limits) -> dict
         home.mkdir()
         work.mkdir()
         body = orjson.dumps({"private": request, "path": files["private"], "home": str(home)})
-        reply = _run_worker(body, work, home, limits.seconds)
+        reply = _run_worker(body, work, home, limits.seconds, threads=limits.threads)
     if "error" in reply:
         raise _error(reply["error"], limits)
     return reply
@@ -125,17 +125,18 @@ def _table_files(tables: dict[str, Path]) -> dict[str, str]:
     return files
 
 
-def _worker_environment(home: Path) -> dict[str, str]:
+def _worker_environment(home: Path, threads: int = 1) -> dict[str, str]:
     # Nothing of the parent's environment (secrets, proxies, PYTHON*) reaches the worker.
     package_root = Path(__file__).resolve().parents[2]
-    return {"HOME": str(home), "TMPDIR": str(home), "PYTHONPATH": str(package_root), "LC_ALL": "C.UTF-8"}
+    return {"HOME": str(home), "TMPDIR": str(home), "PYTHONPATH": str(package_root), "LC_ALL": "C.UTF-8",
+            "POLARS_MAX_THREADS": str(threads)}
 
 
-def _run_worker(request: bytes, work: Path, home: Path, seconds: float) -> dict[str, Any]:
+def _run_worker(request: bytes, work: Path, home: Path, seconds: float, threads: int = 1) -> dict[str, Any]:
     command = [sys.executable, "-s", "-m", "sovstack.data.engine"]
     try:
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                cwd=work, env=_worker_environment(home), start_new_session=True)
+                                cwd=work, env=_worker_environment(home, threads), start_new_session=True)
     except OSError as exc:
         raise Unavailable("the query engine could not be started") from exc
     try:
@@ -262,8 +263,9 @@ def _serve_private(request: dict[str, Any]) -> dict[str, Any]:
 
     from sovstack.data import private
 
+    started = time.perf_counter()
     try:
-        return private.answer(request["private"], request["path"])
+        return {**private.answer(request["private"], request["path"]), "seconds": time.perf_counter() - started}
     except OpenDPException as exc:  # what OpenDP cannot prove private; its words are about the query, not values
         detail = (str(exc).strip().splitlines() or ["OpenDP refused the query"])[-1].strip()
         return {"error": {"kind": "refused", "message": f"differential privacy cannot answer this query: {detail}"}}
