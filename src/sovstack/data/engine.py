@@ -84,27 +84,23 @@ class EngineResult:
 
 def execute(sql: str, tables: dict[str, Path], limits: Limits) -> EngineResult:
     """Run one SQL statement in a fresh locked-down worker that can read only ``tables``' files."""
-    request = {"sql": sql, "tables": _table_files(tables), "limits": asdict(limits)}
-    with tempfile.TemporaryDirectory(prefix="sovstack-sandbox-") as root:
-        home, work = Path(root, "home"), Path(root, "work")
-        home.mkdir()
-        work.mkdir()
-        request["home"] = str(home)
-        reply = _run_worker(orjson.dumps(request), work, home, limits.seconds)
-    if "error" in reply:
-        raise _error(reply["error"], limits)
+    reply = _in_worker({"sql": sql, "tables": _table_files(tables), "limits": asdict(limits)}, limits)
     return EngineResult(columns=reply["columns"], rows=reply["rows"], truncated=reply["truncated"],
                         seconds=reply["seconds"])
 
 
 def execute_private(request: dict[str, Any], path: Path, limits: Limits) -> dict[str, Any]:
     """Release one differentially private answer (``private.answer``) in a fresh worker over one file."""
-    files = _table_files({"private": path})
+    return _in_worker({"private": request, "path": _table_files({"private": path})["private"]}, limits)
+
+
+def _in_worker(request: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    """Send ``request`` to a fresh worker with an empty HOME and working directory; its reply, or the error."""
     with tempfile.TemporaryDirectory(prefix="sovstack-sandbox-") as root:
         home, work = Path(root, "home"), Path(root, "work")
         home.mkdir()
         work.mkdir()
-        body = orjson.dumps({"private": request, "path": files["private"], "home": str(home)})
+        body = orjson.dumps({**request, "home": str(home)})
         reply = _run_worker(body, work, home, limits.seconds, threads=limits.threads)
     if "error" in reply:
         raise _error(reply["error"], limits)
