@@ -184,3 +184,27 @@ def test_the_stewards_view_cannot_be_flooded_away(patients: Commons) -> None:
 def test_a_member_without_a_grant_is_refused_before_any_spend(patients: Commons) -> None:
     foreign = _ask(patients, "SELECT count(*) AS n FROM patients", who=patients.foreigner)
     assert foreign.status_code == 403 and "no live grant" in foreign.text
+
+
+def test_concurrent_spends_never_pass_the_cap(patients: Commons) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sovstack.core.errors import Refused
+    from sovstack.data import queries, service
+
+    user_id = int(patients.client.get("/api/v1/me", headers=patients.member).json()["user"]["id"])
+
+    def spend(_: int) -> bool:
+        with patients.db.session() as s:
+            dataset = service.get_dataset(s, "patients")
+            try:
+                queries._charge(s, user_id, dataset, 0.3, queries.budget(s, user_id, dataset))
+            except Refused:
+                return False
+            return True
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        paid = list(pool.map(spend, range(8)))
+    assert paid.count(True) == 3  # 3 x 0.3 <= 1.0 < 4 x 0.3
+    assert _budget(patients)["epsilon_spent"] == pytest.approx(0.9)
+
