@@ -208,3 +208,16 @@ def test_concurrent_spends_never_pass_the_cap(patients: Commons) -> None:
     assert paid.count(True) == 3  # 3 x 0.3 <= 1.0 < 4 x 0.3
     assert _budget(patients)["epsilon_spent"] == pytest.approx(0.9)
 
+
+
+def test_people_with_several_rows_get_noise_sized_to_all_of_them(commons: Commons) -> None:
+    commons.create("patients", classification="sensitive", entity_column="person_id", dp_max_rows_per_entity=3,
+                   dp_keys={"region": REGIONS}, dp_bounds={"age": [0, 110]})
+    visits = "person_id,region,age\n" + "".join(f"{i},{REGIONS[i % 4]},{30 + i % 40}\n"
+                                                  for i in range(300) for _ in range(1 + i % 3))
+    assert commons.publish("patients", visits).status_code == 201
+    _grant(commons)
+    one_row = _ask(commons, "SELECT region, count(*) AS n FROM patients GROUP BY region", 0.5)
+    assert one_row.status_code == 200, one_row.text
+    error = one_row.json()["privacy"]["accuracy"]["n"]
+    assert 3 * 0.9 * 5.99 < error < 3 * 1.1 * 5.99 + 2  # three times the one-row-per-person bound (±6 at ε 0.5)

@@ -203,14 +203,20 @@ def release(request: dict[str, Any], path: str) -> dict[str, Any]:
         query = query.select(aggregates)
     plan, inner = object.__getattribute__(query, "polars_plan"), object.__getattribute__(query, "_query")
     domain, metric = inner._chain
-    # Each noise draw gets scale × its sensitivity, so n draws at scale n/ε spend ε; OpenDP's map is the judge.
-    draws = sum(2 if cell["kind"] == "mean" else 1 for cell in request["cells"] if cell["kind"] != "key")
-    scale = draws / epsilon
-    for _ in range(100):
-        measurement = make_private_lazyframe(domain, metric, inner._output_measure, plan, global_scale=scale)
-        if measurement.map(inner._d_in) <= epsilon:  # type: ignore[no-untyped-call]
+    # Laplace noise: the loss OpenDP's map reports falls as 1/scale, so one trial scale says which scale
+    # spends ε; OpenDP's map stays the judge of the measurement actually used.
+    def measure(scale: float) -> tuple[Any, float]:
+        made = make_private_lazyframe(domain, metric, inner._output_measure, plan, global_scale=scale)
+        return made, float(made.map(inner._d_in))  # type: ignore[no-untyped-call]
+
+    trial = 1.0
+    measurement, loss = measure(trial)
+    scale = trial * loss / epsilon
+    for _ in range(50):
+        measurement, loss = measure(scale)
+        if loss <= epsilon:
             break
-        scale *= 1.01
+        scale *= 1.001
     else:
         raise RuntimeError("no noise scale met the privacy loss")
     summary = summarize_polars_measurement(measurement, ALPHA)
