@@ -254,6 +254,7 @@ def _restrict_process() -> None:
 
 
 def _serve_private(request: dict[str, Any]) -> dict[str, Any]:
+    import opendp.prelude  # noqa: F401  (loading OpenDP's library is process start, ~2 s, not the query)
     from opendp.mod import OpenDPException
     from polars.exceptions import PolarsError
 
