@@ -25,7 +25,7 @@ from sovstack.core.errors import BadInput, Refused, SovstackError
 from sovstack.core.settings import Settings
 from sovstack.data import access, engine, ingest, private, sandbox
 from sovstack.data.ingest import object_path
-from sovstack.data.sandbox import GrantedTable, Limits, QueryResult, run_query
+from sovstack.data.sandbox import GrantedTable, Limits, QueryResult
 from sovstack.data.service import STEWARDS, current_version, get_visible
 from sovstack.data.tables import Dataset, PrivacyLedger, PrivateAnswer, QueryDataset, SandboxQuery
 
@@ -100,7 +100,7 @@ def run(session: Session, who: Principal, settings: Settings, sql: str, limits: 
             uses.append(_use(session, who, settings, dataset))
         checked = sandbox.check(sql, [u.table for u in uses])
         if checked.plan is None:
-            result = run_query(sql, [u.table for u in uses], limits)
+            result = sandbox.run_checked(checked, [u.table for u in uses], limits)
         else:
             result, privacy = _private(session, who, checked, next(u for u in uses if u.table.name in checked.tables),
                                        epsilon, limits)
