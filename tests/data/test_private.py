@@ -110,8 +110,8 @@ def test_averaging_a_repeated_question_gets_the_same_answer_for_free(patients: C
 def test_budget_arithmetic_is_exact_and_an_exhausted_budget_refuses_with_an_audited_reason(patients: Commons) -> None:
     for i, epsilon in enumerate((0.1, 0.2, 0.3)):
         assert _ask(patients, f"SELECT count(*) AS n FROM patients WHERE age > {i}", epsilon).status_code == 200
-    assert _budget(patients) == {"dataset": "patients", "epsilon_cap": 1.0, "epsilon_spent": 0.6,
-                                 "epsilon_remaining": 0.4}
+    assert _budget(patients) == {"dataset": "patients", "grant": 1, "epsilon_cap": 1.0, "epsilon_limit": 1.0,
+                                 "epsilon_spent": 0.6, "epsilon_remaining": 0.4}
     assert _ask(patients, "SELECT count(*) AS n FROM patients WHERE age > 50", 0.4).status_code == 200
     refused = _ask(patients, "SELECT count(*) AS n FROM patients WHERE age > 60", 0.0001)
     assert refused.status_code == 403

@@ -84,6 +84,14 @@ class Settings(BaseSettings):
     sandbox_seconds: float = Field(
         30.0, gt=0, le=3600, description="Time limit of one data sandbox query; it is stopped after it."
     )
+    sandbox_queries_per_minute: int = Field(
+        30, ge=1, le=10_000, description="Sandbox queries one person may send per minute, on all datasets together."
+    )
+    sandbox_daily_queries: int = Field(
+        500, ge=1, le=1_000_000,
+        description="Sandbox queries (and airlock submissions) one person may send per day on one granted dataset, "
+                    "unless the grant sets its own cap.",
+    )
     data_request_sla_hours: int = Field(
         72, ge=1, description="Access requests waiting longer than this are flagged in stewards' inboxes."
     )

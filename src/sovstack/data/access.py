@@ -85,6 +85,10 @@ def request_access(session: Session, who: Principal, settings: Settings, name: s
     return req
 
 
+def name_cap(dataset: Dataset) -> str:
+    return f"{dataset.name}'s cap of ε {dataset.dp_epsilon_cap:g}"
+
+
 def get_request(session: Session, request_id: int) -> AccessRequest:
     req = session.get(AccessRequest, request_id)
     if req is None:
@@ -107,9 +111,12 @@ def decide(session: Session, who: Principal, settings: Settings, request_id: int
         mode = grant_mode(session, settings, dataset)
         if org is not None:
             policy_check(session, settings, dataset, org, mode)
+        if data.epsilon is not None and data.epsilon > dataset.dp_epsilon_cap:
+            raise BadInput(f"a grant's privacy budget can be at most {name_cap(dataset)}", field="epsilon")
         grant = AccessGrant(dataset_id=dataset.id, user_id=req.user_id, organisation_id=req.organisation_id,
                             mode=mode, request_id=req.id, granted_by=who.actor,
-                            expires_at=utcnow() + timedelta(days=data.days or req.days))
+                            expires_at=utcnow() + timedelta(days=data.days or req.days),
+                            epsilon_budget=data.epsilon, daily_queries=data.daily_queries)
         session.add(grant)
         req.status = "approved"
         session.flush()
@@ -117,7 +124,8 @@ def decide(session: Session, who: Principal, settings: Settings, request_id: int
         req.status = "rejected"
     audit.record(session, actor=who.actor, action="data.access.decide", target=target,
                  detail={"request": req.id, "status": req.status, "grant": grant.id if grant else None,
-                         "mode": grant.mode if grant else None, "reason": data.reason})
+                         "mode": grant.mode if grant else None, "reason": data.reason,
+                         "epsilon": data.epsilon, "daily_queries": data.daily_queries})
     return req, grant
 
 

@@ -17,11 +17,13 @@ from sovstack.core.api.deps import PrincipalDep, SessionDep, SettingsDep, Visito
 from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.errors import BadInput, Refused
 from sovstack.core.settings import Settings
-from sovstack.data import access, metadata, queries, search, service
+from sovstack.data import access, airlock, metadata, queries, search, service
 from sovstack.data.sandbox import Limits
 from sovstack.data.schemas import (
     AccessRequestCreate,
     AccessRequestPublic,
+    AirlockDecision,
+    AirlockSubmit,
     ColumnEdit,
     ColumnRetype,
     DatasetCreate,
@@ -51,7 +53,8 @@ def request_public(req: AccessRequest, requester: str = "", overdue: bool = Fals
 def grant_public(grant: AccessGrant) -> GrantPublic:
     return GrantPublic(id=grant.id, dataset=grant.dataset.name, user_id=grant.user_id, mode=grant.mode,
                        expires_at=grant.expires_at, revoked_at=grant.revoked_at, revoked_reason=grant.revoked_reason,
-                       granted_by=grant.granted_by, created_at=grant.created_at, live=access.is_live(grant))
+                       granted_by=grant.granted_by, created_at=grant.created_at, live=access.is_live(grant),
+                       epsilon_budget=grant.epsilon_budget, daily_queries=grant.daily_queries)
 
 
 @router.get("/datasets")
@@ -258,6 +261,42 @@ def dataset_queries(name: str, session: SessionDep, who: PrincipalDep,
                     ) -> list[dict[str, Any]]:
     """The sandbox queries that named the dataset, newest first, paginated (its stewards only)."""
     return [queries.public(q) for q in queries.on_dataset(session, who, name, limit, before)]
+
+
+@router.post("/airlock", status_code=status.HTTP_201_CREATED)
+def airlock_submit(body: AirlockSubmit, session: SessionDep, who: PrincipalDep,
+                   settings: SettingsDep) -> dict[str, Any]:
+    """Submit an aggregate query on sensitive data for an exact result, held for a steward's output check.
+
+    It runs now; you see the rows once a steward releases them."""
+    held = airlock.submit(session, who, settings, body.sql, body.purpose, Limits(seconds=settings.sandbox_seconds))
+    return airlock.public(session, held, reviews=False)
+
+
+@router.get("/airlock")
+def airlock_list(session: SessionDep, who: PrincipalDep, view: Literal["mine", "review"] = "mine",
+                 status: Literal["held", "released", "refused"] | None = None,
+                 limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                 before: Annotated[int | None, Query(ge=1, description="Page on: the oldest id seen.")] = None,
+                 ) -> list[dict[str, Any]]:
+    """Your airlock requests (``mine``), or those waiting on datasets you steward (``review``)."""
+    return [airlock.public(session, held, reviews=view == "review")
+            for held in airlock.listing(session, who, view, status, limit, before)]
+
+
+@router.get("/airlock/{request_id}")
+def airlock_show(request_id: int, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
+    """One airlock request: exact rows and output check for its reviewer, released rows for its requester."""
+    held, reviews = airlock.get(session, who, request_id)
+    return airlock.public(session, held, reviews)
+
+
+@router.post("/airlock/{request_id}/decision")
+def airlock_decide(request_id: int, body: AirlockDecision, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
+    """Release the checked result (suppression applied) or refuse it with a reason; never the requester."""
+    with unit_of_work(session, who):
+        held = airlock.decide(session, who, request_id, body.release, body.reason)
+    return airlock.public(session, held, reviews=True)
 
 
 @router.get("/grants/mine")

@@ -10,7 +10,7 @@ import typer
 
 from sovstack.core import identity
 from sovstack.core.cli.common import OPERATOR, JsonOpt, acting_as, change, emit, emit_one, ref, say, session_of, state
-from sovstack.data import access, ingest, queries, search, service
+from sovstack.data import access, airlock, ingest, queries, search, service
 from sovstack.data.api import grant_public, request_public
 from sovstack.data.sandbox import Limits
 from sovstack.data.schemas import DatasetCreate, RequestDecision
@@ -144,11 +144,16 @@ def inbox(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 @data_app.command("decide")
 def decide(ctx: typer.Context, request_id: int,
            approve: bool = typer.Option(..., "--approve/--reject"), reason: str = "",
-           days: int | None = typer.Option(None, min=1, max=730)) -> None:
+           days: int | None = typer.Option(None, min=1, max=730),
+           epsilon: float | None = typer.Option(None, help="Sensitive data: the grant's privacy budget (ε), at "
+                                                           "most the dataset's cap."),
+           daily_queries: int | None = typer.Option(None, min=1, help="Sandbox queries a day under the grant."),
+           ) -> None:
     """Approve (a grant, checked against the policy now) or reject (with a reason the requester sees)."""
     with change(ctx) as s:
         req, grant = access.decide(s, OPERATOR, state(ctx).settings, request_id,
-                                   RequestDecision(approve=approve, reason=reason, days=days))
+                                   RequestDecision(approve=approve, reason=reason, days=days, epsilon=epsilon,
+                                                   daily_queries=daily_queries))
         done = f"grant {grant.id} ({grant.mode}) until {grant.expires_at:%Y-%m-%d}" if grant else "rejected"
     say(f"request {req.id}: {done}")
 
@@ -196,7 +201,7 @@ def query(ctx: typer.Context, sql: str, as_user: str = typer.Option(..., "--as",
         repeated = ", repeated: nothing spent" if privacy["cached"] else ""
         say(f"differentially private (ε {privacy['epsilon']:g}{repeated}); 95% error {error or '-'}; "
             f"budget left {privacy['budget_after']['epsilon_remaining']:g} of "
-            f"{privacy['budget_after']['epsilon_cap']:g}")
+            f"{privacy['budget_after']['epsilon_limit']:g}")
 
 
 @data_app.command("budget")
@@ -205,3 +210,87 @@ def budget_cmd(ctx: typer.Context, name: str, as_user: str = typer.Option(..., "
     """A member's privacy budget on a sensitive dataset: cap, spent, remaining."""
     with session_of(ctx) as s:
         emit_one(queries.my_budget(s, acting_as(s, as_user, admin=False), name), as_json)
+
+
+airlock_app = typer.Typer(help="Exact results from sensitive data, held for a steward's output check.",
+                          no_args_is_help=True)
+data_app.add_typer(airlock_app, name="airlock")
+AIRLOCK_COLUMNS = ["id", "dataset", "requester", "status", "summary", "sql", "created_at"]
+
+
+@airlock_app.command("submit")
+def airlock_submit(ctx: typer.Context, sql: str, purpose: str = typer.Option(..., help="Why exact figures are "
+                                                                                      "needed (the steward reads it)."),
+                   as_user: str = typer.Option(..., "--as", help="Submit as this member (email), with their grants."),
+                   as_json: bool = JsonOpt) -> None:
+    """Run an aggregate query on sensitive data exactly and hold the result for a steward's output check."""
+    settings = state(ctx).settings
+    with session_of(ctx) as s:
+        held = airlock.submit(s, acting_as(s, as_user, admin=False), settings, sql, purpose,
+                              Limits(seconds=settings.sandbox_seconds))
+        out = airlock.public(s, held, reviews=False)
+    if as_json:
+        emit_one(out, True)
+        return
+    say(f"airlock request {out['id']}: held for a steward of {out['dataset']}'s publisher; the rows leave once "
+        "released")
+
+
+@airlock_app.command("list")
+def airlock_list(ctx: typer.Context, as_user: str | None = typer.Option(None, "--as", help="A member's own "
+                                                                                          "requests (email)."),
+                 status: str | None = typer.Option(None, help="held|released|refused"),
+                 limit: int = typer.Option(50, min=1, max=500), as_json: bool = JsonOpt) -> None:
+    """Requests waiting for review (as the operator), or one member's own (--as)."""
+    with session_of(ctx) as s:
+        who = acting_as(s, as_user, admin=False) if as_user else OPERATOR
+        found = airlock.listing(s, who, "mine" if as_user else "review", status, limit)
+        rows = [airlock.public(s, held, reviews=False) for held in found]
+    emit(rows, AIRLOCK_COLUMNS, as_json, title=f"{len(rows)} airlock requests")
+
+
+@airlock_app.command("show")
+def airlock_show(ctx: typer.Context, request_id: int, as_json: bool = JsonOpt) -> None:
+    """One request as its reviewer sees it: the exact rows, what would be released, and the output check."""
+    with session_of(ctx) as s:
+        held, _ = airlock.get(s, OPERATOR, request_id)
+        out = airlock.public(s, held, reviews=True)
+    if as_json:
+        emit_one(out, True)
+        return
+    say(f"request {out['id']} on {out['dataset']} v{out['version']} by {out['requester']}: {out['status']}")
+    say(f"purpose: {out['purpose']}")
+    say(f"sql: {out['sql']}")
+    emit([dict(zip(out["columns"], row, strict=True)) for row in out["exact_rows"]], out["columns"], False,
+         title="exact result (held)")
+    checks = out["checks"]
+    say("check: " + ", ".join(f"{key} {value}" for key, value in checks["summary"].items()))
+    withheld = set()
+    for cell in checks["cells"]:
+        if cell["rule"] == "k-group" and cell["row"] not in withheld:
+            withheld.add(cell["row"])
+            say(f"  row {cell['row'] + 1} ({checks['groups'][cell['row']]}): {cell['reason']}")
+        elif cell["status"] != "ok" and cell["rule"] != "k-group":
+            say(f"  row {cell['row'] + 1} {cell['column']}: {cell['status']} ({cell['rule']}) {cell['reason']}")
+    for overlap in checks["overlaps"]:
+        say(f"  differencing: {overlap['group']} and request {overlap['release']}'s {overlap['their_group']} "
+            f"differ by {overlap['apart']} entities")
+    for warning in checks["warnings"]:
+        say(f"  warning: {warning}")
+
+
+@airlock_app.command("release")
+def airlock_release(ctx: typer.Context, request_id: int, reason: str = "") -> None:
+    """Release a held result, with the check's suppression applied."""
+    with change(ctx) as s:
+        airlock.decide(s, OPERATOR, request_id, True, reason)
+    say(f"airlock request {request_id} released")
+
+
+@airlock_app.command("refuse")
+def airlock_refuse(ctx: typer.Context, request_id: int, reason: str = typer.Option(..., help="Shown to the "
+                                                                                            "requester.")) -> None:
+    """Refuse a held result, saying why."""
+    with change(ctx) as s:
+        airlock.decide(s, OPERATOR, request_id, False, reason)
+    say(f"airlock request {request_id} refused")

@@ -8,7 +8,8 @@ everything the rules need come from a single scan:
 - k: a group with fewer than ``k`` distinct entities has every cell suppressed, its keys included
   (showing the keys of a small group would say who is in the data), and moves to the end of the
   result (so its position does not hint at its keys); a cell to which fewer than ``k`` entities
-  contribute (COUNT(x), SUM(x), AVG(x) where x is not null) is suppressed;
+  contribute is suppressed (COUNT(x): x is not null; SUM(x), AVG(x): the entity's sum is not zero, so
+  zeros from a CASE cannot pad a cell that one person makes);
 - dominance: a SUM, AVG or COUNT whose top ``n`` entities make up ``share`` or more of the group's
   total (in absolute values) is suppressed;
 - rounding: counts that pass are rounded to the nearest multiple of ``rounding``.
@@ -254,8 +255,9 @@ def rewrite(plan: AggregatePlan) -> str:
         value, contribution, more = _cell_sql(cell, j)
         inner += more
         outer.append(f'{value} AS "__v{j}"')
-        if cell.kind != "count_star":
-            outer.append(f'count("__e") FILTER (WHERE "__c{j}" > 0) AS "__ce{j}"')
+        if cell.kind != "count_star":  # an entity whose sum is zero adds nothing: it does not hide anyone
+            nonzero = f'"__s{j}" <> 0' if cell.kind in ("sum", "avg") else f'"__c{j}" > 0'
+            outer.append(f'count("__e") FILTER (WHERE {nonzero}) AS "__ce{j}"')
         if contribution:
             outer.append(f'CAST(sum(abs({contribution})) AS DOUBLE) AS "__tot{j}"')
             outer.append(f'CAST(list_sum(max(abs({contribution}), {int(top_n)})) AS DOUBLE) AS "__top{j}"')
@@ -298,7 +300,8 @@ def fast_rewrite(plan: AggregatePlan) -> str:
             continue
         assert cell.arg is not None
         arg = _sql(cell.arg)
-        out.append(f'count({arg}) AS "__c{j}"')
+        counted = f"count(*) FILTER (WHERE {arg} <> 0)" if cell.kind in ("sum", "avg") else f"count({arg})"
+        out.append(f'{counted} AS "__c{j}"')
         if cell.kind == "count":
             out.append(f'count({arg}) AS "__v{j}"')
         elif cell.kind == "count_distinct":
@@ -341,6 +344,8 @@ def _provably_passes(plan: AggregatePlan, at: dict[str, int], row: Sequence[Any]
     for j, cell in enumerate(plan.cells):
         if cell.kind == "key":
             continue
+        if cell.kind in ("sum", "avg") and most > 1:
+            return False  # one entity's rows can cancel to a zero contribution: only the exact pass can tell
         counted = row[at["__n"]] if cell.kind == "count_star" else row[at[f"__c{j}"]]
         if -(-counted // most) < k:
             return False

@@ -25,10 +25,17 @@ from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.errors import BadInput, Conflict, NotFound, Refused, SovstackError
 from sovstack.core.plugins import ConsolePages, NavEntry
 from sovstack.core.settings import Settings
-from sovstack.data import access, ingest, queries, search, service
+from sovstack.data import access, airlock, ingest, queries, search, service
 from sovstack.data.api import grant_public, request_public
 from sovstack.data.sandbox import Limits
-from sovstack.data.schemas import AccessRequestCreate, DatasetCreate, RequestDecision, SandboxQueryCreate
+from sovstack.data.schemas import (
+    AccessRequestCreate,
+    AirlockDecision,
+    AirlockSubmit,
+    DatasetCreate,
+    RequestDecision,
+    SandboxQueryCreate,
+)
 from sovstack.data.service import STEWARDS as STEWARD_ROLES
 
 router = APIRouter(include_in_schema=False)
@@ -39,7 +46,8 @@ FormErrors = (BadInput, Refused, NotFound, Conflict)
 
 def console_pages() -> ConsolePages:
     return ConsolePages(router, nav=(NavEntry("Datasets", "/data", 80), NavEntry("Sandbox", "/data/sandbox", 81),
-                                     NavEntry("Inbox", "/data/inbox", 82), NavEntry("My access", "/data/access", 83)),
+                                     NavEntry("Airlock", "/data/airlock", 82), NavEntry("Inbox", "/data/inbox", 83),
+                                     NavEntry("My access", "/data/access", 84)),
                         templates=TEMPLATES)
 
 
@@ -225,10 +233,12 @@ def inbox(request: Request, session: SessionDep, settings: SettingsDep, user: Co
 
 @router.post("/data/requests/{request_id}/decide")
 def decide(request: Request, request_id: int, session: SessionDep, settings: SettingsDep, user: ConsolePoster,
-           decision: FormStr = "", reason: FormStr = "", days: FormStr = "") -> Response:
+           decision: FormStr = "", reason: FormStr = "", days: FormStr = "", epsilon: FormStr = "",
+           daily_queries: FormStr = "") -> Response:
     who = user[1]
     try:
-        data = parse(RequestDecision, approve=decision == "approve", reason=reason, days=days or None)
+        data = parse(RequestDecision, approve=decision == "approve", reason=reason, days=days or None,
+                     epsilon=epsilon or None, daily_queries=daily_queries or None)
         with unit_of_work(session, who):
             req, grant = access.decide(session, who, settings, request_id, data)
     except FormErrors as exc:
@@ -327,3 +337,59 @@ def sandbox_run(request: Request, session: SessionDep, settings: SettingsDep, us
         session.rollback()
         return sandbox_page(request, session, who, sql=sql, epsilon=epsilon, error=exc)
     return sandbox_page(request, session, who, sql=sql, epsilon=epsilon, result=queries.result_public(outcome))
+
+
+def airlock_page(request: Request, session: Session, who: Principal, *, sql: str = "", purpose: str = "",
+                 error: SovstackError | None = None) -> HTMLResponse:
+    stewards = who.acts_as_admin or any(roles & set(STEWARD_ROLES) for roles in who.roles.values())
+    review = ([airlock.public(session, r, reviews=False) for r in airlock.listing(session, who, "review", "held")]
+              if stewards else None)
+    mine = [airlock.public(session, r, reviews=False) for r in airlock.listing(session, who, "mine")]
+    return console_of(request).page(request, "data_airlock.html", error.status if error else 200, sql=sql,
+                                    purpose=purpose, review=review, mine=mine if who.user_id else [], error=error)
+
+
+@router.get("/data/airlock")
+def airlock_home(request: Request, session: SessionDep, user: ConsoleUser, sql: str = "") -> HTMLResponse:
+    return airlock_page(request, session, user[1], sql=sql)
+
+
+@router.post("/data/airlock")
+def airlock_submit(request: Request, session: SessionDep, settings: SettingsDep, user: ConsolePoster,
+                   sql: FormStr = "", purpose: FormStr = "") -> Response:
+    who = user[1]
+    try:
+        data = parse(AirlockSubmit, sql=sql, purpose=purpose)
+        held = airlock.submit(session, who, settings, data.sql, data.purpose, Limits(seconds=settings.sandbox_seconds))
+    except SovstackError as exc:
+        session.rollback()
+        return airlock_page(request, session, who, sql=sql, purpose=purpose, error=exc)
+    return see_other(f"/data/airlock/{held.id}", f"Request {held.id} is held for a steward's review.")
+
+
+def airlock_request_page(request: Request, session: Session, who: Principal, request_id: int,
+                         error: SovstackError | None = None) -> HTMLResponse:
+    held, reviews = airlock.get(session, who, request_id)
+    out = airlock.public(session, held, reviews)
+    marks = {f"{c['row']}:{c['column']}": c for c in out.get("checks", {}).get("cells", []) if c["status"] != "ok"}
+    return console_of(request).page(request, "data_airlock_request.html", error.status if error else 200, r=out,
+                                    reviews=reviews, marks=marks, error=error)
+
+
+@router.get("/data/airlock/{request_id}")
+def airlock_request(request: Request, request_id: int, session: SessionDep, user: ConsoleUser) -> HTMLResponse:
+    return airlock_request_page(request, session, user[1], request_id)
+
+
+@router.post("/data/airlock/{request_id}/decide")
+def airlock_decide(request: Request, request_id: int, session: SessionDep, user: ConsolePoster,
+                   decision: FormStr = "", reason: FormStr = "") -> Response:
+    who = user[1]
+    try:
+        data = parse(AirlockDecision, release=decision == "release", reason=reason)
+        with unit_of_work(session, who):
+            held = airlock.decide(session, who, request_id, data.release, data.reason)
+    except FormErrors as exc:
+        session.rollback()
+        return airlock_request_page(request, session, who, request_id, exc)
+    return see_other(f"/data/airlock/{held.id}", f"Request {held.id} {held.status}.")

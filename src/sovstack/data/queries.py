@@ -21,13 +21,13 @@ from sqlalchemy.orm import Session
 
 from sovstack.core import audit, identity
 from sovstack.core.context import Principal
-from sovstack.core.errors import BadInput, Refused, SovstackError
+from sovstack.core.errors import BadInput, RateLimited, Refused, SovstackError
 from sovstack.core.settings import Settings
-from sovstack.data import access, engine, ingest, private, sandbox
+from sovstack.data import access, engine, ingest, private, quotas, sandbox
 from sovstack.data.ingest import object_path
 from sovstack.data.sandbox import GrantedTable, Limits, QueryResult
 from sovstack.data.service import STEWARDS, current_version, get_visible
-from sovstack.data.tables import Dataset, PrivacyLedger, PrivateAnswer, QueryDataset, SandboxQuery
+from sovstack.data.tables import AccessGrant, Dataset, PrivacyLedger, PrivateAnswer, QueryDataset, SandboxQuery
 
 
 @dataclass
@@ -40,6 +40,7 @@ class Use:
     grant: int | None
     sha256: str = ""
     rows: int = 0
+    held: AccessGrant | None = None  # the grant itself: its privacy budget and daily cap
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Outcome:
     privacy: dict[str, Any] | None = None  # a differentially private answer: spend, budget, accuracy
 
 
-def _named(session: Session, sql: str) -> list[Dataset]:
+def named_in(session: Session, sql: str) -> list[Dataset]:
     """The datasets whose names appear as words in the SQL (the checker decides what the query reads)."""
     words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", sql.lower()))
     return list(session.scalars(select(Dataset).where(Dataset.name.in_(words)).order_by(Dataset.name)))
@@ -76,7 +77,26 @@ def _use(session: Session, who: Principal, settings: Settings, dataset: Dataset)
     most = ingest.max_rows_per_entity(objects, version.sha256, entity) if mode == "aggregate" and entity else None
     table = GrantedTable(dataset.name, object_path(objects, version.sha256), mode, entity_column=entity,
                          k=dataset.k_threshold, max_rows_per_entity=most or None)
-    return Use(dataset, table, version.number, grant.id if grant else None, version.sha256, version.rows)
+    return Use(dataset, table, version.number, grant.id if grant else None, version.sha256, version.rows, grant)
+
+
+def uses_of(session: Session, who: Principal, settings: Settings, datasets: list[Dataset]) -> list[Use]:
+    """The datasets as granted tables, the query counted against the person's limits first (committed)."""
+    if who.user_id is None:
+        raise BadInput("sandbox queries are run by members (a user's key or console session)", field="user")
+    quotas.take_minute(session, who.user_id, settings)
+    uses = granted(session, who, settings, datasets)
+    for use in uses:
+        if use.dataset.classification != "open":
+            quotas.take_daily(session, who.user_id, settings, use.dataset, use.held)
+    return uses
+
+
+def granted(session: Session, who: Principal, settings: Settings, datasets: list[Dataset]) -> list[Use]:
+    """The datasets as granted tables, or Refused (not counted against any limit: for the demo's seed)."""
+    if who.user_id is None:
+        raise BadInput("sandbox queries are run by members (a user's key or console session)", field="user")
+    return [_use(session, who, settings, dataset) for dataset in datasets]
 
 
 def run(session: Session, who: Principal, settings: Settings, sql: str, limits: Limits,
@@ -89,15 +109,12 @@ def run(session: Session, who: Principal, settings: Settings, sql: str, limits: 
     started = time.perf_counter()
     record = SandboxQuery(user_id=who.user_id or 0, sql=sql, outcome="failed")
     uses: list[Use] = []
-    named = _named(session, sql)
+    named = named_in(session, sql)
     result: QueryResult | None = None
     privacy: dict[str, Any] | None = None
     error: SovstackError | None = None
     try:
-        if who.user_id is None:
-            raise BadInput("sandbox queries are run by members (a user's key or console session)", field="user")
-        for dataset in named:
-            uses.append(_use(session, who, settings, dataset))
+        uses = uses_of(session, who, settings, named)
         checked = sandbox.check(sql, [u.table for u in uses])
         if checked.plan is None:
             result = sandbox.run_checked(checked, [u.table for u in uses], limits)
@@ -117,7 +134,7 @@ def run(session: Session, who: Principal, settings: Settings, sql: str, limits: 
         record.outcome, record.parse_hash = "ok", result.parse_hash
         record.rows_out, record.cells_suppressed = result.rows_out, len(result.suppressed)
     else:
-        record.outcome = "refused" if isinstance(error, Refused) else "failed"
+        record.outcome = "refused" if isinstance(error, Refused | RateLimited) else "failed"
         record.message = error.message if error else ""
     if record.user_id:
         session.add(record)
@@ -125,7 +142,7 @@ def run(session: Session, who: Principal, settings: Settings, sql: str, limits: 
         session.add_all(QueryDataset(query_id=record.id, dataset_id=d.id) for d in named)
     audit.record(session, actor=who.actor, action="data.sandbox.query",
                  target=",".join(f"dataset:{d.name}" for d in named) or "sandbox",
-                 outcome="ok" if result is not None else ("refused" if record.outcome == "refused" else "failed"),
+                 outcome="ok" if result is not None else record.outcome,
                  reasons=error.reasons if error else [],
                  detail={"query": record.id, "sql": sql, "sql_sha256": record.sql_sha256,
                          "parse_hash": record.parse_hash, "datasets": record.datasets, "rows_out": record.rows_out,
@@ -139,19 +156,31 @@ def run(session: Session, who: Principal, settings: Settings, sql: str, limits: 
     return Outcome(result, record, uses, privacy)
 
 
-def budget(session: Session, user_id: int, dataset: Dataset) -> dict[str, float]:
-    """What one person has spent of their privacy budget on a dataset, and what remains."""
+def budget(session: Session, user_id: int, dataset: Dataset, grant: AccessGrant | None = None) -> dict[str, float]:
+    """What one person has spent of their privacy budget on a dataset, and what remains under ``grant``.
+
+    The spend is one figure across all the person's grants and keys; each grant's budget (set by a steward,
+    at most the dataset's cap) is how far that spend may go while using it.
+    """
     spent = session.scalar(select(PrivacyLedger.epsilon_spent).where(
         PrivacyLedger.user_id == user_id, PrivacyLedger.dataset_id == dataset.id)) or 0.0
-    return {"epsilon_cap": dataset.dp_epsilon_cap, "epsilon_spent": round(spent, 12),
-            "epsilon_remaining": round(max(0.0, dataset.dp_epsilon_cap - spent), 12)}
+    limit = epsilon_limit(dataset, grant)
+    return {"epsilon_cap": dataset.dp_epsilon_cap, "epsilon_limit": limit, "epsilon_spent": round(spent, 12),
+            "epsilon_remaining": round(max(0.0, limit - spent), 12)}
+
+
+def epsilon_limit(dataset: Dataset, grant: AccessGrant | None) -> float:
+    if grant is None or grant.epsilon_budget is None:
+        return dataset.dp_epsilon_cap
+    return min(grant.epsilon_budget, dataset.dp_epsilon_cap)
 
 
 def my_budget(session: Session, who: Principal, name: str) -> dict[str, Any]:
     dataset = get_visible(session, who, name)
     if who.user_id is None:
         raise BadInput("privacy budgets belong to members", field="user")
-    return {"dataset": name, **budget(session, who.user_id, dataset)}
+    grant = access.live_grant(session, who.user_id, dataset.id, "download", "sandbox")
+    return {"dataset": name, "grant": grant.id if grant else None, **budget(session, who.user_id, dataset, grant)}
 
 
 def _private(session: Session, who: Principal, checked: sandbox.CheckedQuery, use: Use, epsilon: float,
@@ -159,7 +188,7 @@ def _private(session: Session, who: Principal, checked: sandbox.CheckedQuery, us
     """A differentially private answer: from the person's earlier releases if asked before, else charged first."""
     assert checked.plan is not None and who.user_id is not None
     dataset, user_id = use.dataset, who.user_id
-    before = budget(session, user_id, dataset)
+    before = budget(session, user_id, dataset, use.held)
     earlier = session.scalar(select(PrivateAnswer).where(
         PrivateAnswer.user_id == user_id, PrivateAnswer.dataset_id == dataset.id,
         PrivateAnswer.version_sha256 == use.sha256, PrivateAnswer.parse_hash == checked.parse_hash,
@@ -179,7 +208,7 @@ def _private(session: Session, who: Principal, checked: sandbox.CheckedQuery, us
         spent, cached = epsilon, False
     result = QueryResult(answer["columns"], answer["rows"], answer["truncated"], len(answer["rows"]), [],
                          checked.parse_hash, "private")
-    after = budget(session, user_id, dataset) if not cached else before
+    after = budget(session, user_id, dataset, use.held) if not cached else before
     return result, {"mechanism": "laplace (OpenDP)", "epsilon": epsilon, "spent": spent, "cached": cached,
                     "accuracy": answer["accuracy"], "confidence": 1 - private.ALPHA,
                     "budget_before": before, "budget_after": after}
@@ -198,12 +227,12 @@ def _charge(session: Session, user_id: int, dataset: Dataset, epsilon: float, be
     charged = session.execute(
         update(PrivacyLedger)
         .where(PrivacyLedger.user_id == user_id, PrivacyLedger.dataset_id == dataset.id,
-               PrivacyLedger.epsilon_spent + epsilon <= dataset.dp_epsilon_cap + 1e-9)
+               PrivacyLedger.epsilon_spent + epsilon <= before["epsilon_limit"] + 1e-9)
         .values(epsilon_spent=PrivacyLedger.epsilon_spent + epsilon, answers=PrivacyLedger.answers + 1)
         .execution_options(synchronize_session=False))
     if charged.rowcount != 1:  # type: ignore[attr-defined]
         raise Refused(f"your privacy budget on {dataset.name} cannot pay for this answer: ε {epsilon:g} asked, "
-                      f"{before['epsilon_remaining']:g} of {dataset.dp_epsilon_cap:g} left",
+                      f"{before['epsilon_remaining']:g} of {before['epsilon_limit']:g} left",
                       action="data.sandbox.query", target=f"dataset:{dataset.name}",
                       reasons=["the budget is per person and dataset, across every grant and key; ask with a "
                                "smaller epsilon, repeat an earlier question (free), or ask a steward about an "

@@ -178,6 +178,11 @@ class RequestDecision(Strict):
     approve: bool
     reason: str = Field("", max_length=5000, description="Shown to the requester; required to reject.")
     days: int | None = Field(None, ge=1, le=730, description="Grant for fewer days than asked.")
+    epsilon: float | None = Field(None, gt=0, le=100, description="Sensitive data: the privacy budget (ε) this "
+                                                                  "grant may spend, at most the dataset's cap "
+                                                                  "(default: the cap).")
+    daily_queries: int | None = Field(None, ge=1, le=1_000_000, description="Sandbox queries a day under this "
+                                                                           "grant (default: the deployment's).")
 
     @model_validator(mode="after")
     def _reason(self) -> RequestDecision:
@@ -213,6 +218,8 @@ class GrantPublic(BaseModel):
     granted_by: str
     created_at: datetime
     live: bool
+    epsilon_budget: float | None = None
+    daily_queries: int | None = None
 
 
 class RevokeRequest(Strict):
@@ -224,3 +231,15 @@ class SandboxQueryCreate(Strict):
     max_rows: int = Field(1000, ge=1, le=10_000, description="Rows shown at most (the rest is cut, and said so).")
     epsilon: float = Field(0.1, gt=0, le=10, description="Sensitive data: the privacy budget this answer spends "
                                                          "(smaller: noisier, and more answers before the budget ends).")
+
+
+class AirlockSubmit(Strict):
+    sql: str = Field(min_length=1, max_length=100_000, description="One aggregate SELECT over a sensitive "
+                                                                   "dataset, for an exact result.")
+    purpose: str = Field(min_length=10, max_length=5000, description="Why exact figures are needed; the "
+                                                                     "reviewing steward reads it.")
+
+
+class AirlockDecision(Strict):
+    release: bool
+    reason: str = Field("", max_length=5000, description="Shown to the requester; required to refuse.")

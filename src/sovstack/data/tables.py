@@ -120,6 +120,8 @@ class AccessGrant(Base):
     revoked_reason: Mapped[str] = mapped_column(Text, default="")
     granted_by: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    epsilon_budget: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: the dataset's cap
+    daily_queries: Mapped[int | None] = mapped_column(Integer, nullable=True)   # None: the deployment's default
 
     dataset: Mapped[Dataset] = relationship(lazy="joined")
 
@@ -184,3 +186,46 @@ class PrivateAnswer(Base):
     epsilon: Mapped[float] = mapped_column(Float)
     answer: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class QueryQuota(Base):
+    """How many sandbox queries one person has sent in one window (a minute, or a day on one dataset).
+
+    Counted with one guarded UPDATE per query, so concurrent queries cannot pass a limit together.
+    """
+
+    __tablename__ = "data_query_quota"
+    __table_args__ = (UniqueConstraint("user_id", "window", name="uq_data_query_quota_window"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    window: Mapped[str] = mapped_column(String(80))  # m:<minute> or d:<day>:<dataset id>
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AirlockRequest(Base):
+    """An exact result held for a steward's output check: released or refused with a reason, never both."""
+
+    __tablename__ = "data_airlock"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("data_datasets.id", ondelete="CASCADE"), index=True)
+    grant_id: Mapped[int | None] = mapped_column(ForeignKey("data_grants.id"), nullable=True)
+    version: Mapped[int] = mapped_column(Integer)
+    version_sha256: Mapped[str] = mapped_column(String(64))
+    sql: Mapped[str] = mapped_column(Text)
+    sql_sha256: Mapped[str] = mapped_column(String(64))
+    parse_hash: Mapped[str] = mapped_column(String(64))
+    purpose: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="held", index=True)  # held | released | refused
+    columns: Mapped[list[str]] = mapped_column(JSON, default=list)
+    rows: Mapped[list[list[Any]]] = mapped_column(JSON, default=list)      # exact, as held: stewards only
+    checks: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)     # what the output check found
+    released_rows: Mapped[list[list[Any]]] = mapped_column(JSON, default=list)  # what left, suppression applied
+    reviewed_by: Mapped[str] = mapped_column(String(320), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    dataset: Mapped[Dataset] = relationship(lazy="joined")

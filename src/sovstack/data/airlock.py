@@ -1,0 +1,185 @@
+"""The airlock: exact results from sensitive data leave only after a steward checks them.
+
+A member submits an aggregate query on a sensitive dataset with its purpose. It runs at once, in the
+same locked-down worker as every sandbox query, and its exact result is held with the output check
+computed for the reviewer (``outputcheck``): suppression, differencing against this person's earlier
+and pending requests on the same data, and warnings. A steward of the publisher who is not the
+requester releases it (the rows with the check's suppression applied, nothing more) or refuses it with a
+reason. Until then the requester sees only that it is held. Every step is audited.
+
+What it protects: anything a rule or a careful reader would catch in one result or a pair. What it
+does not: a reviewer who releases what they should not, and attacks spread over many releases that
+no pair reveals (docs/user-guide/data.md §6).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sovstack.core import audit, identity
+from sovstack.core.base import utcnow
+from sovstack.core.context import Principal
+from sovstack.core.errors import BadInput, Conflict, NotFound, Refused, SovstackError
+from sovstack.core.settings import Settings
+from sovstack.data import outputcheck, queries, sandbox
+from sovstack.data.sandbox import Limits
+from sovstack.data.service import STEWARDS
+from sovstack.data.tables import AirlockRequest, Dataset
+
+MAX_GROUPS = 10_000  # an output check of part of a table would be no check
+
+
+def submit(session: Session, who: Principal, settings: Settings, sql: str, purpose: str,
+           limits: Limits) -> AirlockRequest:
+    """Run ``sql`` exactly, hold the result with its output check, and record it (committed)."""
+    try:
+        held = hold(session, who, settings, sql, purpose, limits, counted=True)
+        session.commit()
+        return held
+    except SovstackError as exc:
+        session.rollback()
+        audit.record(session, actor=who.actor, action="data.airlock.submit",
+                     target=",".join(f"dataset:{d.name}" for d in queries.named_in(session, sql)) or "airlock",
+                     outcome="refused" if isinstance(exc, Refused) else "failed", reasons=exc.reasons,
+                     detail={"sql": sql, "sql_sha256": _sha(sql), "error": exc.message})
+        session.commit()
+        if isinstance(exc, Refused):
+            exc.audited = True
+        raise
+
+
+def hold(session: Session, who: Principal, settings: Settings, sql: str, purpose: str, limits: Limits,
+         counted: bool) -> AirlockRequest:
+    """Run ``sql`` exactly and add its held result with the output check, uncommitted. ``counted``: the
+    submission takes from the person's query limits (committing that at once); the demo's seed does not."""
+    named = queries.named_in(session, sql)
+    sensitive = [d for d in named if d.classification == "sensitive"]
+    if not sensitive:
+        raise BadInput("the airlock holds exact results from sensitive datasets; name one (open and restricted "
+                       "data answer in the sandbox directly)", field="sql")
+    uses = (queries.uses_of if counted else queries.granted)(session, who, settings, named)
+    tables = [u.table for u in uses]
+    checked = sandbox.check(sql, tables)
+    use = next(u for u in uses if u.table.name in checked.tables)
+    if checked.plan is None or use.dataset.classification != "sensitive":
+        raise BadInput("the airlock holds exact results from sensitive datasets", field="sql")
+    bounded = dataclasses.replace(limits, max_rows=MAX_GROUPS)
+    ran = sandbox.run_exact(checked, tables, limits=bounded)
+    if ran.truncated:
+        raise BadInput(f"the result has more than {MAX_GROUPS} groups: no one can check that by hand; group by "
+                       "fewer or coarser keys", field="sql")
+    assert who.user_id is not None
+    earlier = _comparable(session, who.user_id, use.dataset, use.sha256, tables)
+    overlaps: list[outputcheck.Overlap] = []
+    if earlier:
+        found = sandbox.run_exact(checked, tables, outputcheck.overlap_sql(checked.plan, earlier), limits=bounded)
+        overlaps = outputcheck.overlaps_of(found.rows)
+    check, exact = outputcheck.assess(checked.plan, ran.columns, ran.rows, overlaps)
+    held = AirlockRequest(user_id=who.user_id, dataset_id=use.dataset.id, grant_id=use.grant, version=use.version,
+                          version_sha256=use.sha256, sql=sql, sql_sha256=_sha(sql), parse_hash=checked.parse_hash,
+                          purpose=purpose, status="held", columns=check.columns, rows=exact, checks=check.public(),
+                          released_rows=check.released_rows(exact))
+    session.add(held)
+    session.flush()
+    audit.record(session, actor=who.actor, action="data.airlock.submit", target=f"dataset:{use.dataset.name}",
+                 detail={"airlock": held.id, "sql": sql, "sql_sha256": held.sql_sha256,
+                         "parse_hash": held.parse_hash, "version": use.version, "grant": use.grant,
+                         "summary": check.summary()})
+    return held
+
+
+def _comparable(session: Session, user_id: int, dataset: Dataset, sha256: str,
+                tables: list[sandbox.GrantedTable]) -> list[tuple[int, Any]]:
+    """This person's released and still-held requests on the same version, as plans to compare with.
+
+    Held ones count too: two requests sent together, each checked before the other was released, would
+    otherwise pass as a differencing pair.
+    """
+    found = session.scalars(select(AirlockRequest).where(
+        AirlockRequest.user_id == user_id, AirlockRequest.dataset_id == dataset.id,
+        AirlockRequest.version_sha256 == sha256, AirlockRequest.status.in_(("held", "released")))
+        .order_by(AirlockRequest.id))
+    plans = []
+    for earlier in found:
+        checked = sandbox.check(earlier.sql, tables)  # it passed before, on the same version and table
+        plans.append((earlier.id, checked.plan))
+    return plans
+
+
+def get(session: Session, who: Principal, request_id: int) -> tuple[AirlockRequest, bool]:
+    """The request and whether ``who`` reviews it (sees the exact rows); NotFound for anyone else."""
+    held = session.get(AirlockRequest, request_id)
+    if held is None:
+        raise NotFound(f"no airlock request {request_id}", field="request")
+    reviews = who.has_role(held.dataset.publisher_id, *STEWARDS) and who.user_id != held.user_id
+    if not reviews and who.user_id != held.user_id:
+        raise NotFound(f"no airlock request {request_id}", field="request")
+    return held, reviews
+
+
+def decide(session: Session, who: Principal, request_id: int, release: bool, reason: str) -> AirlockRequest:
+    """A steward of the publisher, never the requester, releases the checked result or refuses it."""
+    held = session.get(AirlockRequest, request_id)
+    if held is None:
+        raise NotFound(f"no airlock request {request_id}", field="request")
+    target = f"dataset:{held.dataset.name}"
+    who.require_role(held.dataset.publisher_id, *STEWARDS, action="data.airlock.decide", target=target)
+    if who.user_id is not None and who.user_id == held.user_id:
+        raise Refused("you cannot review your own airlock request", action="data.airlock.decide", target=target,
+                      reasons=["output checking needs a second person: another steward of the publisher"])
+    if held.status != "held":
+        raise Conflict(f"airlock request {request_id} was already {held.status}", field="request")
+    if not release and not reason.strip():
+        raise BadInput("say why the result is refused; the requester sees it", field="reason")
+    held.status = "released" if release else "refused"
+    held.reviewed_by, held.reason, held.decided_at = who.actor, reason.strip(), utcnow()
+    audit.record(session, actor=who.actor, action="data.airlock.decide", target=target,
+                 detail={"airlock": held.id, "status": held.status, "reason": held.reason,
+                         "requester": held.user_id, "summary": held.checks.get("summary", {})})
+    return held
+
+
+def listing(session: Session, who: Principal, view: str, status: str | None = None, limit: int = 50,
+            before: int | None = None) -> list[AirlockRequest]:
+    """``mine``: the person's own requests; ``review``: requests on datasets they steward, not their own."""
+    q = select(AirlockRequest)
+    if view == "mine":
+        q = q.where(AirlockRequest.user_id == who.user_id)
+    elif view == "review":
+        if not who.acts_as_admin:
+            orgs = [org for org, roles in who.roles.items() if roles & set(STEWARDS)]
+            q = q.join(Dataset).where(Dataset.publisher_id.in_(orgs))
+        if who.user_id is not None:
+            q = q.where(AirlockRequest.user_id != who.user_id)
+    else:
+        raise BadInput("view is mine or review", field="view")
+    if status is not None:
+        q = q.where(AirlockRequest.status == status)
+    if before is not None:
+        q = q.where(AirlockRequest.id < before)
+    return list(session.scalars(q.order_by(AirlockRequest.id.desc()).limit(limit)))
+
+
+def public(session: Session, held: AirlockRequest, reviews: bool) -> dict[str, Any]:
+    """The request as ``reviews`` (a steward: exact rows and the check) or its requester may see it."""
+    out: dict[str, Any] = {
+        "id": held.id, "dataset": held.dataset.name, "version": held.version, "user_id": held.user_id,
+        "requester": identity.get_user(session, held.user_id).email, "sql": held.sql, "sql_sha256": held.sql_sha256,
+        "parse_hash": held.parse_hash, "purpose": held.purpose, "status": held.status, "reason": held.reason,
+        "reviewed_by": held.reviewed_by, "created_at": held.created_at.isoformat(),
+        "decided_at": held.decided_at.isoformat() if held.decided_at else None, "columns": held.columns,
+        "summary": held.checks.get("summary", {}),
+        "rows": held.released_rows if held.status == "released" else None,
+    }
+    if reviews:
+        out |= {"exact_rows": held.rows, "released_rows": held.released_rows, "checks": held.checks}
+    return out
+
+
+def _sha(sql: str) -> str:
+    return hashlib.sha256(sql.encode()).hexdigest()
