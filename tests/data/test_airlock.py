@@ -9,6 +9,7 @@ requests whose people differ by one, a condition or constant inside an aggregate
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -38,8 +39,21 @@ def patients(commons: Commons) -> Commons:
 
 
 def _submit(commons: Commons, sql: str, who: dict[str, str] | None = None) -> Any:
-    return commons.client.post("/api/v1/data/airlock", json={"sql": sql, "purpose": PURPOSE},
-                               headers=who or commons.member)
+    """Submit, then wait for the background run's output check (read as an admin, who reviews everything)."""
+    r = commons.client.post("/api/v1/data/airlock", json={"sql": sql, "purpose": PURPOSE},
+                            headers=who or commons.member)
+    if r.status_code == 201:
+        wait_for_check(commons, r.json()["id"])
+    return r
+
+
+def wait_for_check(commons: Commons, request_id: int, seconds: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while True:
+        seen = commons.client.get(f"/api/v1/data/airlock/{request_id}", headers=commons.admin).json()
+        if "running" not in seen["checks"] or time.monotonic() > deadline:
+            return dict(seen)
+        time.sleep(0.05)
 
 
 def _held(commons: Commons, sql: str) -> dict[str, Any]:
@@ -72,7 +86,7 @@ def test_an_exact_result_is_held_until_a_steward_releases_it(patients: Commons) 
     assert mine["rows"] == held["exact_rows"] and mine["reviewed_by"].startswith("steward@test.example")
     with patients.db.session() as s:
         actions = [e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.action.like("data.airlock.%")))]
-    assert actions == ["data.airlock.submit", "data.airlock.decide"]
+    assert actions == ["data.airlock.submit", "data.airlock.check", "data.airlock.decide"]
 
 
 def test_the_offset_isolation_is_held_with_its_warnings_and_one_persons_cell_is_suppressed(patients: Commons) -> None:
@@ -227,6 +241,7 @@ def test_the_airlock_in_the_console(patients: Commons) -> None:
                     data={"csrf_token": csrf_of(page.text), "sql": sql, "purpose": PURPOSE})
     assert r.status_code == 303
     at = r.headers["location"].split("?")[0]
+    wait_for_check(patients, int(at.rsplit("/", 1)[1]))
     mine = client.get(at)
     assert 'id="airlock-held"' in mine.text and 'id="airlock-check"' not in mine.text and ">100<" not in mine.text
 
@@ -248,3 +263,34 @@ def test_the_airlock_in_the_console(patients: Commons) -> None:
     released_table = mine.text.split('id="airlock-released"')[1]
     assert "suppressed" in released_table and "<td>East</td>" not in released_table
     assert "<td>North</td>" in released_table
+
+
+def test_an_error_that_depends_on_one_persons_value_is_held_like_any_result(patients: Commons) -> None:
+    probe = ("SELECT sum(CASE WHEN person_id = 42 AND income > {cut} THEN CAST(region AS INTEGER) ELSE 0 END) "
+             "AS probe FROM patients")
+    answers = [_submit(patients, probe.format(cut=cut)) for cut in (1_000_000, 3_000_000)]
+    assert [a.status_code for a in answers] == [201, 201]  # the one that fails looks the same
+    assert [a.json()["status"] for a in answers] == ["held", "held"]
+    assert answers[0].json().keys() == answers[1].json().keys()
+    failed = patients.client.get(f"/api/v1/data/airlock/{answers[0].json()['id']}", headers=patients.steward).json()
+    assert "Conversion Error" in failed["checks"]["failed"] and failed["exact_rows"] == []
+    assert _decide(patients, failed["id"]).status_code == 422  # nothing to release
+    with patients.db.session() as s:
+        checks = [e.outcome for e in s.scalars(select(AuditEvent).where(AuditEvent.action == "data.airlock.check"))]
+    assert sorted(checks) == ["failed", "ok"]
+    assert _decide(patients, failed["id"], release=False, reason="probing a person's value").status_code == 200
+    names = _submit(patients, "SELECT sum(no_such_column) AS s FROM patients")
+    assert names.status_code == 422 and "no_such_column" in names.text  # a wrong name is the same for any data
+
+
+def test_the_reply_comes_before_the_run_so_its_time_says_nothing_about_the_data(patients: Commons) -> None:
+    slow = ("SELECT sum(CASE WHEN person_id = 42 AND income > 1000000 THEN length(repeat(region, 20000000)) "
+            "ELSE 0 END) AS probe FROM patients")
+    r = patients.client.post("/api/v1/data/airlock", json={"sql": slow, "purpose": PURPOSE}, headers=patients.member)
+    assert r.status_code == 201 and r.json()["status"] == "held"
+    seen = patients.client.get(f"/api/v1/data/airlock/{r.json()['id']}", headers=patients.admin).json()
+    assert "running" in seen["checks"]  # the member already has their answer; the query has not finished
+    early = _decide(patients, r.json()["id"], who=patients.admin)
+    assert early.status_code == 409 and "still running" in early.text
+    done = wait_for_check(patients, r.json()["id"])
+    assert "running" not in done["checks"] and done["checks"]["cells"][0]["entities"] == 1

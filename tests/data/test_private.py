@@ -221,3 +221,16 @@ def test_people_with_several_rows_get_noise_sized_to_all_of_them(commons: Common
     assert one_row.status_code == 200, one_row.text
     error = one_row.json()["privacy"]["accuracy"]["n"]
     assert 3 * 0.9 * 5.99 < error < 3 * 1.1 * 5.99 + 2  # three times the one-row-per-person bound (±6 at ε 0.5)
+
+
+def test_error_and_timing_oracles_have_nothing_to_branch_on(patients: Commons) -> None:
+    """A DP answer's WHERE takes only comparisons and + - *, evaluated column-wise over every row: no
+    branch, function, cast or division whose cost or failure could depend on one person's value."""
+    probes = ["SELECT count(*) AS n FROM patients WHERE person_id = 42 AND length(repeat('x', income)) > 0",
+              "SELECT count(*) AS n FROM patients WHERE CASE WHEN person_id = 42 THEN income / 0 > 1 ELSE false END",
+              "SELECT count(*) AS n FROM patients WHERE CAST(region AS INTEGER) = 1 AND person_id = 42",
+              "SELECT count(*) AS n FROM patients WHERE 1 / (income - 2000000) > 0"]
+    for sql in probes:
+        r = _ask(patients, sql)
+        assert r.status_code == 403, (sql, r.text)
+    assert _budget(patients)["epsilon_spent"] == 0

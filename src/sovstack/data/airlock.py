@@ -16,31 +16,42 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
+import threading
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlglot import exp
 
 from sovstack.core import audit, identity
 from sovstack.core.base import utcnow
 from sovstack.core.context import Principal
-from sovstack.core.errors import BadInput, Conflict, NotFound, Refused, SovstackError
+from sovstack.core.db import Database
+from sovstack.core.errors import BadInput, Conflict, NotFound, Refused, SovstackError, Unavailable
 from sovstack.core.settings import Settings
 from sovstack.data import outputcheck, queries, sandbox
-from sovstack.data.sandbox import Limits
-from sovstack.data.service import STEWARDS
+from sovstack.data.disclosure import AggregatePlan
+from sovstack.data.sandbox import LimitExceeded, Limits
+from sovstack.data.service import STEWARDS, current_version
 from sovstack.data.tables import AirlockRequest, Dataset
 
 MAX_GROUPS = 10_000  # an output check of part of a table would be no check
+CHECKER = Principal.system("airlock")
+log = logging.getLogger(__name__)
 
 
-def submit(session: Session, who: Principal, settings: Settings, sql: str, purpose: str,
-           limits: Limits) -> AirlockRequest:
-    """Run ``sql`` exactly, hold the result with its output check, and record it (committed)."""
+def submit(session: Session, who: Principal, settings: Settings, sql: str, purpose: str, limits: Limits,
+           background: Database | None = None) -> AirlockRequest:
+    """Hold ``sql`` for review and record it (committed); run it now, or in a thread on ``background``.
+
+    Run in the background, the reply takes the same time whatever the data holds, so neither an error
+    nor a slow branch in one person's row tells the requester anything (a timing oracle).
+    """
     try:
-        held = hold(session, who, settings, sql, purpose, limits, counted=True)
+        held = hold(session, who, settings, sql, purpose, limits, counted=True, run=background is None)
         session.commit()
-        return held
     except SovstackError as exc:
         session.rollback()
         audit.record(session, actor=who.actor, action="data.airlock.submit",
@@ -51,15 +62,21 @@ def submit(session: Session, who: Principal, settings: Settings, sql: str, purpo
         if isinstance(exc, Refused):
             exc.audited = True
         raise
+    if background is not None:
+        threading.Thread(target=complete, args=(background, held.id, limits), name=f"airlock-{held.id}",
+                         daemon=True).start()
+    return held
 
 
 def hold(session: Session, who: Principal, settings: Settings, sql: str, purpose: str, limits: Limits,
-         counted: bool) -> AirlockRequest:
-    """Run ``sql`` exactly and add its held result with the output check, uncommitted. ``counted``: the
-    submission takes from the person's query limits (committing that at once); the demo's seed does not."""
+         counted: bool, run: bool = True) -> AirlockRequest:
+    """Check ``sql`` and add it held, uncommitted; with ``run``, run it and add its output check now.
+
+    ``counted``: the submission takes from the person's query limits (committing that at once); the
+    demo's seed does not.
+    """
     named = queries.named_in(session, sql)
-    sensitive = [d for d in named if d.classification == "sensitive"]
-    if not sensitive:
+    if not any(d.classification == "sensitive" for d in named):
         raise BadInput("the airlock holds exact results from sensitive datasets; name one (open and restricted "
                        "data answer in the sandbox directly)", field="sql")
     uses = (queries.uses_of if counted else queries.granted)(session, who, settings, named)
@@ -68,47 +85,98 @@ def hold(session: Session, who: Principal, settings: Settings, sql: str, purpose
     use = next(u for u in uses if u.table.name in checked.tables)
     if checked.plan is None or use.dataset.classification != "sensitive":
         raise BadInput("the airlock holds exact results from sensitive datasets", field="sql")
-    bounded = dataclasses.replace(limits, max_rows=MAX_GROUPS)
-    ran = sandbox.run_exact(checked, tables, limits=bounded)
-    if ran.truncated:
-        raise BadInput(f"the result has more than {MAX_GROUPS} groups: no one can check that by hand; group by "
-                       "fewer or coarser keys", field="sql")
+    _check_names(checked.plan, use)
     assert who.user_id is not None
-    earlier = _comparable(session, who.user_id, use.dataset, use.sha256, tables)
-    overlaps: list[outputcheck.Overlap] = []
-    if earlier:
-        found = sandbox.run_exact(checked, tables, outputcheck.overlap_sql(checked.plan, earlier), limits=bounded)
-        overlaps = outputcheck.overlaps_of(found.rows)
-    check, exact = outputcheck.assess(checked.plan, ran.columns, ran.rows, overlaps)
     held = AirlockRequest(user_id=who.user_id, dataset_id=use.dataset.id, grant_id=use.grant, version=use.version,
                           version_sha256=use.sha256, sql=sql, sql_sha256=_sha(sql), parse_hash=checked.parse_hash,
-                          purpose=purpose, status="held", columns=check.columns, rows=exact, checks=check.public(),
-                          released_rows=check.released_rows(exact))
+                          purpose=purpose, status="held", columns=[cell.name for cell in checked.plan.cells],
+                          checks=_outcome("running", checked.plan))
     session.add(held)
     session.flush()
     audit.record(session, actor=who.actor, action="data.airlock.submit", target=f"dataset:{use.dataset.name}",
                  detail={"airlock": held.id, "sql": sql, "sql_sha256": held.sql_sha256,
-                         "parse_hash": held.parse_hash, "version": use.version, "grant": use.grant,
-                         "summary": check.summary()})
+                         "parse_hash": held.parse_hash, "version": use.version, "grant": use.grant})
+    if run:
+        _run(session, held, checked, tables, limits)
     return held
 
 
-def _comparable(session: Session, user_id: int, dataset: Dataset, sha256: str,
-                tables: list[sandbox.GrantedTable]) -> list[tuple[int, Any]]:
-    """This person's released and still-held requests on the same version, as plans to compare with.
+def complete(database: Database, request_id: int, limits: Limits) -> None:
+    """Run a held request's query and store its output check, in a session of its own (a thread's work)."""
+    try:
+        with database.session() as session:
+            held = session.get(AirlockRequest, request_id)
+            if held is None:
+                return
+            table = queries.granted_table(database.settings, held.dataset, held.version_sha256)
+            _run(session, held, sandbox.check(held.sql, [table]), [table], limits)
+            session.commit()
+    except (SovstackError, SQLAlchemyError):  # e.g. the database went away: the request stays "running"
+        log.exception("airlock request %s could not be checked", request_id)
+
+
+def _run(session: Session, held: AirlockRequest, checked: sandbox.CheckedQuery, tables: list[sandbox.GrantedTable],
+         limits: Limits) -> None:
+    assert checked.plan is not None
+    try:
+        check, exact = _checked_result(session, held, checked, tables, dataclasses.replace(limits, max_rows=MAX_GROUPS))
+        held.columns, held.rows, held.checks = check.columns, exact, check.public()
+        held.released_rows = check.released_rows(exact)
+    except (BadInput, Unavailable) as exc:  # LimitExceeded included
+        # Whether it fails can depend on one person's values (a conversion in their row, a time limit
+        # reached only for some data): the steward sees it, the requester only that it is held.
+        held.checks = _outcome("failed", checked.plan, exc.message)
+    audit.record(session, actor=CHECKER.actor, action="data.airlock.check", target=f"dataset:{held.dataset.name}",
+                 outcome="failed" if "failed" in held.checks else "ok",
+                 detail={"airlock": held.id, "summary": held.checks["summary"], "failed": held.checks.get("failed")})
+
+
+def _outcome(state: str, plan: AggregatePlan, message: str = "") -> dict[str, Any]:
+    """The checks of a request that has no result: still running, or failed."""
+    return {state: message or True, "summary": {"cells": 0, "primary": 0, "secondary": 0, "groups_withheld": 0,
+                                                "overlaps": 0, "warnings": 0},
+            "groups": [], "group_entities": [], "cells": [], "overlaps": [], "warnings": outputcheck.warnings(plan)}
+
+
+def _check_names(plan: AggregatePlan, use: queries.Use) -> None:
+    """Every column the query names exists (a typo is told at once: the same for any data)."""
+    version = current_version(use.dataset)
+    assert version is not None
+    known = {str(column["name"]).lower() for column in version.columns}
+    nodes = [*(plan.where.find_all(exp.Column) if plan.where is not None else []),
+             *(column for key in plan.keys for column in key.find_all(exp.Column)),
+             *(column for cell in plan.cells if cell.arg is not None for column in cell.arg.find_all(exp.Column))]
+    missing = sorted({node.name for node in nodes if node.name.lower() not in known})
+    if missing:
+        raise BadInput(f"{use.dataset.name} has no column {', '.join(missing)}", field="sql")
+
+
+def _checked_result(session: Session, held: AirlockRequest, checked: sandbox.CheckedQuery,
+                    tables: list[sandbox.GrantedTable], limits: Limits) -> tuple[outputcheck.OutputCheck, list[Any]]:
+    assert checked.plan is not None
+    ran = sandbox.run_exact(checked, tables, limits=limits)
+    if ran.truncated:
+        raise LimitExceeded(f"the result has more than {MAX_GROUPS} groups: no one can check that by hand",
+                            field="sql")
+    earlier = _comparable(session, held, tables)
+    overlaps: list[outputcheck.Overlap] = []
+    if earlier:
+        found = sandbox.run_exact(checked, tables, outputcheck.overlap_sql(checked.plan, earlier), limits=limits)
+        overlaps = outputcheck.overlaps_of(found.rows)
+    return outputcheck.assess(checked.plan, ran.columns, ran.rows, overlaps)
+
+
+def _comparable(session: Session, held: AirlockRequest, tables: list[sandbox.GrantedTable]) -> list[tuple[int, Any]]:
+    """The person's other released and still-held requests on the same version, as plans to compare with.
 
     Held ones count too: two requests sent together, each checked before the other was released, would
     otherwise pass as a differencing pair.
     """
     found = session.scalars(select(AirlockRequest).where(
-        AirlockRequest.user_id == user_id, AirlockRequest.dataset_id == dataset.id,
-        AirlockRequest.version_sha256 == sha256, AirlockRequest.status.in_(("held", "released")))
-        .order_by(AirlockRequest.id))
-    plans = []
-    for earlier in found:
-        checked = sandbox.check(earlier.sql, tables)  # it passed before, on the same version and table
-        plans.append((earlier.id, checked.plan))
-    return plans
+        AirlockRequest.user_id == held.user_id, AirlockRequest.dataset_id == held.dataset_id,
+        AirlockRequest.version_sha256 == held.version_sha256, AirlockRequest.id != held.id,
+        AirlockRequest.status.in_(("held", "released"))).order_by(AirlockRequest.id))
+    return [(earlier.id, sandbox.check(earlier.sql, tables).plan) for earlier in found]
 
 
 def get(session: Session, who: Principal, request_id: int) -> tuple[AirlockRequest, bool]:
@@ -136,6 +204,11 @@ def decide(session: Session, who: Principal, request_id: int, release: bool, rea
         raise Conflict(f"airlock request {request_id} was already {held.status}", field="request")
     if not release and not reason.strip():
         raise BadInput("say why the result is refused; the requester sees it", field="reason")
+    if release and "running" in held.checks:
+        raise Conflict("the query is still running: its output check is not ready", field="release")
+    if release and "failed" in held.checks:
+        raise BadInput("the query failed while running, so there is nothing to release: refuse it (the "
+                       "requester is told only your reason)", field="release")
     held.status = "released" if release else "refused"
     held.reviewed_by, held.reason, held.decided_at = who.actor, reason.strip(), utcnow()
     audit.record(session, actor=who.actor, action="data.airlock.decide", target=target,

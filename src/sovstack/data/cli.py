@@ -264,6 +264,8 @@ def airlock_show(ctx: typer.Context, request_id: int, as_json: bool = JsonOpt) -
     emit([dict(zip(out["columns"], row, strict=True)) for row in out["exact_rows"]], out["columns"], False,
          title="exact result (held)")
     checks = out["checks"]
+    if "failed" in checks:
+        say(f"the query failed while running: {checks['failed']} (nothing to release: refuse it)")
     say("check: " + ", ".join(f"{key} {value}" for key, value in checks["summary"].items()))
     withheld = set()
     for cell in checks["cells"]:

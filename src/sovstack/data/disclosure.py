@@ -319,6 +319,12 @@ def fast_rewrite(plan: AggregatePlan) -> str:
     return f"SELECT {', '.join(out)} FROM {source}{where}{group}{order}"
 
 
+def fast_applies(plan: AggregatePlan) -> bool:
+    """Whether bounds could ever prove this plan's rules (a sum over people with several rows never can)."""
+    most = plan.table.max_rows_per_entity
+    return bool(most) and (most == 1 or all(cell.kind not in ("sum", "avg") for cell in plan.cells))
+
+
 def fast_control(plan: AggregatePlan, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Disclosed | None:
     """The fast pass's rows with the rules applied, if bounds prove that every group and cell passes; else None."""
     rows_per_entity = plan.table.max_rows_per_entity

@@ -360,7 +360,8 @@ def airlock_submit(request: Request, session: SessionDep, settings: SettingsDep,
     who = user[1]
     try:
         data = parse(AirlockSubmit, sql=sql, purpose=purpose)
-        held = airlock.submit(session, who, settings, data.sql, data.purpose, Limits(seconds=settings.sandbox_seconds))
+        held = airlock.submit(session, who, settings, data.sql, data.purpose, Limits(seconds=settings.sandbox_seconds),
+                              background=request.app.state.db)
     except SovstackError as exc:
         session.rollback()
         return airlock_page(request, session, who, sql=sql, purpose=purpose, error=exc)

@@ -72,12 +72,17 @@ def _use(session: Session, who: Principal, settings: Settings, dataset: Dataset)
         if grant.organisation_id is not None:
             access.policy_check(session, settings, dataset, identity.get_organisation(session, grant.organisation_id),
                                 "sandbox")
+    table = granted_table(settings, dataset, version.sha256)
+    return Use(dataset, table, version.number, grant.id if grant else None, version.sha256, version.rows, grant)
+
+
+def granted_table(settings: Settings, dataset: Dataset, sha256: str) -> GrantedTable:
+    """A version of the dataset as the sandbox reads it: whole rows, or aggregates only if sensitive."""
     mode: Literal["full", "aggregate"] = "aggregate" if dataset.classification == "sensitive" else "full"
     objects, entity = settings.home / "objects", dataset.entity_column or None
-    most = ingest.max_rows_per_entity(objects, version.sha256, entity) if mode == "aggregate" and entity else None
-    table = GrantedTable(dataset.name, object_path(objects, version.sha256), mode, entity_column=entity,
-                         k=dataset.k_threshold, max_rows_per_entity=most or None)
-    return Use(dataset, table, version.number, grant.id if grant else None, version.sha256, version.rows, grant)
+    most = ingest.max_rows_per_entity(objects, sha256, entity) if mode == "aggregate" and entity else None
+    return GrantedTable(dataset.name, object_path(objects, sha256), mode, entity_column=entity,
+                        k=dataset.k_threshold, max_rows_per_entity=most or None)
 
 
 def uses_of(session: Session, who: Principal, settings: Settings, datasets: list[Dataset]) -> list[Use]:

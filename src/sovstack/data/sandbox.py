@@ -162,7 +162,7 @@ def _check(tree: exp.Expr, granted: dict[str, GrantedTable]) -> CheckedQuery:
         raise Refused("the query was refused", action="data.query", reasons=[
             f"{aggregate[0].name} is an aggregate-mode table: it cannot be joined or combined with other tables"])
     plan = disclosure.plan(tree, aggregate[0])
-    fast = disclosure.fast_rewrite(plan) if aggregate[0].max_rows_per_entity else None
+    fast = disclosure.fast_rewrite(plan) if disclosure.fast_applies(plan) else None
     return CheckedQuery(normalised, parse_hash, "aggregate", used, disclosure.rewrite(plan), plan, fast)
 
 
@@ -196,6 +196,11 @@ def run_exact(checked: CheckedQuery, tables: Sequence[GrantedTable], sql: str | 
     assert checked.plan is not None
     files = {table.name: table.path for table in tables if table.name in checked.tables}
     return _execute(checked, sql or checked.engine_sql, files, limits)
+
+
+def about_names(exc: BadInput) -> bool:
+    """Whether an engine error is about the query's names (the same for any data), not about values."""
+    return exc.message.startswith(_SCHEMA_ERRORS)
 
 
 def _controlled(checked: CheckedQuery, disclosed: disclosure.Disclosed, truncated: bool,
