@@ -111,7 +111,8 @@ def test_budget_arithmetic_is_exact_and_an_exhausted_budget_refuses_with_an_audi
     for i, epsilon in enumerate((0.1, 0.2, 0.3)):
         assert _ask(patients, f"SELECT count(*) AS n FROM patients WHERE age > {i}", epsilon).status_code == 200
     assert _budget(patients) == {"dataset": "patients", "grant": 1, "epsilon_cap": 1.0, "epsilon_limit": 1.0,
-                                 "epsilon_spent": 0.6, "epsilon_remaining": 0.4}
+                                 "epsilon_spent": 0.6, "epsilon_remaining": 0.4, "delta_cap": 0.0,
+                                 "delta_spent": 0.0, "delta_remaining": 0.0}
     assert _ask(patients, "SELECT count(*) AS n FROM patients WHERE age > 50", 0.4).status_code == 200
     refused = _ask(patients, "SELECT count(*) AS n FROM patients WHERE age > 60", 0.0001)
     assert refused.status_code == 403
@@ -198,7 +199,7 @@ def test_concurrent_spends_never_pass_the_cap(patients: Commons) -> None:
         with patients.db.session() as s:
             dataset = service.get_dataset(s, "patients")
             try:
-                queries._charge(s, user_id, dataset, 0.3, queries.budget(s, user_id, dataset))
+                queries._charge(s, user_id, dataset, 0.3, 0.0, queries.budget(s, user_id, dataset))
             except Refused:
                 return False
             return True
@@ -234,3 +235,61 @@ def test_error_and_timing_oracles_have_nothing_to_branch_on(patients: Commons) -
         r = _ask(patients, sql)
         assert r.status_code == 403, (sql, r.text)
     assert _budget(patients)["epsilon_spent"] == 0
+
+
+def test_medians_and_quantiles_are_answered_privately_from_candidates_over_the_bounds(patients: Commons) -> None:
+    r = _ask(patients, "SELECT median(income) AS m, quantile_cont(age, 0.9) AS q90 FROM patients", epsilon=0.5)
+    assert r.status_code == 200, r.text
+    median, q90 = r.json()["rows"][0]
+    assert median % 5000 == 0 and 0 <= median <= 500_000  # one of 101 candidates over the declared bounds
+    assert q90 % 1.1 == pytest.approx(0, abs=1e-6) or abs(q90 % 1.1 - 1.1) < 1e-6
+    assert median != PLANTED_INCOME and r.json()["privacy"]["accuracy"] == {"m": None, "q90": None}
+    assert _budget(patients)["epsilon_spent"] == pytest.approx(0.5)
+    unbounded = _ask(patients, "SELECT median(person_id) AS m FROM patients")
+    assert unbounded.status_code == 403 and "declared bounds" in unbounded.text
+    exact = patients.client.post("/api/v1/data/airlock", json={"sql": "SELECT median(income) AS m FROM patients",
+                                                               "purpose": "An exact median (synthetic test)"},
+                                 headers=patients.member)
+    assert exact.status_code == 403 and "some person's own value" in exact.text
+
+
+def _cities(n: int) -> str:
+    lines = ["person_id,city,income"]
+    for i in range(n):
+        lines.append(f"{i},{'Tinytown' if i < 3 else f'City {i % 7}'},{20_000 + i % 1000}")
+    return "\n".join(lines) + "\n"
+
+
+def test_undeclared_keys_are_released_only_above_a_threshold_and_spend_delta(commons: Commons) -> None:
+    commons.create("residents", classification="sensitive", entity_column="person_id", dp_epsilon_cap=2.0,
+                   dp_delta_cap=2e-7, dp_bounds={"income": [0, 100_000]})
+    assert commons.publish("residents", _cities(2003)).status_code == 201
+    req = commons.client.post("/api/v1/data/datasets/residents/requests", json=PURPOSE, headers=commons.member)
+    commons.client.post(f"/api/v1/data/requests/{req.json()['id']}/decision", json={"approve": True},
+                        headers=commons.steward)
+    sql = "SELECT city, count(*) AS n, sum(income) AS total FROM residents GROUP BY city"
+    r = commons.client.post("/api/v1/data/sandbox/queries", json={"sql": sql, "epsilon": 0.5, "delta": 1e-7},
+                            headers=commons.member)
+    assert r.status_code == 200, r.text
+    cities = [row[0] for row in r.json()["rows"]]
+    assert "Tinytown" not in cities and cities == sorted(f"City {i}" for i in range(7))
+    privacy = r.json()["privacy"]
+    assert privacy["delta"] == 1e-7 and privacy["threshold"] > 3
+    assert privacy["budget_after"]["delta_spent"] == pytest.approx(1e-7)
+    counted = commons.client.post("/api/v1/data/sandbox/queries", json={
+        "sql": "SELECT city, sum(income) AS total FROM residents WHERE income > 20500 GROUP BY city",
+        "epsilon": 0.5, "delta": 1e-7}, headers=commons.member)
+    assert counted.status_code == 200 and "Tinytown" not in counted.text  # a hidden count carries the threshold
+    spent = commons.client.post("/api/v1/data/sandbox/queries", json={
+        "sql": "SELECT city, count(*) AS n FROM residents WHERE income < 20900 GROUP BY city", "epsilon": 0.5,
+        "delta": 1e-7}, headers=commons.member)
+    assert spent.status_code == 403 and "δ 1e-07 asked, 0 of 2e-07 left" in spent.json()["error"]["message"]
+    body = commons.client.get("/api/v1/data/datasets/residents", headers=commons.steward).json()
+    fields = {k: body[k] for k in ("title", "licence", "classification", "storage_jurisdiction", "entity_column",
+                                   "dp_epsilon_cap", "dp_bounds")}
+    r = commons.client.put("/api/v1/data/datasets/residents", json={**fields, "dp_delta_cap": 0},
+                           headers=commons.steward)
+    assert r.status_code == 200, r.text
+    closed = commons.client.post("/api/v1/data/sandbox/queries", json={"sql": sql, "epsilon": 0.1},
+                                 headers=commons.member)
+    assert closed.status_code == 403 and "δ cap is 0" in closed.text

@@ -85,6 +85,8 @@ def hold(session: Session, who: Principal, settings: Settings, sql: str, purpose
     use = next(u for u in uses if u.table.name in checked.tables)
     if checked.plan is None or use.dataset.classification != "sensitive":
         raise BadInput("the airlock holds exact results from sensitive datasets", field="sql")
+    if not checked.engine_sql:
+        raise sandbox.no_exact_form()
     _check_names(checked.plan, use)
     assert who.user_id is not None
     held = AirlockRequest(user_id=who.user_id, dataset_id=use.dataset.id, grant_id=use.grant, version=use.version,

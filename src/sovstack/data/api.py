@@ -236,8 +236,8 @@ def decide(request_id: int, body: RequestDecision, session: SessionDep, who: Pri
 def sandbox_query(body: SandboxQueryCreate, session: SessionDep, who: PrincipalDep,
                   settings: SettingsDep) -> dict[str, Any]:
     """Run SQL over the datasets you may use, locked down; sensitive data in aggregate, disclosure-controlled."""
-    outcome = queries.run(session, who, settings, body.sql, Limits(max_rows=body.max_rows,
-                                                                    seconds=settings.sandbox_seconds), body.epsilon)
+    limits = Limits(max_rows=body.max_rows, seconds=settings.sandbox_seconds)
+    outcome = queries.run(session, who, settings, body.sql, limits, body.epsilon, body.delta)
     return queries.result_public(outcome)
 
 

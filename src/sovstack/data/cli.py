@@ -43,6 +43,8 @@ def create(ctx: typer.Context, name: str, title: str = typer.Option(...), publis
            temporal_start: str | None = None, temporal_end: str | None = None, provenance: str = "",
            entity_column: str = "", k: int = typer.Option(10, min=2),
            epsilon_cap: float = typer.Option(1.0, help="Sensitive: each person's lifetime privacy budget (ε)."),
+           delta_cap: float = typer.Option(0.0, min=0, max=1e-4, help="Sensitive: each person's total δ for "
+                                                                      "GROUP BY keys not declared public (0: none)."),
            max_rows_per_entity: int = typer.Option(1, min=1, help="Sensitive: the most rows one entity may have."),
            bound: list[str] = typer.Option([], help="Sensitive: COLUMN:LOW:HIGH clamping bounds; repeat."),
            public_keys: list[str] = typer.Option([], "--keys", help="Sensitive: COLUMN=V1,V2,… public GROUP BY "
@@ -55,7 +57,7 @@ def create(ctx: typer.Context, name: str, title: str = typer.Option(...), publis
             storage_jurisdiction=storage, description=description, languages=language, keywords=keyword,
             spatial=spatial, temporal_start=date.fromisoformat(temporal_start) if temporal_start else None,
             temporal_end=date.fromisoformat(temporal_end) if temporal_end else None, provenance=provenance,
-            entity_column=entity_column, k_threshold=k, dp_epsilon_cap=epsilon_cap,
+            entity_column=entity_column, k_threshold=k, dp_epsilon_cap=epsilon_cap, dp_delta_cap=delta_cap,
             dp_max_rows_per_entity=max_rows_per_entity, dp_bounds=dict(map(_bound, bound)),
             dp_keys=dict(map(_keys, public_keys)))
         service.create_dataset(s, OPERATOR, state(ctx).settings, data)
@@ -179,13 +181,15 @@ def query(ctx: typer.Context, sql: str, as_user: str = typer.Option(..., "--as",
           "(email): with their grants only, audited as run from the CLI."),
           max_rows: int = typer.Option(100, min=1, max=10_000),
           epsilon: float = typer.Option(0.1, min=0.0001, max=10, help="Sensitive data: privacy budget to spend."),
+          delta: float | None = typer.Option(None, min=0, max=1e-4, help="Sensitive data grouped by keys not "
+                                                                         "declared public: δ to spend."),
           as_json: bool = JsonOpt) -> None:
     """Run a sandbox query with a member's grants (sensitive data: differentially private, from their budget)."""
     settings = state(ctx).settings
     with session_of(ctx) as s:
         who = acting_as(s, as_user, admin=False)
         outcome = queries.run(s, who, settings, sql, Limits(max_rows=max_rows, seconds=settings.sandbox_seconds),
-                              epsilon)
+                              epsilon, delta)
         result = queries.result_public(outcome)
     if as_json:
         emit_one(result, True)

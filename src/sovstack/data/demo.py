@@ -52,7 +52,7 @@ def _datasets(ctx: DemoContext) -> list[DatasetCreate]:
                                   "airlock.",
                       publisher_id=hospital, licence="LicenseRef-demo-sensitive", classification="sensitive",
                       languages=["en"], keywords=["health", "clinic"], entity_column="person_id", k_threshold=10,
-                      dp_epsilon_cap=2.0, dp_max_rows_per_entity=5,
+                      dp_epsilon_cap=2.0, dp_max_rows_per_entity=5, dp_delta_cap=1e-6,
                       dp_keys={"region": ["North", "South", "East", "West", "Island"],
                                "condition": ["diabetes", "asthma", "hypertension", "none"]},
                       dp_bounds={"age": (0, 110), "cost": (0, 1000)},

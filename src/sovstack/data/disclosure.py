@@ -37,7 +37,7 @@ from sovstack.core.errors import Refused
 if TYPE_CHECKING:
     from sovstack.data.sandbox import GrantedTable
 
-CellKind = Literal["key", "count_star", "count", "count_distinct", "sum", "avg"]
+CellKind = Literal["key", "count_star", "count", "count_distinct", "sum", "avg", "quantile"]
 
 _LEAKY = (exp.ArrayAgg, exp.GroupConcat, exp.First, exp.Last, exp.AnyValue, exp.ArgMax, exp.ArgMin, exp.Mode,
           exp.Median, exp.Quantile, exp.PercentileCont, exp.PercentileDisc, exp.FirstValue, exp.LastValue)
@@ -55,6 +55,7 @@ class Cell:
     kind: CellKind
     key: int = -1                       # for "key": which GROUP BY key
     arg: exp.Expr | None = None   # for aggregates other than COUNT(*)
+    alpha: float = 0.5            # for "quantile": which one (answered only with differential privacy)
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,8 @@ def _cell(projection: exp.Expr, keys: Sequence[exp.Expr], table: GrantedTable,
     canonical = [_canonical(key) for key in keys]
     if _canonical(expr) in canonical:
         return Cell(name, "key", key=canonical.index(_canonical(expr)))
+    if isinstance(expr, exp.Median | exp.PercentileCont | exp.PercentileDisc):
+        return _quantile(name, expr, reasons)
     kind, arg = _aggregate(expr, reasons)
     if kind is None:
         found = [node for node in expr.walk() if isinstance(node, exp.Func) and _is_aggregate(node)]
@@ -197,6 +200,24 @@ def _cell(projection: exp.Expr, keys: Sequence[exp.Expr], table: GrantedTable,
     if arg is not None and any(map(_is_aggregate, arg.walk())):
         reasons.append("aggregates cannot be nested")
     return Cell(name, kind, arg=arg)
+
+
+def _quantile(name: str, expr: exp.Median | exp.PercentileCont | exp.PercentileDisc, reasons: list[str]) -> Cell:
+    """MEDIAN(x), QUANTILE_CONT(x, a), QUANTILE_DISC(x, a): exact ones are one person's value, so these are
+    answered only with differential privacy (``exact_allowed`` says no)."""
+    alpha = 0.5
+    if not isinstance(expr, exp.Median):
+        given = expr.expression
+        if not (isinstance(given, exp.Literal) and not given.is_string and 0 <= float(given.this) <= 1):
+            reasons.append(f"{name}: the quantile is a number from 0 to 1, written as a literal")
+        else:
+            alpha = float(given.this)
+    return Cell(name, "quantile", arg=expr.this, alpha=alpha)
+
+
+def exact_allowed(plan: AggregatePlan) -> bool:
+    """Whether the plan has an exact, disclosure-controlled form (a quantile is some person's own value)."""
+    return all(cell.kind != "quantile" for cell in plan.cells)
 
 
 def _aggregate(expr: exp.Expr, reasons: list[str]) -> tuple[CellKind | None, exp.Expr | None]:

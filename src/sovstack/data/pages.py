@@ -102,7 +102,9 @@ def dataset(request: Request, name: str, session: SessionDep, settings: Settings
 
 PUBLISH_ROUTE = r"/data/datasets/[^/]+/publish"  # streams large files: its own body limit
 NEW_FIELDS = ("name", "title", "publisher_id", "licence", "classification", "storage_jurisdiction", "description",
-              "languages", "keywords", "spatial", "provenance", "entity_column", "k_threshold", "dp_keys", "dp_bounds")
+              "languages", "keywords", "spatial", "provenance", "entity_column", "k_threshold", "dp_keys", "dp_bounds",
+              "dp_epsilon_cap", "dp_max_rows_per_entity", "dp_delta_cap")
+_OPTIONAL = ("dp_epsilon_cap", "dp_max_rows_per_entity", "dp_delta_cap")  # blank: the model's default
 
 
 def _stewarded(session: Session, who: Principal) -> list[tuple[int, str]]:
@@ -145,13 +147,16 @@ def create(request: Request, session: SessionDep, settings: SettingsDep, user: C
            title: FormStr = "", publisher_id: FormStr = "", licence: FormStr = "", classification: FormStr = "",
            storage_jurisdiction: FormStr = "", description: FormStr = "", languages: FormStr = "",
            keywords: FormStr = "", spatial: FormStr = "", provenance: FormStr = "", entity_column: FormStr = "",
-           k_threshold: FormStr = "10", dp_keys: FormStr = "", dp_bounds: FormStr = "") -> Response:
+           k_threshold: FormStr = "10", dp_keys: FormStr = "", dp_bounds: FormStr = "", dp_epsilon_cap: FormStr = "",
+           dp_max_rows_per_entity: FormStr = "", dp_delta_cap: FormStr = "") -> Response:
     who, form = user[1], dict(zip(NEW_FIELDS, (name, title, publisher_id, licence, classification,
                                                 storage_jurisdiction, description, languages, keywords, spatial,
-                                                provenance, entity_column, k_threshold, dp_keys, dp_bounds),
+                                                provenance, entity_column, k_threshold, dp_keys, dp_bounds,
+                                                dp_epsilon_cap, dp_max_rows_per_entity, dp_delta_cap),
                                   strict=True))
+    given = {field: value for field, value in form.items() if field not in _OPTIONAL or value.strip()}
     try:
-        data = parse(DatasetCreate, **{**form, "languages": _words(languages), "keywords": _words(keywords),
+        data = parse(DatasetCreate, **{**given, "languages": _words(languages), "keywords": _words(keywords),
                                        "dp_keys": _pairs(dp_keys, "=", "dp_keys"),
                                        "dp_bounds": _pairs(dp_bounds, ":", "dp_bounds")})
         with unit_of_work(session, who):

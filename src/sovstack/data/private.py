@@ -29,8 +29,10 @@ if TYPE_CHECKING:
     from sovstack.data.disclosure import AggregatePlan
 
 DEFAULT_EPSILON = 0.1
+HIDDEN_COUNT = "__count"  # added to a thresholded release that asked for no count, and not returned
 ALPHA = 0.05  # accuracy is reported at 95% confidence
 MAX_KEY_COMBINATIONS = 10_000
+QUANTILE_CANDIDATES = 101  # evenly spaced over the column's declared bounds: a quantile is one of them
 
 _COMPARISONS: dict[type[exp.Expr], str] = {exp.EQ: "eq", exp.NEQ: "ne", exp.GT: "gt", exp.GTE: "ge", exp.LT: "lt",
                                             exp.LTE: "le"}
@@ -42,36 +44,48 @@ def _refuse(reasons: list[str]) -> Refused:
 
 
 def spec(plan: AggregatePlan, *, bounds: dict[str, list[float]], keys: dict[str, list[Any]],
-         max_rows_per_entity: int, max_length: int, epsilon: float) -> dict[str, Any]:
-    """The release OpenDP will make for ``plan``, or Refused naming what a DP answer cannot take."""
+         max_rows_per_entity: int, max_length: int, epsilon: float, delta: float = 0.0) -> dict[str, Any]:
+    """The release OpenDP will make for ``plan``, or Refused naming what a DP answer cannot take.
+
+    With ``delta`` > 0, GROUP BY may also take columns whose values were not declared public: only the
+    groups whose noisy count clears a threshold OpenDP sets from ε and δ are released, so a group of a
+    few people (whose mere existence could say who is in the data) is almost never seen.
+    """
     reasons: list[str] = []
-    key_names = [_key_column(key, keys, reasons) for key in plan.keys]
+    key_names = [_key_column(key, keys, delta, reasons) for key in plan.keys]
+    thresholded = any(name not in keys for name in key_names)
     cells = [_cell(cell, key_names, bounds, reasons) for cell in plan.cells]
     where = _predicate(plan.where, reasons) if plan.where is not None else None
     combinations = 1
     for name in key_names:
         combinations *= len(keys.get(name, [])) or 1
-    if combinations > MAX_KEY_COMBINATIONS:
+    if not thresholded and combinations > MAX_KEY_COMBINATIONS:
         reasons.append(f"the GROUP BY keys make {combinations} groups; at most {MAX_KEY_COMBINATIONS}")
     if not any(cell["kind"] != "key" for cell in cells):
         reasons.append("a sensitive dataset answers aggregates: add COUNT(*), SUM(column) or AVG(column)")
     if reasons:
         raise _refuse(list(dict.fromkeys(reasons)))
-    return {"keys": key_names, "key_values": {name: keys[name] for name in key_names}, "cells": cells,
-            "where": where, "contributions": max_rows_per_entity, "max_length": max(1, max_length),
-            "epsilon": epsilon}
+    return {"keys": key_names, "key_values": {} if thresholded else {name: keys[name] for name in key_names},
+            "cells": cells, "where": where, "contributions": max_rows_per_entity, "max_length": max(1, max_length),
+            "epsilon": epsilon, "delta": delta if thresholded else 0.0}
 
 
-def _key_column(key: exp.Expr, keys: dict[str, list[Any]], reasons: list[str]) -> str:
+def needs_delta(plan: AggregatePlan, keys: dict[str, list[Any]]) -> bool:
+    """Whether the plan groups by a column whose values are not declared public (a thresholded release)."""
+    return any(isinstance(key, exp.Column) and key.name not in keys for key in plan.keys)
+
+
+def _key_column(key: exp.Expr, keys: dict[str, list[Any]], delta: float, reasons: list[str]) -> str:
     if not isinstance(key, exp.Column) or key.table:
         reasons.append(f"GROUP BY {key.sql(dialect='duckdb')}: group by a column whose values the steward declared "
                        "public")
         return ""
     name = key.name
-    if name not in keys:
+    if name not in keys and delta <= 0:
         declared = ", ".join(sorted(keys)) or "none"
         reasons.append(f"GROUP BY {name}: its values are not declared public, so groups could reveal who is in the "
-                       f"data; declared: {declared}")
+                       f"data, and this dataset allows no thresholded release (its δ cap is 0); declared: "
+                       f"{declared}")
     return name
 
 
@@ -94,6 +108,16 @@ def _cell(cell: Any, key_names: list[str], bounds: dict[str, list[float]], reaso
         low, high = bounds[arg.name]
         return {"name": cell.name, "kind": "sum" if cell.kind == "sum" else "mean", "column": arg.name,
                 "bounds": [float(low), float(high)]}
+    if cell.kind == "quantile":
+        arg = cell.arg
+        if not isinstance(arg, exp.Column) or arg.table or arg.name not in bounds:
+            reasons.append(f"{cell.name}: medians and quantiles take one column with declared bounds, which give "
+                           "the candidate values")
+            return {"name": cell.name, "kind": "quantile"}
+        low, high = (float(b) for b in bounds[arg.name])
+        step = (high - low) / (QUANTILE_CANDIDATES - 1)
+        return {"name": cell.name, "kind": "quantile", "column": arg.name, "alpha": cell.alpha,
+                "candidates": [low + i * step for i in range(QUANTILE_CANDIDATES)], "bounds": [low, high]}
     reasons.append(f"{cell.name}: COUNT(column) and COUNT(DISTINCT ...) are not answered with differential "
                    "privacy here; use COUNT(*) with a WHERE")
     return {"name": cell.name, "kind": cell.kind}
@@ -170,6 +194,8 @@ def _aggregate(cell: dict[str, Any]) -> Any:
         return pl.len().dp.noise().alias(cell["name"])  # type: ignore[attr-defined]
     value: Any = pl.col(cell["column"]).cast(pl.Float64).fill_nan(0.0).fill_null(0.0)  # .dp: OpenDP's namespace
     bounds = tuple(cell["bounds"])
+    if cell["kind"] == "quantile":
+        return value.dp.quantile(cell["alpha"], cell["candidates"]).alias(cell["name"])
     if cell["kind"] == "sum":
         return value.dp.sum(bounds).alias(cell["name"])
     return value.dp.mean(bounds).alias(cell["name"])
@@ -184,47 +210,71 @@ def release(request: dict[str, Any], path: str) -> dict[str, Any]:
     from opendp.measurements import make_private_lazyframe
 
     dp.enable_features("contrib", "honest-but-curious")
-    epsilon, keys = float(request["epsilon"]), list(request["keys"])
+    epsilon, delta, keys = float(request["epsilon"]), float(request.get("delta", 0.0)), list(request["keys"])
+    thresholded = bool(keys) and not request["key_values"]
+    length = int(request["max_length"])
+    margins = [Margin(by=[], max_length=length, max_groups=1)]
     key_rows = [dict(zip(keys, values, strict=True))
-                for values in itertools.product(*(request["key_values"][name] for name in keys))]
-    margins = [Margin(by=[], max_length=request["max_length"], max_groups=1)]
-    if keys:
-        margins.append(Margin(by=keys, max_length=request["max_length"], max_groups=len(key_rows)))
+                for values in itertools.product(*(request["key_values"].get(name, []) for name in keys))]
+    if keys:  # unknown keys: at most one group per row is the only bound that needs no look at the data
+        margins.append(Margin(by=keys, max_length=length, max_groups=length if thresholded else len(key_rows)))
+    loss_of = dp.loss_of(epsilon=epsilon, delta=delta) if thresholded else dp.loss_of(epsilon=epsilon)
     context = dp.Context.compositor(data=pl.scan_parquet(path),
                                     privacy_unit=dp.unit_of(contributions=int(request["contributions"])),
-                                    privacy_loss=dp.loss_of(epsilon=epsilon), split_evenly_over=1, margins=margins)
+                                    privacy_loss=loss_of, split_evenly_over=1, margins=margins)
     query = context.query()
     if request["where"] is not None:
         query = query.filter(_expr(request["where"]))
-    aggregates = [_aggregate(cell) for cell in request["cells"] if cell["kind"] != "key"]
-    if keys:
+    cells = list(request["cells"])
+    if thresholded and not any(cell["kind"] == "count" for cell in cells):
+        cells.append({"name": HIDDEN_COUNT, "kind": "count"})  # the threshold is applied to a noisy count
+    aggregates = [_aggregate(cell) for cell in cells if cell["kind"] != "key"]
+    if thresholded:
+        query = query.group_by(keys).agg(aggregates)
+    elif keys:
         query = query.group_by(keys).agg(aggregates).with_keys(pl.DataFrame(key_rows))
     else:
         query = query.select(aggregates)
     plan, inner = object.__getattribute__(query, "polars_plan"), object.__getattribute__(query, "_query")
     domain, metric = inner._chain
-    # Laplace noise: the loss OpenDP's map reports falls as 1/scale, so one trial scale says which scale
-    # spends ε; OpenDP's map stays the judge of the measurement actually used.
-    def measure(scale: float) -> tuple[Any, float]:
-        made = make_private_lazyframe(domain, metric, inner._output_measure, plan, global_scale=scale)
-        return made, float(made.map(inner._d_in))  # type: ignore[no-untyped-call]
 
+    def measure(scale: float, threshold: int | None = None) -> tuple[Any, float, float]:
+        made = make_private_lazyframe(domain, metric, inner._output_measure, plan, global_scale=scale,
+                                      threshold=threshold)
+        loss = made.map(inner._d_in)  # type: ignore[no-untyped-call]
+        return (made, float(loss[0]), float(loss[1])) if thresholded else (made, float(loss), 0.0)
+
+    # The loss OpenDP's map reports falls as 1/scale, so one trial scale says which scale spends ε; then,
+    # for unknown keys, the smallest threshold whose δ fits (OpenDP's own search). OpenDP's map stays the
+    # judge of the measurement actually used.
+    ceiling = 2**32 - 1 if thresholded else None
     trial = 1.0
-    measurement, loss = measure(trial)
+    measurement, loss, _ = measure(trial, ceiling)
     scale = trial * loss / epsilon
     for _ in range(50):
-        measurement, loss = measure(scale)
+        measurement, loss, _ = measure(scale, ceiling)
         if loss <= epsilon:
             break
         scale *= 1.001
     else:
         raise RuntimeError("no noise scale met the privacy loss")
+    if thresholded:
+        threshold = int(dp.binary_search(lambda t: measure(scale, int(t))[2] <= delta, T=int))
+        measurement, loss, spent_delta = measure(scale, threshold)
+        if loss > epsilon or spent_delta > delta:
+            raise RuntimeError("no threshold met the privacy loss")
     summary = summarize_polars_measurement(measurement, ALPHA)
-    accuracy = {str(row["column"]): float(row["accuracy"]) for row in summary.iter_rows(named=True)}
-    frame = inner._context(measurement).lazy().collect(engine="streaming")
+    accuracy = {str(row["column"]): float(row["accuracy"]) for row in summary.iter_rows(named=True)
+                if row["accuracy"] is not None}
+    cutoffs = [row["threshold"] for row in summary.iter_rows(named=True) if row.get("threshold") is not None]
+    released = inner._context(measurement)
+    if any(cell["kind"] == "quantile" for cell in cells):
+        frame = released.collect()  # a quantile's scorer cannot leave Rust as a Polars plan: no streaming
+    else:
+        frame = released.lazy().collect(engine="streaming")
     if keys:
         frame = frame.sort(keys, nulls_last=True)
-    return {"frame": frame, "accuracy": accuracy}
+    return {"frame": frame, "accuracy": accuracy, "threshold": int(max(cutoffs)) if cutoffs else None}
 
 
 def answer(request: dict[str, Any], path: str) -> dict[str, Any]:
@@ -247,9 +297,10 @@ def answer(request: dict[str, Any], path: str) -> dict[str, Any]:
         rows.append(row)
     cells = [cell for cell in request["cells"] if cell["kind"] != "key"]
     error = {cell["name"]: _accuracy_of(cell, accuracy) for cell in cells}
-    return {"columns": [cell["name"] for cell in request["cells"]], "rows": rows, "accuracy": error}
+    return {"columns": [cell["name"] for cell in request["cells"]], "rows": rows, "accuracy": error,
+            "threshold": released["threshold"]}
 
 
 def _accuracy_of(cell: dict[str, Any], accuracy: dict[str, float]) -> float | None:
     found = accuracy.get(cell["name"])
-    return None if found is None or cell["kind"] == "mean" else found
+    return None if found is None or cell["kind"] in ("mean", "quantile") else found

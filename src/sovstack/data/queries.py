@@ -105,7 +105,7 @@ def granted(session: Session, who: Principal, settings: Settings, datasets: list
 
 
 def run(session: Session, who: Principal, settings: Settings, sql: str, limits: Limits,
-        epsilon: float = private.DEFAULT_EPSILON) -> Outcome:
+        epsilon: float = private.DEFAULT_EPSILON, delta: float | None = None) -> Outcome:
     """Run ``sql`` for ``who`` and commit its history row and audit event, whatever happened.
 
     This is its own unit of work: a refused or failing query is recorded and committed first, then its
@@ -125,7 +125,7 @@ def run(session: Session, who: Principal, settings: Settings, sql: str, limits: 
             result = sandbox.run_checked(checked, [u.table for u in uses], limits)
         else:
             result, privacy = _private(session, who, checked, next(u for u in uses if u.table.name in checked.tables),
-                                       epsilon, limits)
+                                       epsilon, delta, limits)
     except SovstackError as exc:
         error = exc
     resolved = {u.dataset.name for u in uses}
@@ -167,11 +167,13 @@ def budget(session: Session, user_id: int, dataset: Dataset, grant: AccessGrant 
     The spend is one figure across all the person's grants and keys; each grant's budget (set by a steward,
     at most the dataset's cap) is how far that spend may go while using it.
     """
-    spent = session.scalar(select(PrivacyLedger.epsilon_spent).where(
-        PrivacyLedger.user_id == user_id, PrivacyLedger.dataset_id == dataset.id)) or 0.0
+    ledger = session.execute(select(PrivacyLedger.epsilon_spent, PrivacyLedger.delta_spent).where(
+        PrivacyLedger.user_id == user_id, PrivacyLedger.dataset_id == dataset.id)).first()
+    spent, delta_spent = (ledger[0], ledger[1]) if ledger is not None else (0.0, 0.0)
     limit = epsilon_limit(dataset, grant)
     return {"epsilon_cap": dataset.dp_epsilon_cap, "epsilon_limit": limit, "epsilon_spent": round(spent, 12),
-            "epsilon_remaining": round(max(0.0, limit - spent), 12)}
+            "epsilon_remaining": round(max(0.0, limit - spent), 12), "delta_cap": dataset.dp_delta_cap,
+            "delta_spent": delta_spent, "delta_remaining": max(0.0, dataset.dp_delta_cap - delta_spent)}
 
 
 def epsilon_limit(dataset: Dataset, grant: AccessGrant | None) -> float:
@@ -189,55 +191,67 @@ def my_budget(session: Session, who: Principal, name: str) -> dict[str, Any]:
 
 
 def _private(session: Session, who: Principal, checked: sandbox.CheckedQuery, use: Use, epsilon: float,
-             limits: Limits) -> tuple[QueryResult, dict[str, Any]]:
+             delta: float | None, limits: Limits) -> tuple[QueryResult, dict[str, Any]]:
     """A differentially private answer: from the person's earlier releases if asked before, else charged first."""
     assert checked.plan is not None and who.user_id is not None
     dataset, user_id = use.dataset, who.user_id
+    if not private.needs_delta(checked.plan, dataset.dp_keys):
+        delta = 0.0
+    elif delta is None:
+        delta = dataset.dp_delta_cap / 10
     before = budget(session, user_id, dataset, use.held)
     earlier = session.scalar(select(PrivateAnswer).where(
         PrivateAnswer.user_id == user_id, PrivateAnswer.dataset_id == dataset.id,
         PrivateAnswer.version_sha256 == use.sha256, PrivateAnswer.parse_hash == checked.parse_hash,
-        PrivateAnswer.epsilon == epsilon))
+        PrivateAnswer.epsilon == epsilon, PrivateAnswer.delta == delta))
     if earlier is not None:
         answer, spent, cached = dict(earlier.answer), 0.0, True
     else:
         request = private.spec(checked.plan, bounds=dataset.dp_bounds, keys=dataset.dp_keys,
                                max_rows_per_entity=dataset.dp_max_rows_per_entity, max_length=use.rows,
-                               epsilon=epsilon)
-        _charge(session, user_id, dataset, epsilon, before)
+                               epsilon=epsilon, delta=delta)
+        _charge(session, user_id, dataset, epsilon, delta, before)
         answer = engine.execute_private(request, use.table.path, limits)
         answer = {"columns": answer["columns"], "rows": answer["rows"][: limits.max_rows],
-                  "accuracy": answer["accuracy"], "truncated": len(answer["rows"]) > limits.max_rows}
+                  "accuracy": answer["accuracy"], "threshold": answer.get("threshold"),
+                  "truncated": len(answer["rows"]) > limits.max_rows}
         session.add(PrivateAnswer(user_id=user_id, dataset_id=dataset.id, version_sha256=use.sha256,
-                                  parse_hash=checked.parse_hash, epsilon=epsilon, answer=answer))
+                                  parse_hash=checked.parse_hash, epsilon=epsilon, delta=delta, answer=answer))
         spent, cached = epsilon, False
     result = QueryResult(answer["columns"], answer["rows"], answer["truncated"], len(answer["rows"]), [],
                          checked.parse_hash, "private")
     after = budget(session, user_id, dataset, use.held) if not cached else before
     return result, {"mechanism": "laplace (OpenDP)", "epsilon": epsilon, "spent": spent, "cached": cached,
-                    "accuracy": answer["accuracy"], "confidence": 1 - private.ALPHA,
-                    "budget_before": before, "budget_after": after}
+                    "delta": delta, "delta_spent": delta if not cached else 0.0,
+                    "threshold": answer.get("threshold"), "accuracy": answer["accuracy"],
+                    "confidence": 1 - private.ALPHA, "budget_before": before, "budget_after": after}
 
 
-def _charge(session: Session, user_id: int, dataset: Dataset, epsilon: float, before: dict[str, float]) -> None:
-    """Spend ``epsilon`` of the person's budget in its own committed transaction, or Refused if it would
-    overrun the cap: one guarded UPDATE, so concurrent queries can never spend more than the cap together."""
+def _charge(session: Session, user_id: int, dataset: Dataset, epsilon: float, delta: float,
+            before: dict[str, float]) -> None:
+    """Spend ``epsilon`` (and ``delta``) of the person's budget in its own committed transaction, or Refused
+    if either would overrun its cap: one guarded UPDATE, so concurrent queries can never overspend together."""
     exists = select(PrivacyLedger.id).where(PrivacyLedger.user_id == user_id, PrivacyLedger.dataset_id == dataset.id)
     if session.scalar(exists) is None:
         try:
             with session.begin_nested():
-                session.add(PrivacyLedger(user_id=user_id, dataset_id=dataset.id, epsilon_spent=0.0, answers=0))
+                session.add(PrivacyLedger(user_id=user_id, dataset_id=dataset.id, epsilon_spent=0.0, answers=0,
+                                          delta_spent=0.0))
         except IntegrityError:
             pass  # another query made it first
     charged = session.execute(
         update(PrivacyLedger)
         .where(PrivacyLedger.user_id == user_id, PrivacyLedger.dataset_id == dataset.id,
-               PrivacyLedger.epsilon_spent + epsilon <= before["epsilon_limit"] + 1e-9)
-        .values(epsilon_spent=PrivacyLedger.epsilon_spent + epsilon, answers=PrivacyLedger.answers + 1)
+               PrivacyLedger.epsilon_spent + epsilon <= before["epsilon_limit"] + 1e-9,
+               PrivacyLedger.delta_spent + delta <= before["delta_cap"] * (1 + 1e-9))
+        .values(epsilon_spent=PrivacyLedger.epsilon_spent + epsilon, delta_spent=PrivacyLedger.delta_spent + delta,
+                answers=PrivacyLedger.answers + 1)
         .execution_options(synchronize_session=False))
     if charged.rowcount != 1:  # type: ignore[attr-defined]
         raise Refused(f"your privacy budget on {dataset.name} cannot pay for this answer: ε {epsilon:g} asked, "
-                      f"{before['epsilon_remaining']:g} of {before['epsilon_limit']:g} left",
+                      f"{before['epsilon_remaining']:g} of {before['epsilon_limit']:g} left"
+                      + (f"; δ {delta:g} asked, {before['delta_remaining']:g} of {before['delta_cap']:g} left"
+                         if delta else ""),
                       action="data.sandbox.query", target=f"dataset:{dataset.name}",
                       reasons=["the budget is per person and dataset, across every grant and key; ask with a "
                                "smaller epsilon, repeat an earlier question (free), or ask a steward about an "

@@ -162,6 +162,8 @@ def _check(tree: exp.Expr, granted: dict[str, GrantedTable]) -> CheckedQuery:
         raise Refused("the query was refused", action="data.query", reasons=[
             f"{aggregate[0].name} is an aggregate-mode table: it cannot be joined or combined with other tables"])
     plan = disclosure.plan(tree, aggregate[0])
+    if not disclosure.exact_allowed(plan):  # answered only with differential privacy: no exact form to run
+        return CheckedQuery(normalised, parse_hash, "aggregate", used, "", plan)
     fast = disclosure.fast_rewrite(plan) if disclosure.fast_applies(plan) else None
     return CheckedQuery(normalised, parse_hash, "aggregate", used, disclosure.rewrite(plan), plan, fast)
 
@@ -175,6 +177,8 @@ def run_checked(checked: CheckedQuery, tables: Sequence[GrantedTable], limits: L
     """Run a query ``check`` passed, as ``run_query`` does (for callers that needed the checked form first)."""
     files = {table.name: table.path for table in tables if table.name in checked.tables}
     seconds = 0.0
+    if checked.plan is not None and not checked.engine_sql:
+        raise no_exact_form()
     if checked.plan is not None and checked.fast_sql is not None:
         fast = _execute(checked, checked.fast_sql, files, limits)
         disclosed = disclosure.fast_control(checked.plan, fast.columns, fast.rows)
@@ -194,8 +198,16 @@ def run_exact(checked: CheckedQuery, tables: Sequence[GrantedTable], sql: str | 
     """The per-entity rewrite of an aggregate query (or ``sql`` built from its plan), unsuppressed: for the
     airlock's output check, whose result no one but a steward sees until it is released."""
     assert checked.plan is not None
+    if not checked.engine_sql:
+        raise no_exact_form()
     files = {table.name: table.path for table in tables if table.name in checked.tables}
     return _execute(checked, sql or checked.engine_sql, files, limits)
+
+
+def no_exact_form() -> Refused:
+    return Refused("the query was refused", action="data.query", reasons=[
+        "medians and quantiles of an aggregate-mode table are answered only with differential privacy: an exact "
+        "one is some person's own value"])
 
 
 def about_names(exc: BadInput) -> bool:

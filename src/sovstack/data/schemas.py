@@ -52,6 +52,10 @@ class DatasetFields(Strict):
                                   "one person may spend on this dataset over all their queries, grants and keys.")
     dp_max_rows_per_entity: int = Field(1, ge=1, le=10_000, description="Sensitive data: the most rows one entity "
                                         "(person) may have; publishing a file with more is refused.")
+    dp_delta_cap: float = Field(0.0, ge=0, le=1e-4, description="Sensitive data: each person's total δ, spent by "
+                                                                 "answers grouped by columns whose values were not "
+                                                                 "declared public (released above a DP threshold); "
+                                                                 "0 allows none.")
     dp_bounds: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="Sensitive data: {column: [low, high]}; SUM and AVG clamp each value to "
                                           "them. Columns without bounds cannot be summed.")
@@ -130,6 +134,7 @@ class DatasetPublic(BaseModel):
     k_threshold: int
     dp_epsilon_cap: float
     dp_max_rows_per_entity: int
+    dp_delta_cap: float = 0.0
     dp_bounds: dict[str, list[float]]
     dp_keys: dict[str, list[Any]]
     current_version: int
@@ -231,6 +236,9 @@ class SandboxQueryCreate(Strict):
     max_rows: int = Field(1000, ge=1, le=10_000, description="Rows shown at most (the rest is cut, and said so).")
     epsilon: float = Field(0.1, gt=0, le=10, description="Sensitive data: the privacy budget this answer spends "
                                                          "(smaller: noisier, and more answers before the budget ends).")
+    delta: float | None = Field(None, ge=0, le=1e-4, description="Sensitive data grouped by keys not declared "
+                                                                 "public: the δ this answer spends (default: a tenth "
+                                                                 "of the dataset's δ cap).")
 
 
 class AirlockSubmit(Strict):

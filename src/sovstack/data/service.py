@@ -67,6 +67,7 @@ def public(dataset: Dataset) -> DatasetPublic:
         temporal_start=dataset.temporal_start, temporal_end=dataset.temporal_end, provenance=dataset.provenance,
         entity_column=dataset.entity_column, k_threshold=dataset.k_threshold,
         dp_epsilon_cap=dataset.dp_epsilon_cap, dp_max_rows_per_entity=dataset.dp_max_rows_per_entity,
+        dp_delta_cap=dataset.dp_delta_cap,
         dp_bounds={k: list(v) for k, v in dataset.dp_bounds.items()}, dp_keys=dict(dataset.dp_keys),
         current_version=dataset.current_version, rows=current.rows if current else None,
         format="parquet" if current else None, columns=list(current.columns) if current else [],

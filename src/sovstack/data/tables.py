@@ -52,6 +52,7 @@ class Dataset(Base):
     dp_max_rows_per_entity: Mapped[int] = mapped_column(Integer, default=1)
     dp_bounds: Mapped[dict[str, list[float]]] = mapped_column(JSON, default=dict)
     dp_keys: Mapped[dict[str, list[Any]]] = mapped_column(JSON, default=dict)
+    dp_delta_cap: Mapped[float] = mapped_column(Float, default=0.0)  # 0: no thresholded release of unknown keys
     current_version: Mapped[int] = mapped_column(Integer, default=0)  # 0: nothing uploaded yet
     search_text: Mapped[str] = mapped_column(Text, default="")  # what full-text search indexes
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -169,13 +170,14 @@ class PrivacyLedger(Base):
     dataset_id: Mapped[int] = mapped_column(ForeignKey("data_datasets.id", ondelete="CASCADE"))
     epsilon_spent: Mapped[float] = mapped_column(Float, default=0.0)
     answers: Mapped[int] = mapped_column(Integer, default=0)
+    delta_spent: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class PrivateAnswer(Base):
     """A differentially private answer already released to a person: asked again, it is given again, free."""
 
     __tablename__ = "data_private_answers"
-    __table_args__ = (UniqueConstraint("user_id", "dataset_id", "version_sha256", "parse_hash", "epsilon",
+    __table_args__ = (UniqueConstraint("user_id", "dataset_id", "version_sha256", "parse_hash", "epsilon", "delta",
                                        name="uq_data_private_answers_question"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -184,6 +186,7 @@ class PrivateAnswer(Base):
     version_sha256: Mapped[str] = mapped_column(String(64))
     parse_hash: Mapped[str] = mapped_column(String(64))
     epsilon: Mapped[float] = mapped_column(Float)
+    delta: Mapped[float] = mapped_column(Float, default=0.0)
     answer: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -1,5 +1,6 @@
 """Data commons limits and the airlock: a privacy budget and daily query cap per grant, query counters
-per person, and exact results held for a steward's output check.
+per person, exact results held for a steward's output check, and δ for thresholded releases of keys
+that were not declared public.
 
 Revision ID: 0006_data_limits_airlock
 Revises: 0005_data_privacy
@@ -16,6 +17,15 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("data_datasets") as batch:
+        batch.add_column(sa.Column("dp_delta_cap", sa.Float(), nullable=False, server_default="0"))
+    with op.batch_alter_table("data_privacy_ledger") as batch:
+        batch.add_column(sa.Column("delta_spent", sa.Float(), nullable=False, server_default="0"))
+    with op.batch_alter_table("data_private_answers") as batch:
+        batch.add_column(sa.Column("delta", sa.Float(), nullable=False, server_default="0"))
+        batch.drop_constraint("uq_data_private_answers_question", type_="unique")
+        batch.create_unique_constraint("uq_data_private_answers_question", [
+            "user_id", "dataset_id", "version_sha256", "parse_hash", "epsilon", "delta"])
     with op.batch_alter_table("data_grants") as batch:
         batch.add_column(sa.Column("epsilon_budget", sa.Float(), nullable=True))
         batch.add_column(sa.Column("daily_queries", sa.Integer(), nullable=True))
@@ -58,3 +68,12 @@ def downgrade() -> None:
     with op.batch_alter_table("data_grants") as batch:
         batch.drop_column("daily_queries")
         batch.drop_column("epsilon_budget")
+    with op.batch_alter_table("data_private_answers") as batch:
+        batch.drop_constraint("uq_data_private_answers_question", type_="unique")
+        batch.create_unique_constraint("uq_data_private_answers_question", [
+            "user_id", "dataset_id", "version_sha256", "parse_hash", "epsilon"])
+        batch.drop_column("delta")
+    with op.batch_alter_table("data_privacy_ledger") as batch:
+        batch.drop_column("delta_spent")
+    with op.batch_alter_table("data_datasets") as batch:
+        batch.drop_column("dp_delta_cap")
