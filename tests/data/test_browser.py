@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import sign_in, watch_browser
 from tests.data.conftest import CSV, Commons
+from tests.data.test_airlock import wait_for_check
 
 pytestmark = pytest.mark.browser
 
@@ -51,6 +52,17 @@ def test_publish_request_and_query_in_the_browser(commons: Commons, server: Any,
     page.wait_for_selector("#privacy-report")
     page.get_by_role("button", name="Run").click()  # the same question again: the same answer, nothing spent
     page.wait_for_selector("text=nothing spent")
+
+    page.click("#to-airlock")  # the same query, for exact figures: held until a steward releases it
+    page.fill("#airlock-purpose", "Exact visit counts for the browser test (synthetic)")
+    page.get_by_role("button", name="Submit for review").click()
+    page.wait_for_selector("#airlock-held")
+    request_id = int(page.url.split("/data/airlock/")[1].split("?")[0])
+    wait_for_check(commons, request_id)
+    assert commons.client.post(f"/api/v1/data/airlock/{request_id}/decision", json={"release": True},
+                               headers=commons.steward).status_code == 200
+    page.reload()
+    page.wait_for_selector("#airlock-released")
     shot = tmp_path / "sandbox.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 1000

@@ -86,6 +86,7 @@ def test_sandbox_page_runs_sql_charts_groups_and_reports_privacy(catalogue: Comm
     assert grouped.status_code == 200 and 'id="result-chart"' in grouped.text and "visits by region" in grouped.text
     assert 'id="privacy-report"' in grouped.text and "spent ε 0.25" in grouped.text and "<strong>0.75</strong>" in (
         grouped.text)
+    assert 'id="to-airlock"' in grouped.text and "/data/airlock?sql=SELECT" in grouped.text
     again = client.post("/data/sandbox", data={"csrf_token": csrf_of(page.text), "sql": sql, "epsilon": "0.25"})
     assert "nothing spent" in again.text and "<strong>0.75</strong>" in again.text
     by_age = client.post("/data/sandbox", data={"csrf_token": csrf_of(page.text),
