@@ -96,3 +96,13 @@ def test_when_caps_cannot_hold_after_a_cutoff_the_drill_says_so_and_re_places(ex
     [suspended] = report["suspended"]
     assert "concentration caps" in suspended["rules"] and any("foreign" in c for c in suspended["because"])
     assert any("without category floors and concentration caps" in note for note in report["caps_note"])
+
+
+def test_only_the_operator_reads_cutoff_reports(exchange: Exchange) -> None:
+    """M1: a drill's report names every organisation's requests, GPU-hours and offers."""
+    _allocated(exchange)
+    assert exchange.post("/cutoffs", {"provider": "domestic", "dry_run": False}).status_code == 201
+    for who in (exchange.applicant, exchange.stranger, exchange.staff, exchange.reviewer):
+        r = exchange.client.get("/api/v1/compute/cutoffs", headers=who)
+        assert r.status_code == 403 and "Test University" not in r.text
+    assert len(exchange.client.get("/api/v1/compute/cutoffs", headers=exchange.admin).json()) == 1

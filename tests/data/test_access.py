@@ -112,3 +112,25 @@ def test_overdue_requests_are_flagged_for_stewards(commons: Commons) -> None:
         s.commit()
     assert commons.client.get("/api/v1/data/requests/inbox", headers=commons.steward).json()[0]["overdue"]
     assert commons.client.get("/api/v1/data/requests/inbox", headers=commons.admin).json()[0]["overdue"]
+
+
+def test_nobody_decides_their_own_request_or_grants_longer_than_asked(commons: Commons) -> None:
+    """M6: a steward approving their own request, or for more days than the requester asked."""
+    commons.create("restricted_costs", classification="restricted")
+    assert commons.publish("restricted_costs").status_code == 201
+    own = commons.client.post("/api/v1/data/datasets/restricted_costs/requests",
+                              json={**PURPOSE, "organisation_id": commons.publisher}, headers=commons.steward).json()
+    r = commons.client.post(f"/api/v1/data/requests/{own['id']}/decision", json={"approve": True},
+                            headers=commons.steward)
+    assert r.status_code == 403 and "your own" in r.json()["error"]["message"]
+    assert _audited(commons, "data.access.decide") == ["refused"]
+    theirs = commons.client.post("/api/v1/data/datasets/restricted_costs/requests", json=PURPOSE,
+                                 headers=commons.member).json()
+    longer = commons.client.post(f"/api/v1/data/requests/{theirs['id']}/decision",
+                                 json={"approve": True, "days": 365}, headers=commons.steward)
+    assert longer.status_code == 422 and longer.json()["error"]["field"] == "days"
+    shorter = commons.client.post(f"/api/v1/data/requests/{theirs['id']}/decision",
+                                  json={"approve": True, "days": 7}, headers=commons.steward)
+    assert shorter.status_code == 200
+    expires = datetime.fromisoformat(shorter.json()["grant"]["expires_at"].replace("Z", "+00:00")).replace(tzinfo=None)
+    assert expires - utcnow() < timedelta(days=7, minutes=1)

@@ -169,7 +169,9 @@ def test_a_steward_cannot_release_their_own_request(patients: Commons) -> None:
                                json={"purpose": "Steward's own analysis (synthetic)", "days": 30,
                                      "organisation_id": patients.publisher}, headers=patients.steward)
     assert patients.client.post(f"/api/v1/data/requests/{req.json()['id']}/decision", json={"approve": True},
-                                headers=patients.steward).status_code == 200
+                                headers=patients.steward).status_code == 403  # nobody decides their own
+    assert patients.client.post(f"/api/v1/data/requests/{req.json()['id']}/decision", json={"approve": True},
+                                headers=patients.admin).status_code == 200
     own = _submit(patients, "SELECT count(*) AS n FROM patients", who=patients.steward)
     assert own.status_code == 201
     r = _decide(patients, own.json()["id"])

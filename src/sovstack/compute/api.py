@@ -207,7 +207,7 @@ def report_usage(body: UsageCreate, session: SessionDep,
 
 @router.get("/cutoffs")
 def list_cutoffs(session: SessionDep, who: PrincipalDep) -> list[CutoffPublic]:
-    return [cutoff.cutoff_public(c) for c in cutoff.list_cutoffs(session)]
+    return [cutoff.cutoff_public(c) for c in cutoff.list_cutoffs(session, who)]
 
 
 @router.post("/cutoffs", status_code=status.HTTP_201_CREATED)

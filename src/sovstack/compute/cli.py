@@ -329,7 +329,7 @@ def restore(ctx: typer.Context, cutoff_id: int) -> None:
 def list_cutoffs(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     """Cut-off drills, newest first."""
     with session_of(ctx) as s:
-        rows = [cutoff.cutoff_public(c) for c in cutoff.list_cutoffs(s)]
+        rows = [cutoff.cutoff_public(c) for c in cutoff.list_cutoffs(s, OPERATOR)]
     emit([{**r.model_dump(mode="json"), "displaced": len(r.report.get("displaced", [])),
            "lost_gpu_hours": r.report.get("lost_gpu_hours")} for r in rows],
          ["id", "selector", "value", "displaced", "lost_gpu_hours", "created_at", "restored_at"], as_json)

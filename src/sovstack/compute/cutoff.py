@@ -184,7 +184,9 @@ def restore(session: Session, who: Principal, cutoff_id: int) -> CutoffPublic:
     return cutoff_public(drill)
 
 
-def list_cutoffs(session: Session) -> list[Cutoff]:
+def list_cutoffs(session: Session, who: Principal) -> list[Cutoff]:
+    """Every cut-off drill, newest first: the operator's, since reports name every organisation's requests."""
+    who.require_admin("compute.cutoff.list", "cutoffs")
     return list(session.scalars(select(Cutoff).order_by(Cutoff.id.desc())))
 
 

@@ -187,7 +187,7 @@ def review(request: Request, request_id: int, session: SessionDep, user: Console
 
 # The cut-off drill -----------------------------------------------------------------------------
 
-def cutoff_page(request: Request, session: Session, *, error: SovstackError | None = None,
+def cutoff_page(request: Request, session: Session, who: Principal, *, error: SovstackError | None = None,
                 report: dict[str, Any] | None = None, form: dict[str, str] | None = None) -> HTMLResponse:
     offers = providers.list_offers(session, include_withdrawn=False)
     return console_of(request).page(
@@ -198,12 +198,13 @@ def cutoff_page(request: Request, session: Session, *, error: SovstackError | No
                                                             o.provider.datacentre_jurisdiction,
                                                             o.provider.control_plane_jurisdiction)}),
         vendors=sorted({o.chip_vendor for o in offers}),
-        drills=[cutoff.cutoff_public(c) for c in cutoff.list_cutoffs(session)])
+        drills=[cutoff.cutoff_public(c) for c in cutoff.list_cutoffs(session, who)] if who.acts_as_admin else [])
 
 
 @router.get("/compute/cutoff")
 def cutoff_form(request: Request, session: SessionDep, user: ConsoleUser) -> HTMLResponse:
-    return cutoff_page(request, session)
+    user[1].require_admin("compute.cutoff", "console")  # drill reports name every organisation's requests
+    return cutoff_page(request, session, user[1])
 
 
 @router.post("/compute/cutoff")
@@ -218,8 +219,8 @@ def run_cutoff(request: Request, session: SessionDep, settings: SettingsDep, use
         with unit_of_work(session, who):
             out = cutoff.run(session, who, data, settings.home_jurisdiction)
     except FormErrors as exc:
-        return cutoff_page(request, session, error=exc, form=form)
-    return cutoff_page(request, session, report={"drill": out.id, "selector": out.selector, "value": out.value,
+        return cutoff_page(request, session, who, error=exc, form=form)
+    return cutoff_page(request, session, who, report={"drill": out.id, "selector": out.selector, "value": out.value,
                                                  "dry_run": data.dry_run, **out.report}, form=form)
 
 
@@ -229,5 +230,5 @@ def restore(request: Request, cutoff_id: int, session: SessionDep, user: Console
         with unit_of_work(session, user[1]):
             cutoff.restore(session, user[1], cutoff_id)
     except FormErrors as exc:
-        return cutoff_page(request, session, error=exc)
+        return cutoff_page(request, session, user[1], error=exc)
     return see_other("/compute/cutoff", f"Cut-off drill {cutoff_id} restored: capacity and allocations are back.")

@@ -87,6 +87,20 @@ class ConsoleSession(Base):
     user: Mapped[User] = relationship()
 
 
+class LoginThrottle(Base):
+    """Login attempts per account (by e-mail hash, whether or not it exists) and per client address, in
+    fixed windows: counted with one upsert before the password is checked, so parallel guesses cannot
+    slip past the limit, and a locked unknown address answers exactly like a locked account."""
+
+    __tablename__ = "login_throttle"
+    __table_args__ = (UniqueConstraint("key", "window", name="uq_login_throttle"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(100))
+    window: Mapped[str] = mapped_column(String(32))
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Party(Base):
     __tablename__ = "parties"
 

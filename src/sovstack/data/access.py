@@ -104,6 +104,12 @@ def decide(session: Session, who: Principal, settings: Settings, request_id: int
     who.require_role(dataset.publisher_id, *STEWARDS, action="data.access.decide", target=target)
     if req.status != "pending":
         raise Conflict(f"request {request_id} was already {req.status}", field="request")
+    if who.user_id is not None and who.user_id == req.user_id:
+        raise Refused("you cannot decide your own access request", action="data.access.decide", target=target,
+                      reasons=["another steward of the publisher (or a deployment admin) decides it"])
+    if data.days is not None and data.days > req.days:
+        raise BadInput(f"the request asked for {req.days} days; a grant can be shorter, not longer (the requester "
+                       "asks again for more)", field="days")
     req.decided_by, req.decided_at, req.reason = who.actor, utcnow(), data.reason
     grant = None
     if data.approve:
