@@ -197,3 +197,88 @@ def test_disabled_user_keys_stop_working(admin_client: TestClient, client: TestC
     assert admin_client.patch(f"/api/v1/users/{me['id']}", json={"is_active": False}).status_code == 200
     client.headers.pop("Authorization", None)
     assert client.get("/api/v1/me", headers=bearer(key)).status_code == 401
+
+
+def test_a_password_change_needs_the_current_one_and_ends_other_sessions(client: TestClient, db: Database,
+                                                                         admin_key: str) -> None:
+    """M4: a read+write key alone must not be enough to take over the console (and mint any key)."""
+    from tests.console.test_pages import post_login
+
+    me = make_user(db, "me@test.example")
+    key = bearer(make_key(db, me["id"], ["read", "write"]))
+    assert post_login(client, me["email"], me["password"]).status_code == 303
+    old_cookies = dict(client.cookies)
+    client.cookies.clear()
+    new = {"password": "a brand new password 42"}
+    r = client.patch(f"/api/v1/users/{me['id']}", headers=key, json=new)
+    assert r.status_code == 403 and "current password" in r.json()["error"]["message"]
+    r = client.patch(f"/api/v1/users/{me['id']}", headers=key, json={**new, "current_password": "a wrong guess"})
+    assert r.status_code == 403
+    assert post_login(client, me["email"], new["password"]).status_code == 401  # unchanged
+    client.cookies.clear()
+    r = client.patch(f"/api/v1/users/{me['id']}", headers=key, json={**new, "current_password": me["password"]})
+    assert r.status_code == 200
+    client.cookies.update(old_cookies)
+    assert client.get("/", follow_redirects=False).status_code in (302, 303, 401)  # that session has ended
+    client.cookies.clear()
+    assert client.patch(f"/api/v1/users/{me['id']}", headers=bearer(admin_key),
+                        json={"password": "set by the admin 1234"}).status_code == 200  # an admin needs none
+
+
+def test_the_last_active_admin_cannot_be_disabled_or_demoted(client: TestClient, db: Database,
+                                                             admin: dict[str, Any], admin_key: str) -> None:
+    for change in ({"is_active": False}, {"is_admin": False}):
+        r = client.patch(f"/api/v1/users/{admin['id']}", headers=bearer(admin_key), json=change)
+        assert r.status_code == 409 and "only active deployment admin" in r.json()["error"]["message"]
+    other = make_user(db, "second-admin@test.example", admin=True)
+    assert client.patch(f"/api/v1/users/{admin['id']}", headers=bearer(admin_key),
+                        json={"is_admin": False}).status_code == 200
+    with db.session() as s:
+        assert s.get(User, other["id"]).is_admin and not s.get(User, admin["id"]).is_admin
+
+
+def test_parallel_guesses_cannot_pass_the_login_limit(db: Database, admin: dict[str, Any]) -> None:
+    """M3: the failure counter was read-modify-written; 90 parallel failures counted 7."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sovstack.core import identity
+    from sovstack.core.errors import RateLimited, Unauthenticated
+
+    def guess(i: int) -> str:
+        with db.session() as s:
+            try:
+                identity.login(s, admin["email"], f"wrong guess {i}", max_failures=10, lockout_seconds=900,
+                               max_age=60)
+            except Unauthenticated:
+                return "checked"
+            except RateLimited:
+                return "refused"
+        return "in"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(guess, range(40)))
+    assert outcomes.count("checked") == 10 and outcomes.count("refused") == 30, outcomes
+
+
+def test_unknown_accounts_lock_like_real_ones_and_an_admin_can_unlock(client: TestClient, db: Database,
+                                                                      admin: dict[str, Any],
+                                                                      admin_key: str) -> None:
+    from tests.console.test_pages import post_login
+
+    def codes(email: str, n: int) -> list[int]:
+        return [post_login(client, email, "wrong password!").status_code for _ in range(n)]
+
+    assert codes("nobody@test.example", 11) == [401] * 10 + [429]
+    assert codes(admin["email"], 11) == [401] * 10 + [429]  # the same answers: existence is not disclosed
+    assert post_login(client, admin["email"], admin["password"]).status_code == 429
+    r = client.post(f"/api/v1/users/{admin['id']}/unlock", headers=bearer(admin_key))
+    assert r.status_code == 200
+    assert post_login(client, admin["email"], admin["password"]).status_code == 303
+
+
+def test_one_client_address_is_limited_across_accounts(client: TestClient, db: Database) -> None:
+    from tests.console.test_pages import post_login
+
+    db.settings.login_max_failures_per_client = 5
+    answers = [post_login(client, f"user{i}@test.example", "wrong password!").status_code for i in range(7)]
+    assert answers == [401] * 5 + [429, 429]

@@ -107,7 +107,9 @@ def login(request: Request, session: SessionDep, settings: SettingsDep, email: F
     try:
         token, _ = identity.login(session, email, password, max_failures=settings.login_max_failures,
                                   lockout_seconds=settings.login_lockout_seconds,
-                                  max_age=settings.session_max_age)
+                                  max_age=settings.session_max_age,
+                                  client=request.client.host if request.client else "",
+                                  max_per_client=settings.login_max_failures_per_client)
     except (Unauthenticated, RateLimited) as exc:
         return login_page(request, next_path=next_path, email=email, error=exc, status_code=exc.status)
     response = RedirectResponse(next_path, status_code=303)

@@ -7,10 +7,13 @@ import hmac
 import secrets
 from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
 
 from sovstack.core import audit
@@ -26,9 +29,10 @@ from sovstack.core.schemas import (
     UserCreate,
     UserUpdate,
 )
-from sovstack.core.tables import ApiKey, ConsoleSession, Membership, Organisation, User
+from sovstack.core.tables import ApiKey, ConsoleSession, LoginThrottle, Membership, Organisation, User
 
 KEY_PREFIX = "sk-"
+_THROTTLE: Table = LoginThrottle.__table__  # type: ignore[assignment]
 _hasher = PasswordHasher()  # immutable parameters, safe to share
 
 
@@ -107,22 +111,47 @@ def create_user(session: Session, who: Principal, data: UserCreate) -> User:
     return user
 
 
-def update_user(session: Session, who: Principal, user_id: int, data: UserUpdate) -> User:
+def update_user(session: Session, who: Principal, user_id: int, data: UserUpdate,
+                keep_session: int | None = None) -> User:
+    """Change a user. Their own name and password anyone may change (the password only with the current
+    one: a key or a stolen session must not be enough); the rest, and others' passwords, an admin. A new
+    password ends every other console session of the user (``keep_session``: the one making the change)."""
     user = get_user(session, user_id)
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    changes.pop("current_password", None)
+    target = f"user:{user.id}"
     own_fields = {"name", "password"}
     if not (who.user_id == user.id and set(changes) <= own_fields):
-        who.require_admin("identity.user.update", f"user:{user.id}")
+        who.require_admin("identity.user.update", target)
+    if "password" in changes and not who.acts_as_admin and not (
+            data.current_password and _password_ok(user, data.current_password)):
+        raise Refused("give your current password to set a new one", action="identity.user.password",
+                      target=target, reasons=["current_password is missing or wrong"])
+    if user.is_admin and user.is_active and (changes.get("is_admin") is False or changes.get("is_active") is False):
+        _keep_an_admin(session, user)
     if "password" in changes:
         user.password_hash = hash_password(changes.pop("password"))
         user.failed_logins, user.locked_until = 0, None
         changes["password"] = "(changed)"
+        ended = session.execute(delete(ConsoleSession).where(
+            ConsoleSession.user_id == user.id, ConsoleSession.id != (keep_session or 0)))
+        changes["sessions_ended"] = ended.rowcount  # type: ignore[attr-defined]
     for key in ("name", "is_admin", "is_active"):
         if key in changes:
             setattr(user, key, changes[key])
-    audit.record(session, actor=who.actor, action="identity.user.update", target=f"user:{user.id}",
-                 detail=changes)
+    if changes.get("is_active") is False:
+        session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == user.id))
+    audit.record(session, actor=who.actor, action="identity.user.update", target=target, detail=changes)
     return user
+
+
+def _keep_an_admin(session: Session, user: User) -> None:
+    """Refuse taking away the last active admin: nobody could then manage the deployment."""
+    others = session.scalar(select(func.count()).select_from(User).where(
+        User.is_admin.is_(True), User.is_active.is_(True), User.id != user.id))
+    if not others:
+        raise Conflict(f"{user.email} is the only active deployment admin: make another admin first",
+                       field="is_admin")
 
 
 def add_membership(session: Session, who: Principal, data: MembershipCreate) -> Membership:
@@ -276,21 +305,35 @@ def authenticate_key(session: Session, token: str, touch_seconds: int = 60, *, r
 # Console sessions --------------------------------------------------------------------------------
 
 def login(session: Session, email: str, password: str, *, max_failures: int, lockout_seconds: int,
-          max_age: int) -> tuple[str, ConsoleSession]:
-    """Check a password and open a console session; lock the account after repeated failures."""
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
-    now = utcnow()
-    if user is not None and user.locked_until is not None and user.locked_until > now:
-        wait = int((user.locked_until - now).total_seconds()) + 1
-        raise RateLimited(f"too many failed logins; try again in {wait} s", retry_after=wait)
+          max_age: int, client: str = "", max_per_client: int = 0) -> tuple[str, ConsoleSession]:
+    """Check a password and open a console session, within the login limits.
+
+    Every attempt on an address is counted (one upsert, committed) before its password is checked, so
+    parallel guesses cannot slip past ``max_failures`` in a window of ``lockout_seconds``; an address
+    with no account is counted and answered exactly like one with, so a refusal says nothing about
+    which accounts exist. Failures from one client address are capped at ``max_per_client``.
+    """
+    address, now = email.strip().lower(), utcnow()
+    window = str(int(now.timestamp()) // lockout_seconds)
+    wait = lockout_seconds - int(now.timestamp()) % lockout_seconds
+    account, source = f"email:{_sha(address)[:40]}", f"ip:{client[:90]}"
+    attempts = _count_attempt(session, account, window)
+    from_client = _attempts(session, source, window) if client and max_per_client else 0
+    session.commit()
+    if attempts > max_failures or (max_per_client and from_client >= max_per_client):
+        audit.record(session, actor=address[:320] or "(blank)", action="identity.login", outcome="refused",
+                     reasons=["too many login attempts"], detail={"client": client})
+        session.commit()
+        raise RateLimited(f"too many login attempts; try again in {wait} s", retry_after=wait)
+    user = session.scalar(select(User).where(User.email == address))
     if user is None or not user.password_hash or not user.is_active or not _password_ok(user, password):
-        if user is not None:
-            _count_failure(session, user, max_failures, lockout_seconds)
-        audit.record(session, actor=email.strip().lower()[:320] or "(blank)", action="identity.login",
-                     outcome="refused", reasons=["wrong email or password"])
+        if client and max_per_client:
+            _count_attempt(session, source, window)
+        audit.record(session, actor=address[:320] or "(blank)", action="identity.login",
+                     outcome="refused", reasons=["wrong email or password"], detail={"client": client})
         session.commit()
         raise Unauthenticated("wrong email or password")
-    user.failed_logins, user.locked_until = 0, None
+    session.execute(delete(LoginThrottle).where(LoginThrottle.key == account))  # a success starts afresh
     token = secrets.token_urlsafe(32)
     console = ConsoleSession(token_hash=_sha(token), csrf_token=secrets.token_urlsafe(24), user_id=user.id,
                              expires_at=now + timedelta(seconds=max_age))
@@ -298,6 +341,31 @@ def login(session: Session, email: str, password: str, *, max_failures: int, loc
     audit.record(session, actor=user.email, action="identity.login", target=f"user:{user.id}")
     session.commit()
     return token, console
+
+
+def unlock(session: Session, who: Principal, user_id: int) -> User:
+    """An admin lifts the login limit on an account at once (rather than waiting for the window)."""
+    user = get_user(session, user_id)
+    who.require_admin("identity.user.unlock", f"user:{user.id}")
+    session.execute(delete(LoginThrottle).where(LoginThrottle.key == f"email:{_sha(user.email)[:40]}"))
+    user.failed_logins, user.locked_until = 0, None
+    audit.record(session, actor=who.actor, action="identity.user.unlock", target=f"user:{user.id}")
+    return user
+
+
+def _count_attempt(session: Session, key: str, window: str) -> int:
+    """One more attempt on ``key`` in ``window``, atomically; the new count."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt: Any = insert(_THROTTLE).values(key=key, window=window, count=1)
+    stmt = stmt.on_conflict_do_update(index_elements=["key", "window"],
+                                      set_={"count": _THROTTLE.c.count + 1}).returning(_THROTTLE.c.count)
+    session.execute(delete(LoginThrottle).where(LoginThrottle.key == key, LoginThrottle.window != window))
+    return int(session.execute(stmt).scalar_one())
+
+
+def _attempts(session: Session, key: str, window: str) -> int:
+    return int(session.scalar(select(LoginThrottle.count).where(LoginThrottle.key == key,
+                                                                LoginThrottle.window == window)) or 0)
 
 
 def _password_ok(user: User, password: str) -> bool:

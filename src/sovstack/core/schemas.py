@@ -82,6 +82,8 @@ class UserCreate(Strict):
 class UserUpdate(Strict):
     name: str | None = Field(None, min_length=1, max_length=200)
     password: str | None = Field(None, min_length=12, max_length=512)
+    current_password: str | None = Field(None, max_length=512, description="Required to change your own "
+                                                                           "password (not for an admin).")
     is_admin: bool | None = None
     is_active: bool | None = None
 

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
         10, ge=1, description="Wrong passwords in a row before an account is locked for a while."
     )
     login_lockout_seconds: int = Field(900, ge=1, description="How long a locked account stays locked.")
+    login_max_failures_per_client: int = Field(
+        100, ge=1, description="Failed logins from one client address, on any accounts, before it is refused for "
+                               "the same while."
+    )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body the API accepts.")
     max_upload_bytes: int = Field(
         50 * 1024**3, ge=1024, description="Largest file upload (dataset versions), streamed to disk."

@@ -79,9 +79,21 @@ def create_user(body: UserCreate, session: SessionDep, who: PrincipalDep) -> Use
 
 
 @router.patch("/users/{user_id}")
-def update_user(user_id: int, body: UserUpdate, session: SessionDep, who: PrincipalDep) -> UserPublic:
+def update_user(user_id: int, body: UserUpdate, request: Request, session: SessionDep,
+                who: PrincipalDep) -> UserPublic:
+    """Change a user; a new password needs ``current_password`` (unless an admin sets it) and ends the
+    user's other console sessions."""
+    console = getattr(request.state, "console_session", None)
     with unit_of_work(session, who):
-        user = identity.update_user(session, who, user_id, body)
+        user = identity.update_user(session, who, user_id, body, keep_session=console.id if console else None)
+    return user_public(user)
+
+
+@router.post("/users/{user_id}/unlock")
+def unlock_user(user_id: int, session: SessionDep, who: PrincipalDep) -> UserPublic:
+    """Lift the login limit on an account now (admin)."""
+    with unit_of_work(session, who):
+        user = identity.unlock(session, who, user_id)
     return user_public(user)
 
 

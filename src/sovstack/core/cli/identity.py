@@ -91,6 +91,14 @@ def user_update(ctx: typer.Context, user: str, name: str | None = None,
     say(f"updated user {found.id} {found.email}")
 
 
+@user_app.command("unlock")
+def user_unlock(ctx: typer.Context, user: str) -> None:
+    """Lift the login limit on an account now (by id or email), instead of waiting for it to pass."""
+    with change(ctx) as s:
+        found = identity.unlock(s, OPERATOR, identity.get_user(s, ref(user)).id)
+    say(f"user {found.id} {found.email} may log in again")
+
+
 @user_app.command("grant")
 def user_grant(ctx: typer.Context, user: str, org: str = typer.Option(..., "--org"),
                role: str = typer.Option(..., help="org_admin|steward|reviewer|member")) -> None:
