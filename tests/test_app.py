@@ -78,3 +78,25 @@ def test_database_down_gives_503_not_500(app: FastAPI, client: TestClient, admin
     assert r.status_code == 503 and r.json()["error"]["type"] == "unavailable"
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
+
+
+def test_a_server_error_carries_every_security_header_and_no_trace(app: FastAPI, admin_key: str) -> None:
+    def boom() -> None:
+        raise ZeroDivisionError("internal detail that must not leak")
+
+    app.add_api_route("/api/v1/test-boom", boom)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/api/v1/test-boom", headers={"Authorization": f"Bearer {admin_key}"})
+    assert r.status_code == 500 and r.json()["error"]["type"] == "internal_error"
+    assert "internal detail" not in r.text and "Traceback" not in r.text
+    for name in ("content-security-policy", "x-content-type-options", "x-frame-options", "referrer-policy"):
+        assert name in r.headers, name
+    assert r.headers["cache-control"] == "no-store"  # an authenticated answer
+
+
+def test_signed_in_answers_are_not_cached_and_tls_gets_hsts(client: TestClient, admin_key: str) -> None:
+    signed_in = client.get("/api/v1/me", headers={"Authorization": f"Bearer {admin_key}"})
+    assert signed_in.headers["cache-control"] == "no-store" and "strict-transport-security" not in signed_in.headers
+    assert "no-store" not in client.get("/static/style.css").headers.get("cache-control", "")
+    secure = TestClient(client.app, base_url="https://testserver")
+    assert "max-age=" in secure.get("/healthz").headers["strict-transport-security"]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from sovstack.core.base import UTCDateTime
 from sovstack.core.jurisdictions import check_country, check_place
 from sovstack.core.schemas import OrgKind, Strict
 
@@ -47,7 +48,7 @@ class ProviderPublic(BaseModel):
     foreign_controlled: bool
     extraterritorial_laws: list[str]
     offers: int
-    created_at: datetime
+    created_at: UTCDateTime
 
 
 class OfferCreate(Strict):
@@ -193,7 +194,7 @@ class RoundPublic(BaseModel):
     requests: int
     reviewed: int
     result: dict[str, Any]
-    solved_at: datetime | None
+    solved_at: UTCDateTime | None
 
 
 class RequestCreate(Strict):
@@ -226,7 +227,7 @@ class ReviewPublic(BaseModel):
     reviewer: str
     score: float
     comment: str
-    created_at: datetime
+    created_at: UTCDateTime
 
 
 class RequestPublic(BaseModel):
@@ -248,7 +249,7 @@ class RequestPublic(BaseModel):
     reviews: int
     merit: float | None
     explanation: dict[str, Any]
-    created_at: datetime
+    created_at: UTCDateTime
 
 
 class AllocationPublic(BaseModel):
@@ -271,7 +272,7 @@ class AllocationPublic(BaseModel):
     status: str
     reason: str
     idle: bool
-    created_at: datetime
+    created_at: UTCDateTime
 
 
 class AllocationDecision(Strict):
@@ -327,5 +328,5 @@ class CutoffPublic(BaseModel):
     offers: list[int]
     report: dict[str, Any]
     created_by: str
-    created_at: datetime | None
-    restored_at: datetime | None
+    created_at: UTCDateTime | None
+    restored_at: UTCDateTime | None

@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import Select, Table, event, select
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
+from sovstack.core.base import naive_utc
 from sovstack.core.tables import AuditEvent, AuditHead
 
 GENESIS = "0" * 64
@@ -241,10 +242,10 @@ def _filtered(f: AuditFilter) -> Select[AuditEvent]:
         q = q.where(AuditEvent.target.contains(f.target))
     if f.outcome:
         q = q.where(AuditEvent.outcome == f.outcome)
-    if f.since:
-        q = q.where(AuditEvent.at >= f.since.strftime("%Y-%m-%dT%H:%M:%S"))
+    if f.since:  # times with an offset are compared in UTC, as the chain records them
+        q = q.where(AuditEvent.at >= naive_utc(f.since).strftime("%Y-%m-%dT%H:%M:%S"))
     if f.until:
-        q = q.where(AuditEvent.at < f.until.strftime("%Y-%m-%dT%H:%M:%S"))
+        q = q.where(AuditEvent.at < naive_utc(f.until).strftime("%Y-%m-%dT%H:%M:%S"))
     return q
 
 

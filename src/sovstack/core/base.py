@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
+from pydantic import AfterValidator
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -24,3 +26,22 @@ class Base(DeclarativeBase):
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def as_utc(value: datetime) -> datetime:
+    """A datetime with its offset: the database keeps naive UTC, every answer says so (RFC 3339)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def naive_utc(value: datetime) -> datetime:
+    """A datetime as the database keeps it: naive UTC (an input with an offset is converted first)."""
+    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
+def rfc3339(value: datetime | None) -> str | None:
+    """``2026-12-03T14:00:00Z``: how every time leaves sovstack (API, CLI JSON, exports)."""
+    return None if value is None else as_utc(value).isoformat().replace("+00:00", "Z")
+
+
+# A time in an answer: the value as stored (naive UTC), given back with its offset.
+UTCDateTime = Annotated[datetime, AfterValidator(as_utc)]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sovstack.core.base import UTCDateTime
 from sovstack.core.jurisdictions import check_country
 
 OrgKind = Literal["government", "academic", "startup", "enterprise", "provider", "civil_society"]
@@ -59,7 +59,7 @@ class OrganisationPublic(Public):
     kind: str
     jurisdiction: str
     description: str
-    created_at: datetime
+    created_at: UTCDateTime
 
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
@@ -100,7 +100,7 @@ class UserPublic(Public):
     name: str
     is_admin: bool
     is_active: bool
-    created_at: datetime
+    created_at: UTCDateTime
     memberships: list[MembershipPublic] = []
 
 
@@ -125,10 +125,10 @@ class ApiKeyPublic(Public):
     user_id: int
     organisation_id: int | None
     scopes: list[str]
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    last_used_at: datetime | None
-    created_at: datetime
+    expires_at: UTCDateTime | None
+    revoked_at: UTCDateTime | None
+    last_used_at: UTCDateTime | None
+    created_at: UTCDateTime
 
 
 class ApiKeyCreated(ApiKeyPublic):
@@ -175,7 +175,7 @@ class PartyPublic(Public):
     parent_jurisdiction: str
     website: str
     notes: str
-    created_at: datetime
+    created_at: UTCDateTime
     extraterritorial_laws: list[str] = []
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from sqlglot import exp
 
 from sovstack.core import audit, identity
-from sovstack.core.base import utcnow
+from sovstack.core.base import rfc3339, utcnow
 from sovstack.core.context import Principal
 from sovstack.core.db import Database
 from sovstack.core.errors import BadInput, Conflict, NotFound, Refused, SovstackError, Unavailable
@@ -246,8 +246,8 @@ def public(session: Session, held: AirlockRequest, reviews: bool) -> dict[str, A
         "id": held.id, "dataset": held.dataset.name, "version": held.version, "user_id": held.user_id,
         "requester": identity.get_user(session, held.user_id).email, "sql": held.sql, "sql_sha256": held.sql_sha256,
         "parse_hash": held.parse_hash, "purpose": held.purpose, "status": held.status, "reason": held.reason,
-        "reviewed_by": held.reviewed_by, "created_at": held.created_at.isoformat(),
-        "decided_at": held.decided_at.isoformat() if held.decided_at else None, "columns": held.columns,
+        "reviewed_by": held.reviewed_by, "created_at": rfc3339(held.created_at),
+        "decided_at": rfc3339(held.decided_at), "columns": held.columns,
         "summary": held.checks.get("summary", {}),
         "rows": held.released_rows if held.status == "released" else None,
     }

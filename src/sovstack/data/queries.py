@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sovstack.core import audit, identity
+from sovstack.core.base import rfc3339
 from sovstack.core.context import Principal
 from sovstack.core.errors import BadInput, RateLimited, Refused, SovstackError
 from sovstack.core.settings import Settings
@@ -282,7 +283,7 @@ def public(q: SandboxQuery) -> dict[str, Any]:
     return {"id": q.id, "user_id": q.user_id, "sql": q.sql, "sql_sha256": q.sql_sha256, "parse_hash": q.parse_hash,
             "epsilon": q.epsilon, "cached": q.cached, "datasets": q.datasets,
             "outcome": q.outcome, "message": q.message, "rows_out": q.rows_out,
-            "cells_suppressed": q.cells_suppressed, "elapsed_ms": q.elapsed_ms, "at": q.at.isoformat()}
+            "cells_suppressed": q.cells_suppressed, "elapsed_ms": q.elapsed_ms, "at": rfc3339(q.at)}
 
 
 def result_public(outcome: Outcome) -> dict[str, Any]:

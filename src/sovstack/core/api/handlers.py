@@ -9,7 +9,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sovstack.core.context import record_refusal
@@ -94,6 +94,16 @@ async def on_database_down(request: Request, exc: Exception) -> Response:
     return render(request, Unavailable("the database is unavailable; try again shortly"))
 
 
+async def on_unstorable(request: Request, exc: Exception) -> Response:
+    """A value the database cannot hold (an integer past its range, a NUL character in text on
+    PostgreSQL): the caller's input, so 422, and the transaction was rolled back whole."""
+    log.info("unstorable value on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return render(request, BadInput(
+        "a value is out of range for the database: integers must be between -2^63 and 2^63-1 (ids and counts "
+        "between -2^31 and 2^31-1) and text cannot contain NUL characters", field="body",
+        reasons=["check the numbers and text in the path, query and body"]))
+
+
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     """A bug: log it with its traceback for the operator; the user sees a plain message, not the trace."""
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -118,3 +128,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(OperationalError, on_database_down)
+    app.add_exception_handler(DataError, on_unstorable)
+    app.add_exception_handler(OverflowError, on_unstorable)

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sovstack.core.errors import PayloadTooLarge
+from sovstack.core.errors import BadInput, PayloadTooLarge, SovstackError
 
 # Pages and API answers may load only what this server serves: the console works air-gapped.
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -60,6 +60,10 @@ class BodyLimit:
         limit = self._limit(scope)
         declared = dict(scope["headers"]).get(b"content-length")
         openai = scope["path"].startswith("/v1/")
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            # No name, id or filter has a NUL in it; file paths and PostgreSQL text cannot hold one.
+            await self._answer(send, openai, BadInput("NUL characters are not allowed in the URL", field="url"))
+            return
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._refuse(send, openai, limit)
             return
@@ -87,43 +91,65 @@ class BodyLimit:
                 await self._refuse(send, openai, limit)
 
     async def _refuse(self, send: Send, openai: bool, limit: int) -> None:
-        err = PayloadTooLarge(f"request body larger than {limit} bytes", field="body")
+        await self._answer(send, openai, PayloadTooLarge(f"request body larger than {limit} bytes", field="body"))
+
+    async def _answer(self, send: Send, openai: bool, err: SovstackError) -> None:
         body = json.dumps(err.openai_body() if openai else err.body()).encode()
-        await send({"type": "http.response.start", "status": 413,
+        status = 400 if openai and err.status == 422 else err.status
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
 
 class Observe:
-    """Count and time every request by route template; add security headers to every answer."""
+    """Count and time every request by route template; add security headers to every answer, server
+    errors included (which is why an unexpected error is answered here, inside the headers)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: ASGIApp, metrics: Metrics,
+                 on_unexpected: Callable[[Request, Exception], Awaitable[Response]] | None = None) -> None:
+        self.app, self.metrics, self.on_unexpected = app, metrics, on_unexpected
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = [500]
+        status, started = [500], [False]
+        extra = _security_headers(scope)
 
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status[0] = message["status"]
+                status[0], started[0] = message["status"], True
                 headers: list[Any] = list(message.get("headers", []))
-                headers += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
-                            (b"content-security-policy", CSP.encode()), (b"x-frame-options", b"DENY")]
-                message["headers"] = headers
+                have = {name.lower() for name, _ in headers}
+                message["headers"] = headers + [(name, value) for name, value in extra if name not in have]
             await send(message)
 
         try:
             await self.app(scope, receive, wrapped)
+        except Exception as exc:  # the boundary: logged by the handler, answered with every header
+            if self.on_unexpected is None or started[0]:
+                raise
+            response = await self.on_unexpected(Request(scope), exc)
+            await response(scope, receive, wrapped)
         finally:
             route = scope.get("route")
             name = getattr(route, "path", "unmatched")
             self.metrics.requests.labels(scope["method"], name, str(status[0])).inc()
             self.metrics.latency.labels(scope["method"], name).observe(time.perf_counter() - start)
+
+
+def _security_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    headers = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
+               (b"content-security-policy", CSP.encode()), (b"x-frame-options", b"DENY")]
+    if scope.get("scheme") == "https":
+        headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+    sent = dict(scope.get("headers", []))
+    if not scope.get("path", "").startswith("/static/") and (
+            b"authorization" in sent or b"sovstack_session=" in sent.get(b"cookie", b"")):
+        headers.append((b"cache-control", b"no-store"))  # a signed-in answer must not sit in a shared cache
+    return headers
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from sovstack.core import parties, policy
 from sovstack.core.api.deps import PrincipalDep, SessionDep, SettingsDep
+from sovstack.core.base import rfc3339
 from sovstack.core.context import unit_of_work
 from sovstack.core.schemas import DecisionPublic, PolicyCheck
 
@@ -28,7 +29,7 @@ def put_policy(body: policy.PolicyDocument, session: SessionDep, who: PrincipalD
 
 @router.get("/history")
 def policy_history(session: SessionDep, who: PrincipalDep) -> list[dict[str, Any]]:
-    return [{"id": v.id, "created_by": v.created_by, "created_at": v.created_at.isoformat(), "body": v.body}
+    return [{"id": v.id, "created_by": v.created_by, "created_at": rfc3339(v.created_at), "body": v.body}
             for v in policy.history(session)]
 
 

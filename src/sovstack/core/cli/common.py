@@ -17,6 +17,7 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from sovstack.core import identity
+from sovstack.core.base import rfc3339
 from sovstack.core.context import CORE_SCOPES, Principal, unit_of_work
 from sovstack.core.db import Database
 from sovstack.core.errors import Unavailable
@@ -93,7 +94,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, datetime):
-        return value.isoformat()
+        return rfc3339(value)
     return value
 
 
