@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
@@ -64,7 +64,9 @@ def test_restricted_data_needs_a_grant_that_a_steward_gives_and_can_take_back(co
                     headers=steward)
     grant = r.json()["grant"]
     assert grant["mode"] == "download" and grant["live"]
-    assert timedelta(days=6) < datetime.fromisoformat(grant["expires_at"]) - utcnow() <= timedelta(days=7)
+    expires = datetime.fromisoformat(grant["expires_at"])
+    assert expires.utcoffset() == timedelta(0)  # every time is given with its offset (RFC 3339)
+    assert timedelta(days=6) < expires - datetime.now(UTC) <= timedelta(days=7)
     assert _download(commons, "restricted_costs", member) == 200
 
     r = client.post(f"/api/v1/data/grants/{grant['id']}/revoke", json={"reason": "study ended"}, headers=steward)

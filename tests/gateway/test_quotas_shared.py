@@ -45,7 +45,7 @@ def _burst_two_workers(gw: Gateway, settings: Settings, rpm: int, n: int) -> lis
     _limit(gw, rpm)
     srv = start_server(settings, workers=2)
     try:
-        fresh_minute()
+        fresh_minute(margin=20)  # 240 calls on a loaded machine can take several seconds
         return _burst(srv.url, gw.key, n)
     finally:
         stop_server(srv)
