@@ -74,3 +74,18 @@ def test_values_the_database_cannot_hold_are_bad_input_not_server_errors(client:
     assert r.status_code in (201, 422), r.text  # SQLite keeps a NUL; PostgreSQL cannot, and says so
     if r.status_code == 422:
         assert "NUL" in r.json()["error"]["message"]
+
+
+def test_numbers_that_are_not_numbers_or_absurdly_large_are_refused(client: Any,
+                                                                     admin_headers: dict[str, str]) -> None:
+    body = {"name": "huge", "title": "Huge budget", "budget": 1e308, "subsidy_rate": 0.4, "start": "2027-01-04",
+            "periods": 4}
+    r = client.post("/api/v1/compute/programmes", headers=admin_headers, json=body)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "budget"
+    raw = '{"name": "nan", "title": "NaN budget", "budget": NaN, "subsidy_rate": 0.4, "start": "2027-01-04", ' \
+          '"periods": 4}'
+    r = client.post("/api/v1/compute/programmes", headers={**admin_headers, "content-type": "application/json"},
+                    content=raw)
+    assert r.status_code in (400, 422) and r.status_code < 500
+    assert client.post("/api/v1/compute/programmes", headers=admin_headers,
+                       json={**body, "budget": 1e9}).status_code == 201

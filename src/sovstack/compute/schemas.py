@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -114,14 +114,17 @@ class ProgrammeCreate(Strict):
     name: str = Field(pattern=NAME)
     title: str = Field(min_length=1, max_length=300)
     currency: str = Field("INR", pattern=r"^[A-Z]{3}$")
-    budget: float = Field(gt=0, description="Subsidy money the programme may pay out.")
+    budget: float = Field(gt=0, le=1e15, description="Subsidy money the programme may pay out.")
     subsidy_rate: float = Field(ge=0, le=1, description="Share of cost the programme pays, e.g. 0.4.")
-    category_rates: dict[str, float] = Field(default_factory=dict, description="Rate per applicant category.")
+    category_rates: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict, description="Rate per applicant category.")
     eligible_kinds: list[OrgKind] = Field(default_factory=lambda: ["government", "academic", "startup"])  # type: ignore[arg-type]
     eligible_jurisdictions: list[str] = Field(default_factory=list, description="Empty: the home jurisdiction.")
-    category_floor: dict[str, float] = Field(default_factory=dict, description="Minimum subsidy per category.")
-    category_ceiling: dict[str, float] = Field(default_factory=dict, description="Maximum subsidy per category.")
-    fast_track_gpu_hours: float = Field(0, ge=0, description="Requests up to this size are approved by rule.")
+    category_floor: dict[str, Annotated[float, Field(ge=0, le=1e15)]] = Field(
+        default_factory=dict, description="Minimum subsidy per category.")
+    category_ceiling: dict[str, Annotated[float, Field(ge=0, le=1e15)]] = Field(
+        default_factory=dict, description="Maximum subsidy per category.")
+    fast_track_gpu_hours: float = Field(0, ge=0, le=1e9, description="Requests up to this size are approved by rule.")
     caps: Caps = Field(default_factory=lambda: Caps(provider=0.4, group=0.5, foreign=0.5, chip_vendor=0.8))
     start: date
     periods: int = Field(gt=0, le=520, description="How many periods (weeks by default) the programme runs.")

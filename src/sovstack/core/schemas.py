@@ -19,9 +19,10 @@ PartyKind = Literal[
 
 
 class Strict(BaseModel):
-    """Input models refuse unknown fields, so a typo is an error, not a silent no-op."""
+    """Input models refuse unknown fields, so a typo is an error, not a silent no-op; and numbers that
+    are not numbers (NaN, Infinity: Python's JSON reader accepts them) are refused."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
 
 
 class Public(BaseModel):

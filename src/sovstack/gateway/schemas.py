@@ -56,8 +56,8 @@ class DeploymentCreate(Strict):
     open_weights: bool = False
     languages: list[LanguageTag] = []
     context_length: int = Field(8192, ge=1)
-    price_in: float = Field(0.0, ge=0, description="Per million input tokens.")
-    price_out: float = Field(0.0, ge=0, description="Per million output tokens.")
+    price_in: float = Field(0.0, ge=0, le=1e9, description="Per million input tokens.")
+    price_out: float = Field(0.0, ge=0, le=1e9, description="Per million output tokens.")
     priority: int = Field(100, ge=0, description="Lower is tried first.")
     weight: int = Field(1, ge=1, description="Share of traffic within equal priority.")
     timeout_seconds: float = Field(60.0, gt=0, le=3600)
