@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     data_request_sla_hours: int = Field(
         72, ge=1, description="Access requests waiting longer than this are flagged in stewards' inboxes."
     )
+    sqlite_busy_seconds: float = Field(
+        15.0, ge=0, le=600,
+        description="SQLite: how long a write waits for another's write lock before the request answers 503 "
+                    "(with Retry-After).",
+    )
     api_key_touch_seconds: int = Field(
         60, ge=0, description="Minimum interval between last-used updates of an API key."
     )
