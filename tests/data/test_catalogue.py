@@ -49,8 +49,8 @@ def test_jsonl_and_parquet_uploads(commons: Commons, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("content", "says"), [
     (b"", "empty (0 bytes)"),
     (b"a,b\n", "no rows"),
-    (b"a,b\n1,2\n3,4,5\n6,7\n", "could not be read as CSV"),
-    (b"a,b\n1,\xff\xfe\n", "could not be read as CSV"),
+    (b"a,b\n1,2\n3,4,5\n6,7\n", "line 3 has 3 fields but the header has 2"),
+    (b"a,b\n1,\xff\xfe\n", "line 2 of the CSV file is not utf-8 text"),
 ])
 def test_bad_files_are_refused_and_the_current_version_stays(commons: Commons, content: bytes, says: str) -> None:
     commons.create("kept")

@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 
 from sovstack.core.errors import BadInput
+from sovstack.data import csvfile
 
 FORMATS = ("csv", "parquet", "jsonl")
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -33,6 +34,7 @@ class Ingested:
     parquet_bytes: int
     rows: int
     columns: list[dict[str, Any]]
+    remarks: tuple[str, ...] = ()  # how the file was read, when not as plainly as it says (for the version's note)
 
 
 def format_of(filename: str, declared: str | None = None) -> str:
@@ -48,35 +50,28 @@ def _quote(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def _reader(source: Path, fmt: str, delimiter: str) -> str:
-    if fmt == "csv":
-        delim = delimiter.replace("'", "''")
-        return (f"read_csv({_quote(source)}, header=true, delim='{delim}', quote='\"', strict_mode=true, "
-                "null_padding=false, encoding='utf-8')")
+def _reader(source: Path, fmt: str) -> str:
     if fmt == "jsonl":
         return f"read_json({_quote(source)}, format='newline_delimited')"
     return f"read_parquet({_quote(source)})"
-
-
-def _first_lines(exc: Exception, n: int = 3) -> list[str]:
-    return [line.strip() for line in str(exc).splitlines() if line.strip()][:n]
 
 
 def object_path(objects: Path, sha256: str) -> Path:
     return objects / "data" / sha256[:2] / f"{sha256}.parquet"
 
 
-def _convert(objects: Path, write: Callable[[duckdb.DuckDBPyConnection, Path], None], statistics: bool) -> Ingested:
+def _convert(objects: Path, write: Callable[[duckdb.DuckDBPyConnection, Path], str], statistics: bool) -> Ingested:
     """Let ``write`` produce a Parquet file beside its final place, then store it under its sha256.
 
-    Whatever goes wrong, the half-written file is removed and nothing else changes.
+    Whatever goes wrong, the half-written file is removed and nothing else changes. ``write`` returns
+    "" or a remark on how it read its source.
     """
     staging = objects / "tmp"
     staging.mkdir(parents=True, exist_ok=True)
     tmp = staging / f"{uuid.uuid4().hex}.parquet"
     con = duckdb.connect(":memory:", config={"memory_limit": INGEST_MEMORY, "threads": 2})
     try:
-        write(con, tmp)
+        remark = write(con, tmp)
         rows = int(con.execute(f"SELECT count(*) FROM read_parquet({_quote(tmp)})").fetchone()[0])  # type: ignore[index]
         if rows == 0:
             raise BadInput("the file has no rows", field="file")
@@ -91,24 +86,37 @@ def _convert(objects: Path, write: Callable[[duckdb.DuckDBPyConnection, Path], N
     final.parent.mkdir(parents=True, exist_ok=True)
     size = tmp.stat().st_size
     os.replace(tmp, final)  # the same content may already be there: replacing it changes nothing
-    return Ingested(sha, str(final.relative_to(objects)), size, rows, columns)
+    return Ingested(sha, str(final.relative_to(objects)), size, rows, columns, (remark,) if remark else ())
 
 
-def ingest(source: Path, fmt: str, objects: Path, *, statistics: bool, delimiter: str = ",") -> Ingested:
-    """Convert ``source`` to Parquet under ``objects``; BadInput (with DuckDB's words) when it cannot be read."""
+@dataclass(frozen=True)
+class CsvOptions:
+    """How to read a CSV upload: its delimiter (None: found from the header line), its encoding, and
+    whether the steward accepts rows whose number of fields differs from the header's."""
+
+    delimiter: str | None = None
+    encoding: str = "utf-8"
+    allow_ragged_rows: bool = False
+
+
+def ingest(source: Path, fmt: str, objects: Path, *, statistics: bool, csv: CsvOptions | None = None) -> Ingested:
+    """Convert ``source`` to Parquet under ``objects``; BadInput saying why when it cannot be read (in words
+    about the file: never the server's paths or the SQL that read it)."""
     if not source.exists() or source.stat().st_size == 0:
         raise BadInput("the file is empty (0 bytes)", field="file")
-    if len(delimiter) != 1:
-        raise BadInput("the delimiter must be one character", field="delimiter")
+    options = csv or CsvOptions()
+    dialect = csvfile.dialect(source, options.delimiter, options.encoding) if fmt == "csv" else None
 
-    def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> None:
+    def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> str:
+        if dialect is not None:
+            return csvfile.copy(source, dialect, tmp, con, allow_ragged_rows=options.allow_ragged_rows)
         try:
-            con.execute(f"COPY (SELECT * FROM {_reader(source, fmt, delimiter)}) TO {_quote(tmp)} "
-                        "(FORMAT parquet, COMPRESSION zstd)")
+            con.execute(f"COPY (SELECT * FROM {_reader(source, fmt)}) TO {_quote(tmp)} {csvfile.PARQUET}")
         except duckdb.Error as exc:
-            what = {"csv": "as CSV (UTF-8, a header row, the same number of fields on every row)",
-                    "jsonl": "as JSON Lines (one JSON object per line)", "parquet": "as Parquet"}[fmt]
-            raise BadInput(f"the file could not be read {what}", field="file", reasons=_first_lines(exc)) from exc
+            what = {"jsonl": "as JSON Lines (one JSON object per line)", "parquet": "as Parquet"}[fmt]
+            raise BadInput(f"the file could not be read {what}", field="file",
+                           reasons=[csvfile.first_line(exc, source, tmp)]) from exc
+        return ""
 
     return _convert(objects, write, statistics)
 
@@ -133,7 +141,7 @@ def retype(source: Path, column: str, type_: str, objects: Path, *, statistics: 
     wanted = check_type(type_)
     quoted = '"' + column.replace('"', '""') + '"'
 
-    def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> None:
+    def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> str:
         bad = con.execute(f"SELECT count(*), any_value({quoted})::VARCHAR FROM read_parquet({_quote(source)}) "
                           f"WHERE {quoted} IS NOT NULL AND TRY_CAST({quoted} AS {wanted}) IS NULL").fetchone()
         if bad and bad[0]:
@@ -141,6 +149,7 @@ def retype(source: Path, column: str, type_: str, objects: Path, *, statistics: 
                            field="type")
         con.execute(f"COPY (SELECT * REPLACE (CAST({quoted} AS {wanted}) AS {quoted}) FROM read_parquet("
                     f"{_quote(source)})) TO {_quote(tmp)} (FORMAT parquet, COMPRESSION zstd)")
+        return ""
 
     return _convert(objects, write, statistics)
 

@@ -177,9 +177,12 @@ def _publish_form(session: Session, settings: Settings, who: Principal, name: st
         with source.open("wb") as out:
             shutil.copyfileobj(upload.file, out, 1 << 20)
         with unit_of_work(session, who):
-            version = service.publish_version(session, who, settings, name, source, fmt, note=note,
+            csv = ingest.CsvOptions(encoding="latin-1" if form.get("encoding") == "latin-1" else "utf-8",
+                                    allow_ragged_rows=bool(form.get("allow_ragged_rows")))
+            version = service.publish_version(session, who, settings, name, source, fmt, note=note, csv=csv,
                                               allow_schema_change=bool(form.get("allow_schema_change")))
-            return f"Version {version.number} published: {version.rows:,} rows."
+            return f"Version {version.number} published: {version.rows:,} rows." + (
+                f" {version.note[len(note):].strip()}" if version.note != note else "")
     finally:
         source.unlink(missing_ok=True)
 
