@@ -64,6 +64,25 @@ def test_bad_files_are_refused_and_the_current_version_stays(commons: Commons, c
         assert len(s.scalars(select(DatasetVersion)).all()) == 1
 
 
+def test_a_10000_column_open_upload_is_published_without_statistics_and_says_so(commons: Commons) -> None:
+    commons.create("very_wide")
+    width = 10_000
+    body = ",".join(f"c{i}" for i in range(width)) + "\n" + "".join(
+        ",".join(str(r * i) for i in range(width)) + "\n" for r in range(3))
+    r = commons.publish("very_wide", body, note="census extract")
+    assert r.status_code == 201, r.text[:500]
+    version = r.json()
+    assert version["rows"] == 3 and len(version["columns"]) == width
+    assert not any("stats" in c for c in version["columns"])
+    assert version["note"] == ("census extract [no column statistics: 10,000 columns, statistics are computed "
+                               "for files of up to 1,000]")
+    # Up to the bound, every column has its statistics (queried in batches).
+    commons.create("wide_enough")
+    body = ",".join(f"c{i}" for i in range(1000)) + "\n" + ",".join("7" for _ in range(1000)) + "\n"
+    version = commons.publish("wide_enough", body).json()
+    assert all(c["stats"]["min"] == "7" for c in version["columns"]) and version["note"] == ""
+
+
 def test_a_schema_change_needs_to_be_asked_for(commons: Commons) -> None:
     commons.create("shifting")
     assert commons.publish("shifting").status_code == 201

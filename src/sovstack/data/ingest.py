@@ -75,7 +75,7 @@ def _convert(objects: Path, write: Callable[[duckdb.DuckDBPyConnection, Path], s
         rows = int(con.execute(f"SELECT count(*) FROM read_parquet({_quote(tmp)})").fetchone()[0])  # type: ignore[index]
         if rows == 0:
             raise BadInput("the file has no rows", field="file")
-        columns = _columns(con, tmp, statistics)
+        columns, skipped = _columns(con, tmp, statistics)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -86,7 +86,8 @@ def _convert(objects: Path, write: Callable[[duckdb.DuckDBPyConnection, Path], s
     final.parent.mkdir(parents=True, exist_ok=True)
     size = tmp.stat().st_size
     os.replace(tmp, final)  # the same content may already be there: replacing it changes nothing
-    return Ingested(sha, str(final.relative_to(objects)), size, rows, columns, (remark,) if remark else ())
+    return Ingested(sha, str(final.relative_to(objects)), size, rows, columns,
+                    tuple(said for said in (remark, skipped) if said))
 
 
 @dataclass(frozen=True)
@@ -154,22 +155,36 @@ def retype(source: Path, column: str, type_: str, objects: Path, *, statistics: 
     return _convert(objects, write, statistics)
 
 
-def _columns(con: duckdb.DuckDBPyConnection, parquet: Path, statistics: bool) -> list[dict[str, Any]]:
+STATS_MAX_COLUMNS = 1000  # beyond this, a version has no statistics (and its note says why)
+STATS_BATCH = 200  # columns per statistics query: one query over 10,000 columns ran out of memory
+
+
+def _columns(con: duckdb.DuckDBPyConnection, parquet: Path, statistics: bool) -> tuple[list[dict[str, Any]], str]:
+    """The file's columns, with statistics when asked for and the file is not too wide; and a remark if skipped."""
     described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_quote(parquet)})").fetchall()
     columns: list[dict[str, Any]] = [{"name": name, "type": type_, "description": ""}
                                      for name, type_, *_ in described]
-    if statistics:
-        # One columnar pass (SUMMARIZE also computes quantiles and costs ~8× as much).
-        parts = [f'min("{q}")::VARCHAR, max("{q}")::VARCHAR, count("{q}"), approx_count_distinct("{q}")'
-                 for q in (c["name"].replace('"', '""') for c in columns)]
-        row = con.execute(f"SELECT count(*), {', '.join(parts)} FROM read_parquet({_quote(parquet)})").fetchone()
-        assert row is not None
-        total = row[0] or 1
-        for i, col in enumerate(columns):
-            low, high, present, distinct = row[1 + 4 * i: 5 + 4 * i]
-            col["stats"] = {"min": low, "max": high, "approx_distinct": distinct,
-                            "null_percent": round(100 * (total - present) / total, 2)}
-    return columns
+    if not statistics:
+        return columns, ""
+    if len(columns) > STATS_MAX_COLUMNS:
+        return columns, (f"no column statistics: {len(columns):,} columns, statistics are computed for files of "
+                         f"up to {STATS_MAX_COLUMNS:,}")
+    for start in range(0, len(columns), STATS_BATCH):
+        _statistics(con, parquet, columns[start:start + STATS_BATCH])
+    return columns, ""
+
+
+def _statistics(con: duckdb.DuckDBPyConnection, parquet: Path, columns: list[dict[str, Any]]) -> None:
+    # One columnar pass (SUMMARIZE also computes quantiles and costs ~8× as much).
+    parts = [f'min("{q}")::VARCHAR, max("{q}")::VARCHAR, count("{q}"), approx_count_distinct("{q}")'
+             for q in (c["name"].replace('"', '""') for c in columns)]
+    row = con.execute(f"SELECT count(*), {', '.join(parts)} FROM read_parquet({_quote(parquet)})").fetchone()
+    assert row is not None
+    total = row[0] or 1
+    for i, col in enumerate(columns):
+        low, high, present, distinct = row[1 + 4 * i: 5 + 4 * i]
+        col["stats"] = {"min": low, "max": high, "approx_distinct": distinct,
+                        "null_percent": round(100 * (total - present) / total, 2)}
 
 
 def _sha256(path: Path) -> str:

@@ -254,7 +254,8 @@ def retype_column(session: Session, who: Principal, settings: Settings, name: st
     version = DatasetVersion(dataset_id=dataset.id, number=number, sha256=done.sha256, source_format="parquet",
                              source_bytes=current.parquet_bytes, parquet_bytes=done.parquet_bytes, rows=done.rows,
                              columns=_carry_descriptions(current.columns, done.columns),
-                             note=f"{column} as {ingest.check_type(type_)} (from version {current.number})",
+                             note=version_note(f"{column} as {ingest.check_type(type_)} (from version "
+                                               f"{current.number})", done.remarks),
                              created_by=who.actor)
     session.add(version)
     dataset.current_version, dataset.updated_at = number, utcnow()
