@@ -92,6 +92,11 @@ class Settings(BaseSettings):
         description="Sandbox queries (and airlock submissions) one person may send per day on one granted dataset, "
                     "unless the grant sets its own cap.",
     )
+    data_staging_max_age_hours: int = Field(
+        24, ge=1, le=24 * 365,
+        description="Upload files left in home/objects/tmp by a killed upload are removed once this old, at start "
+                    "and on each upload (an upload and its conversion must finish within it).",
+    )
     data_request_sla_hours: int = Field(
         72, ge=1, description="Access requests waiting longer than this are flagged in stewards' inboxes."
     )

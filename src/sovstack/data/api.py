@@ -137,9 +137,7 @@ def versions(name: str, session: SessionDep, who: PrincipalDep) -> list[VersionP
 
 async def _receive_upload(request: Request, settings: Settings) -> Path:
     """Stream the request body to a file under objects/tmp, never holding it in memory."""
-    staging = settings.home / "objects" / "tmp"
-    staging.mkdir(parents=True, exist_ok=True)
-    path = staging / f"upload-{uuid.uuid4().hex}"
+    path = ingest.staging(settings.home / "objects") / f"upload-{uuid.uuid4().hex}"
     try:
         with path.open("wb") as out:
             async for chunk in request.stream():

@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +62,39 @@ def object_path(objects: Path, sha256: str) -> Path:
     return objects / "data" / sha256[:2] / f"{sha256}.parquet"
 
 
+def staging(objects: Path) -> Path:
+    """The folder uploads and conversions write to before their file is complete (on the objects' disk, so
+    a finished file is moved into place, not copied)."""
+    folder = objects / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def clean_staging(objects: Path, older_than: timedelta) -> int:
+    """Remove the staging files not written to for ``older_than``: those of uploads killed half-way (a live
+    upload or conversion writes to its file all along). Returns how many were removed."""
+    folder = objects / "tmp"
+    if not folder.is_dir():
+        return 0
+    cutoff = time.time() - older_than.total_seconds()
+    removed = 0
+    for entry in os.scandir(folder):
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:  # another worker removed it first
+            continue
+    return removed
+
+
 def _convert(objects: Path, write: Callable[[duckdb.DuckDBPyConnection, Path], str], statistics: bool) -> Ingested:
     """Let ``write`` produce a Parquet file beside its final place, then store it under its sha256.
 
     Whatever goes wrong, the half-written file is removed and nothing else changes. ``write`` returns
     "" or a remark on how it read its source.
     """
-    staging = objects / "tmp"
-    staging.mkdir(parents=True, exist_ok=True)
-    tmp = staging / f"{uuid.uuid4().hex}.parquet"
+    tmp = staging(objects) / f"{uuid.uuid4().hex}.parquet"
     con = duckdb.connect(":memory:", config={"memory_limit": INGEST_MEMORY, "threads": 2})
     try:
         remark = write(con, tmp)

@@ -171,8 +171,7 @@ def _publish_form(session: Session, settings: Settings, who: Principal, name: st
     if not isinstance(upload, StarletteUpload) or not upload.filename:
         raise BadInput("choose a file to publish", field="file")
     fmt, note = ingest.format_of(upload.filename), str(form.get("note") or "")[:500]
-    source = settings.home / "objects" / "tmp" / f"console-{uuid.uuid4().hex}"
-    source.parent.mkdir(parents=True, exist_ok=True)
+    source = ingest.staging(settings.home / "objects") / f"console-{uuid.uuid4().hex}"
     try:
         with source.open("wb") as out:
             shutil.copyfileobj(upload.file, out, 1 << 20)

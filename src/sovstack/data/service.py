@@ -141,6 +141,7 @@ def publish_version(session: Session, who: Principal, settings: Settings, name: 
     dataset = get_dataset(session, name)
     target = f"dataset:{name}"
     who.require_role(dataset.publisher_id, *STEWARDS, action="data.version.publish", target=target)
+    clean_staging(settings)
     done = ingest.ingest(source, fmt, settings.home / "objects", statistics=dataset.classification == "open",
                          csv=csv)
     previous = current_version(dataset)
@@ -165,6 +166,11 @@ def publish_version(session: Session, who: Principal, settings: Settings, name: 
     audit.record(session, actor=who.actor, action="data.version.publish", target=target,
                  detail={"version": number, "sha256": done.sha256, "rows": done.rows, "format": fmt})
     return version
+
+
+def clean_staging(settings: Settings) -> int:
+    """Remove what killed uploads left in the staging folder (at start, and on each upload)."""
+    return ingest.clean_staging(settings.home / "objects", timedelta(hours=settings.data_staging_max_age_hours))
 
 
 NOTE_MAX = 500  # the column's length
