@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import mlcroissant as mlc
+import pyshacl
 import pytest
+import rdflib
 
 from tests.data.conftest import Commons
 
@@ -39,8 +45,10 @@ def test_dcat_ap_dataset_and_catalogue(published: Commons) -> None:
     assert doc["dct:accessRights"]["@id"].endswith("/access-right/PUBLIC")
     assert doc["dct:temporal"]["dcat:startDate"]["@value"] == "2024-01-01"
     dist = doc["dcat:distribution"][0]
-    assert dist["dcat:mediaType"] == "application/vnd.apache.parquet" and len(dist["spdx:checksum"]
-                                                                              ["spdx:checksumValue"]) == 64
+    assert dist["dcat:mediaType"]["@id"] == "https://www.iana.org/assignments/media-types/application/vnd.apache.parquet"
+    assert dist["dct:format"]["@id"] == "http://publications.europa.eu/resource/authority/file-type/PARQUET"
+    assert [lang["@id"].rsplit("/", 1)[1] for lang in doc["dct:language"]] == ["ENG", "HIN"]
+    assert len(dist["spdx:checksum"]["spdx:checksumValue"]["@value"]) == 64
     assert dist["dcat:downloadURL"]["@id"].endswith("/download?version=1")
     catalogue = published.client.get("/api/v1/data/catalogue.jsonld", headers=published.member).json()
     assert catalogue["@type"] == "dcat:Catalog"
@@ -49,3 +57,28 @@ def test_dcat_ap_dataset_and_catalogue(published: Commons) -> None:
     clinic = by_name["clinic"]
     assert clinic["dct:accessRights"]["@id"].endswith("/NON_PUBLIC")
     assert "dcat:downloadURL" not in clinic["dcat:distribution"][0]  # sensitive data has no download
+
+
+SHAPES = Path(__file__).parent / "shacl" / "dcat-ap-SHACL.ttl"  # the official DCAT-AP 3.0.1 shapes (README.md)
+
+
+def _violations(doc: dict[str, Any]) -> str:
+    """pyshacl's report of ``doc`` (JSON-LD) against the DCAT-AP shapes; empty when it conforms."""
+    data = rdflib.Graph().parse(data=json.dumps(doc), format="json-ld")
+    conforms, _, report = pyshacl.validate(data, shacl_graph=rdflib.Graph().parse(SHAPES))
+    return "" if conforms else report
+
+
+# rdflib's JSON-LD parser uses its own deprecated ConjunctiveGraph: the library's warning, not ours.
+@pytest.mark.filterwarnings("ignore:ConjunctiveGraph is deprecated:DeprecationWarning")
+def test_dcat_ap_conforms_to_the_official_shapes(published: Commons) -> None:
+    for url in ("/api/v1/data/datasets/regional_costs/dcat.jsonld", "/api/v1/data/datasets/clinic/dcat.jsonld",
+                "/api/v1/data/catalogue.jsonld"):
+        doc = published.client.get(url, headers=published.member).json()
+        assert _violations(doc) == "", f"{url}:\n{_violations(doc)}"
+    catalogue = published.client.get("/api/v1/data/catalogue.jsonld", headers=published.member).json()
+    assert catalogue["dct:publisher"]["foaf:name"] == "sovstack" and catalogue["dct:description"]
+    # The shapes do catch what was wrong before: plain strings where IRIs of a register belong.
+    regional = next(d for d in catalogue["dcat:dataset"] if d["dct:identifier"] == "regional_costs")
+    regional["dct:language"] = ["en"]
+    assert "LinguisticSystem" in _violations({"@context": catalogue["@context"], **regional})

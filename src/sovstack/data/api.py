@@ -113,7 +113,7 @@ def dataset_croissant(name: str, request: Request, session: SessionDep, who: Vis
 def catalogue_dcat(request: Request, session: SessionDep, who: VisitorDep, settings: SettingsDep) -> JSONResponse:
     """The whole catalogue as a DCAT-AP dcat:Catalog, for harvesting by other portals (visitors: open data)."""
     datasets = [d for d in service.all_datasets(session) if service.visible(d, who)]
-    return JSONResponse(metadata.dcat_catalogue(datasets, _base(request), f"{settings.deployment_name} data commons"),
+    return JSONResponse(metadata.dcat_catalogue(datasets, _base(request), settings.deployment_name),
                         media_type="application/ld+json")
 
 

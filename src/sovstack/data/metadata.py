@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sovstack.core.languages import eu_language
 from sovstack.data.tables import Dataset, DatasetVersion
 
 PARQUET = "application/vnd.apache.parquet"
+# DCAT-AP wants media types and formats as IRIs of their registers (IANA; the EU file-type authority table).
+PARQUET_MEDIA_TYPE = "https://www.iana.org/assignments/media-types/application/vnd.apache.parquet"
+PARQUET_FILE_TYPE = "http://publications.europa.eu/resource/authority/file-type/PARQUET"
 ACCESS_RIGHTS = {  # the EU access-right authority table, as DCAT-AP expects
     "open": "http://publications.europa.eu/resource/authority/access-right/PUBLIC",
     "restricted": "http://publications.europa.eu/resource/authority/access-right/RESTRICTED",
@@ -45,16 +49,27 @@ def dataset_url(base: str, dataset: Dataset) -> str:
     return f"{base}/api/v1/data/datasets/{dataset.name}"
 
 
+def _typed(iri: str, type_: str) -> dict[str, str]:
+    """A reference to ``iri`` that also says its class, as DCAT-AP's shapes check (no vocabulary is fetched)."""
+    return {"@id": iri, "@type": type_}
+
+
+def _languages(tags: list[str]) -> list[dict[str, str]]:
+    iris = dict.fromkeys(iri for iri in map(eu_language, tags) if iri)
+    return [_typed(iri, "dct:LinguisticSystem") for iri in iris]
+
+
 def dcat_dataset(dataset: Dataset, base: str) -> dict[str, Any]:
     """One dcat:Dataset; its distribution is the current Parquet version (a download only where policy allows)."""
     url = dataset_url(base, dataset)
+    licence = _typed(licence_url(dataset.licence), "dct:LicenseDocument")
     node: dict[str, Any] = {
         "@id": url, "@type": "dcat:Dataset", "dct:identifier": dataset.name, "dct:title": dataset.title,
         "dct:description": dataset.description,
         "dct:publisher": {"@type": "foaf:Agent", "foaf:name": dataset.publisher.name},
-        "dct:license": {"@id": licence_url(dataset.licence)},
-        "dct:accessRights": {"@id": ACCESS_RIGHTS[dataset.classification]},
-        "dct:language": list(dataset.languages), "dcat:keyword": list(dataset.keywords),
+        "dct:license": licence,
+        "dct:accessRights": _typed(ACCESS_RIGHTS[dataset.classification], "dct:RightsStatement"),
+        "dct:language": _languages(list(dataset.languages)), "dcat:keyword": list(dataset.keywords),
         "dct:issued": {"@value": dataset.created_at.date().isoformat(), "@type": "xsd:date"},
         "dct:modified": {"@value": dataset.updated_at.date().isoformat(), "@type": "xsd:date"},
     }
@@ -72,11 +87,13 @@ def dcat_dataset(dataset: Dataset, base: str) -> dict[str, Any]:
     if version is not None:
         dist: dict[str, Any] = {
             "@type": "dcat:Distribution", "dct:title": f"{dataset.name} version {version.number} (Parquet)",
-            "dcat:accessURL": {"@id": url}, "dcat:mediaType": PARQUET, "dct:format": "Parquet",
+            "dcat:accessURL": {"@id": url}, "dcat:mediaType": _typed(PARQUET_MEDIA_TYPE, "dct:MediaType"),
+            "dct:format": _typed(PARQUET_FILE_TYPE, "dct:MediaTypeOrExtent"),
             "dcat:byteSize": {"@value": str(version.parquet_bytes), "@type": "xsd:nonNegativeInteger"},
-            "dct:license": {"@id": licence_url(dataset.licence)},
-            "spdx:checksum": {"@type": "spdx:Checksum", "spdx:algorithm": {"@id": "spdx:checksumAlgorithm_sha256"},
-                              "spdx:checksumValue": version.sha256}}
+            "dct:license": licence,
+            "spdx:checksum": {"@type": "spdx:Checksum",
+                              "spdx:algorithm": _typed("spdx:checksumAlgorithm_sha256", "spdx:ChecksumAlgorithm"),
+                              "spdx:checksumValue": {"@value": version.sha256, "@type": "xsd:hexBinary"}}}
         if dataset.classification != "sensitive":  # sensitive data has no download, ever
             dist["dcat:downloadURL"] = {"@id": f"{url}/download?version={version.number}"}
         node["dcat:distribution"] = [dist]
@@ -87,9 +104,14 @@ def dcat(dataset: Dataset, base: str) -> dict[str, Any]:
     return {"@context": DCAT_CONTEXT, **dcat_dataset(dataset, base)}
 
 
-def dcat_catalogue(datasets: list[Dataset], base: str, title: str) -> dict[str, Any]:
+def dcat_catalogue(datasets: list[Dataset], base: str, deployment: str) -> dict[str, Any]:
+    """The catalogue as a dcat:Catalog published by the deployment's operator, with each dataset in it."""
     return {"@context": DCAT_CONTEXT, "@id": f"{base}/api/v1/data/catalogue.jsonld", "@type": "dcat:Catalog",
-            "dct:title": title, "dcat:dataset": [dcat_dataset(d, base) for d in datasets]}
+            "dct:title": f"{deployment} data commons",
+            "dct:description": f"The datasets published on the {deployment} data commons, with their access "
+                               "rights, licences and current versions.",
+            "dct:publisher": {"@type": "foaf:Agent", "foaf:name": deployment},
+            "dcat:dataset": [dcat_dataset(d, base) for d in datasets]}
 
 
 _CR_TYPES = (("BOOL", "sc:Boolean"), ("INT", "sc:Integer"), ("DOUBLE", "sc:Float"), ("FLOAT", "sc:Float"),
