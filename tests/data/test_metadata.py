@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import mlcroissant as mlc
 import pyshacl
 import pytest
@@ -37,6 +38,36 @@ def test_croissant_validates_with_mlcroissant(published: Commons) -> None:
     assert fields == {"person_id": "sc:Text", "region": "sc:Text", "age": "sc:Integer", "cost": "sc:Integer"}
     assert doc["distribution"][0]["contentUrl"].endswith("/regional_costs/download?version=1")
     assert doc["license"] == "https://spdx.org/licenses/CC-BY-4.0.html"
+
+
+@pytest.mark.filterwarnings("ignore:ConjunctiveGraph is deprecated:DeprecationWarning")
+def test_croissant_types_nested_columns_as_repeated_and_sub_fields(commons: Commons, tmp_path: Path) -> None:
+    parquet = tmp_path / "nested.parquet"
+    duckdb.connect().execute(
+        "COPY (SELECT 1 AS id, [1, 2] AS scores, {'lat': 12.9, 'place name': 'Bengaluru'} AS location, "
+        "[{'code': 7, 'label': 'x'}] AS tags, MAP {'a': 1} AS counts, [[1], [2, 3]] AS grid, "
+        f"INTERVAL 1 DAY AS wait, TIME '10:00' AS opens) TO '{parquet}' (FORMAT parquet)")
+    commons.create("nested")
+    assert commons.publish("nested", parquet.read_bytes(), fmt="parquet").status_code == 201
+    doc = commons.client.get("/api/v1/data/datasets/nested/croissant.json", headers=commons.member).json()
+    mlc.Dataset(jsonld=doc)  # still valid Croissant
+    fields = {f["name"]: f for f in doc["recordSet"][0]["field"]}
+
+    def shape(field: dict[str, Any]) -> Any:
+        kind = field.get("dataType") or {sub["name"]: shape(sub) for sub in field["subField"]}
+        return ["repeated", kind] if field.get("repeated") else kind
+
+    assert {name: shape(f) for name, f in fields.items()} == {
+        "id": "sc:Integer", "scores": ["repeated", "sc:Integer"],
+        "location": {"lat": "sc:Float", "place name": "sc:Text"},
+        "tags": ["repeated", {"code": "sc:Integer", "label": "sc:Text"}],
+        "counts": ["repeated", {"key": "sc:Text", "value": "sc:Integer"}],
+        "grid": ["repeated", {"element": ["repeated", "sc:Integer"]}],
+        "wait": "sc:Text", "opens": "sc:Time"}  # an INTERVAL is not an integer
+    place = fields["location"]["subField"][1]
+    assert place["source"] == {"fileObject": {"@id": "nested-v1.parquet"}, "extract": {"column": "location"},
+                               "transform": {"jsonPath": "$['place name']"}}
+    assert fields["tags"]["subField"][0]["source"]["transform"] == {"jsonPath": "$[*].code"}
 
 
 def test_dcat_ap_dataset_and_catalogue(published: Commons) -> None:

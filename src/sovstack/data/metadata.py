@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from sovstack.core.languages import eu_language
 from sovstack.data.tables import Dataset, DatasetVersion
@@ -114,13 +115,78 @@ def dcat_catalogue(datasets: list[Dataset], base: str, deployment: str) -> dict[
             "dcat:dataset": [dcat_dataset(d, base) for d in datasets]}
 
 
-_CR_TYPES = (("BOOL", "sc:Boolean"), ("INT", "sc:Integer"), ("DOUBLE", "sc:Float"), ("FLOAT", "sc:Float"),
-             ("DECIMAL", "sc:Float"), ("TIMESTAMP", "sc:DateTime"), ("DATE", "sc:Date"))
+_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+             "UHUGEINT"}
+_SCALARS = {"BOOLEAN": "sc:Boolean", "FLOAT": "sc:Float", "DOUBLE": "sc:Float", "DATE": "sc:Date",
+            "TIME": "sc:Time", "TIME WITH TIME ZONE": "sc:Time", "TIMESTAMP": "sc:DateTime",
+            "TIMESTAMP WITH TIME ZONE": "sc:DateTime", "TIMESTAMP_S": "sc:DateTime", "TIMESTAMP_MS": "sc:DateTime",
+            "TIMESTAMP_NS": "sc:DateTime", **dict.fromkeys(_INTEGERS, "sc:Integer")}
 
 
-def _cr_type(duckdb_type: str) -> str:
-    upper = duckdb_type.upper()
-    return next((cr for prefix, cr in _CR_TYPES if prefix in upper), "sc:Text")
+def _cr_scalar(duckdb_type: str) -> str:
+    """The schema.org type of a DuckDB scalar type (text for those it has none for: UUID, BLOB, INTERVAL…)."""
+    upper = duckdb_type.strip().upper()
+    return "sc:Float" if upper.startswith("DECIMAL") else _SCALARS.get(upper, "sc:Text")
+
+
+def _split(text: str) -> list[str]:
+    """``text`` split at the commas outside parentheses and double quotes (DuckDB's nested type syntax)."""
+    parts, depth, quoted, start = [], 0, False, 0
+    for i, char in enumerate(text):
+        if char == '"':
+            quoted = not quoted  # a doubled quote toggles twice
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+        elif not quoted and depth == 0 and char == ",":
+            parts.append(text[start:i].strip())
+            start = i + 1
+    return [*parts, text[start:].strip()]
+
+
+def _member(text: str) -> tuple[str, str]:
+    """A STRUCT member ``name TYPE`` (the name possibly double-quoted) as (name, type)."""
+    if text.startswith('"'):
+        end = 1
+        while end < len(text) and (text[end] != '"' or text[end + 1:end + 2] == '"'):
+            end += 2 if text[end] == '"' else 1
+        return text[1:end].replace('""', '"'), text[end + 1:].strip()
+    name, _, type_ = text.partition(" ")
+    return name, type_.strip()
+
+
+def _step(member: str) -> str:
+    plain = member.isidentifier()
+    return f".{member}" if plain else "['" + member.replace("\\", "\\\\").replace("'", "\\'") + "']"
+
+
+def _cr_field(field_id: str, name: str, duckdb_type: str, source: dict[str, Any], path: str = "$") -> dict[str, Any]:
+    """A Croissant 1.0 field for a column of ``duckdb_type``: lists are ``repeated``, structs and maps have a
+    ``subField`` per member (maps: key and value), each taken from the column by its JSON ``path``."""
+    field: dict[str, Any] = {"@type": "cr:Field", "@id": field_id, "name": name}
+    type_ = duckdb_type.strip()
+    if type_.endswith("]"):  # LIST (T[]) or ARRAY (T[n]) of the type before the brackets
+        inner = _cr_field(field_id, name, type_[:type_.rindex("[")], source, f"{path}[*]")
+        if inner.get("repeated"):  # a list of lists: each element is itself a repeated field
+            return {**field, "repeated": True, "subField": [{**inner, "@id": f"{field_id}/element",
+                                                             "name": "element"}]}
+        return {**inner, "repeated": True}
+    upper = type_.upper()
+    members: list[tuple[str, str]] = []
+    if upper.startswith("STRUCT(") and type_.endswith(")"):
+        members = [_member(part) for part in _split(type_[len("STRUCT("):-1])]
+    elif upper.startswith("MAP(") and type_.endswith(")"):
+        key, value = _split(type_[len("MAP("):-1])
+        members, field["repeated"], path = [("key", key), ("value", value)], True, f"{path}[*]"
+    if members:
+        field["subField"] = [_cr_field(f"{field_id}/{quote(member, safe='')}", member, member_type, source,
+                                       path + _step(member))
+                             for member, member_type in members]
+        return field
+    within = path.replace("[*]", "") != "$"  # a member of a struct, not the column's own values
+    return {**field, "dataType": _cr_scalar(type_),
+            "source": {**source, "transform": {"jsonPath": path}} if within else source}
 
 
 def croissant(dataset: Dataset, base: str) -> dict[str, Any]:
@@ -143,8 +209,8 @@ def croissant(dataset: Dataset, base: str) -> dict[str, Any]:
     doc["distribution"] = [{"@type": "cr:FileObject", "@id": file_id, "name": file_id, "contentUrl": content,
                             "encodingFormat": "application/x-parquet", "sha256": version.sha256}]
     doc["recordSet"] = [{"@type": "cr:RecordSet", "@id": dataset.name, "name": dataset.name, "field": [
-        {"@type": "cr:Field", "@id": f"{dataset.name}/{c['name']}", "name": c["name"],
-         **({"description": c["description"]} if c.get("description") else {}), "dataType": _cr_type(c["type"]),
-         "source": {"fileObject": {"@id": file_id}, "extract": {"column": c["name"]}}}
+        {**_cr_field(f"{dataset.name}/{quote(c['name'], safe='')}", c["name"], c["type"],
+                     {"fileObject": {"@id": file_id}, "extract": {"column": c["name"]}}),
+         **({"description": c["description"]} if c.get("description") else {})}
         for c in version.columns]}]
     return doc
