@@ -181,7 +181,7 @@ def _publish_form(session: Session, settings: Settings, who: Principal, name: st
             version = service.publish_version(session, who, settings, name, source, fmt, note=note, csv=csv,
                                               allow_schema_change=bool(form.get("allow_schema_change")))
             return f"Version {version.number} published: {version.rows:,} rows." + (
-                f" {version.note[len(note):].strip()}" if version.note != note else "")
+                f" Note: {version.note}" if version.note != note else "")  # how the file was read
     finally:
         source.unlink(missing_ok=True)
 
