@@ -36,6 +36,9 @@ def create_app(settings: Settings | None = None, plugins: Iterable[object] = ())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for pending in pm.hook.sovstack_app_startup(app=app):
+            if pending is not None:
+                await pending
         yield
         for pending in pm.hook.sovstack_app_shutdown(app=app):
             if pending is not None:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
+import time
 from pathlib import Path
 
 import duckdb
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from sovstack.app import create_app
 from sovstack.cli import run
 from sovstack.core.tables import AuditEvent
 from sovstack.data.tables import DatasetVersion
@@ -49,8 +53,8 @@ def test_jsonl_and_parquet_uploads(commons: Commons, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("content", "says"), [
     (b"", "empty (0 bytes)"),
     (b"a,b\n", "no rows"),
-    (b"a,b\n1,2\n3,4,5\n6,7\n", "could not be read as CSV"),
-    (b"a,b\n1,\xff\xfe\n", "could not be read as CSV"),
+    (b"a,b\n1,2\n3,4,5\n6,7\n", "line 3 has 3 fields but the header has 2"),
+    (b"a,b\n1,\xff\xfe\n", "line 2 of the CSV file is not utf-8 text"),
 ])
 def test_bad_files_are_refused_and_the_current_version_stays(commons: Commons, content: bytes, says: str) -> None:
     commons.create("kept")
@@ -62,6 +66,48 @@ def test_bad_files_are_refused_and_the_current_version_stays(commons: Commons, c
     assert shown["current_version"] == 1 and shown["rows"] == 60
     with commons.db.session() as s:
         assert len(s.scalars(select(DatasetVersion)).all()) == 1
+
+
+def test_a_10000_column_open_upload_is_published_without_statistics_and_says_so(commons: Commons) -> None:
+    commons.create("very_wide")
+    width = 10_000
+    body = ",".join(f"c{i}" for i in range(width)) + "\n" + "".join(
+        ",".join(str(r * i) for i in range(width)) + "\n" for r in range(3))
+    r = commons.publish("very_wide", body, note="census extract")
+    assert r.status_code == 201, r.text[:500]
+    version = r.json()
+    assert version["rows"] == 3 and len(version["columns"]) == width
+    assert not any("stats" in c for c in version["columns"])
+    assert version["note"] == ("census extract [no column statistics: 10,000 columns, statistics are computed "
+                               "for files of up to 1,000]")
+    # Up to the bound, every column has its statistics (queried in batches).
+    commons.create("wide_enough")
+    body = ",".join(f"c{i}" for i in range(1000)) + "\n" + ",".join("7" for _ in range(1000)) + "\n"
+    version = commons.publish("wide_enough", body).json()
+    assert all(c["stats"]["min"] == "7" for c in version["columns"]) and version["note"] == ""
+
+
+def _left_behind(staging: Path, name: str, hours_ago: float) -> Path:
+    """A staging file as a killed upload leaves it: last written ``hours_ago``."""
+    staging.mkdir(parents=True, exist_ok=True)
+    path = staging / name
+    path.write_bytes(b"person_id,region\nP1,No")
+    when = time.time() - hours_ago * 3600
+    os.utime(path, (when, when))
+    return path
+
+
+def test_staging_files_of_killed_uploads_are_removed_at_start_and_on_each_upload(commons: Commons) -> None:
+    staging = commons.home / "objects" / "tmp"
+    stale, live = _left_behind(staging, "upload-killed", 25), _left_behind(staging, "upload-in-flight", 0.1)
+    with TestClient(create_app(commons.db.settings)) as restarted:  # a worker (re)starts
+        assert restarted.get("/healthz").status_code == 200
+    assert not stale.exists() and live.exists()  # older than data_staging_max_age_hours (24) only
+    stale = _left_behind(staging, "0123abcd.parquet", 48)
+    commons.create("cleaned")
+    assert commons.publish("cleaned").status_code == 201
+    assert not stale.exists() and live.exists()
+    assert sorted(p.name for p in staging.iterdir()) == ["upload-in-flight"]  # the upload left nothing either
 
 
 def test_a_schema_change_needs_to_be_asked_for(commons: Commons) -> None:

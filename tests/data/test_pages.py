@@ -136,7 +136,12 @@ def test_stewards_create_and_publish_from_the_console(commons: Commons) -> None:
     assert shown["rows"] == 60 and shown["languages"] == ["en", "hi"] and shown["keywords"] == ["cost", "region"]
     ragged = client.post("/data/datasets/web_costs/publish",
                          data={"csrf_token": token}, files={"file": ("x.csv", b"a,b\n1,2,3\n4,5\n", "text/csv")})
-    assert ragged.status_code == 422 and "could not be read as CSV" in ragged.text
+    assert ragged.status_code == 422 and "line 2 has 3 fields but the header has 2" in ragged.text
+    confirmed = client.post("/data/datasets/web_costs/publish", follow_redirects=False,
+                            data={"csrf_token": token, "allow_ragged_rows": "1", "allow_schema_change": "1"},
+                            files={"file": ("x.csv", b"a,b\n1,2,3\n4,5\n", "text/csv")})
+    assert confirmed.status_code == 303 and "2+rows" in confirmed.headers["location"]
+    assert "differ+from+the+header" in confirmed.headers["location"]
     forged = client.post("/data/datasets/web_costs/publish", data={"csrf_token": "forged"},
                          files={"file": ("costs.csv", CSV.encode(), "text/csv")})
     assert forged.status_code == 403

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Form, Request
@@ -17,13 +18,23 @@ from sovstack.core.tables import ConsoleSession
 LOGIN_CSRF_COOKIE = "sovstack_login_csrf"
 
 
+@dataclass(frozen=True)
+class SignedIn:
+    """What every page shows of the signed-in user, read once: a page rendered for an error comes after
+    the request's database session has rolled back and closed, when ORM rows can no longer load."""
+
+    name: str
+    email: str
+    csrf_token: str
+
+
 def console_user(request: Request, session: SessionDep) -> tuple[ConsoleSession, Principal]:
     """The console session and principal of the signed cookie; Unauthenticated (→ /login) otherwise."""
     token = session_token(request)
     if token is None:
         raise Unauthenticated("please log in to use the console")
     console, principal = identity.console_session(session, token)
-    request.state.console_session = console
+    request.state.signed_in = SignedIn(console.user.name, console.user.email, console.csrf_token)
     request.state.principal = principal
     return console, principal
 

@@ -42,7 +42,7 @@ class Console:
 
     def context(self, request: Request) -> dict[str, Any]:
         """What every page sees: navigation, who is signed in, their CSRF token, the flash message."""
-        console = getattr(request.state, "console_session", None)
+        signed_in = getattr(request.state, "signed_in", None)
         flash = request.query_params.get("ok", "")[:FLASH_MAX]
         return {
             "request": request,
@@ -50,8 +50,8 @@ class Console:
             "module_nav": self.module_nav,
             "current": _section(request.url.path, self.nav),
             "who": getattr(request.state, "principal", None),
-            "user": console.user if console is not None else None,
-            "csrf_token": console.csrf_token if console is not None else "",
+            "user": signed_in,
+            "csrf_token": signed_in.csrf_token if signed_in is not None else "",
             "deployment_name": self.settings.deployment_name,
             "flash": flash,
         }

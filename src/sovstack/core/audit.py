@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, Table, event, select
+from sqlalchemy import Connection, Select, Table, event, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from sovstack.core.base import naive_utc
@@ -38,11 +39,39 @@ _TIP = "sovstack.audit.tip"
 NO_APPEND = "sovstack.audit.no_append"  # set in a session's info when it cannot hold the chain's lock
 
 
+class _Cursor:
+    """The driver's cursor on the session's connection; its errors come out as SQLAlchemy's (``OperationalError``
+    for a lock not granted in time), as from any other statement, so the app's handlers answer them."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.dialect = conn.dialect
+        self.cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
+        self._run(self.cursor.execute, statement, params)
+
+    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._run(self.cursor.executemany, statement, rows)
+
+    def _run(self, method: Any, statement: str, params: Any) -> None:
+        dbapi_error = self.dialect.loaded_dbapi.Error
+        try:
+            method(statement, params)
+        except dbapi_error as exc:
+            raise DBAPIError.instance(statement, params, exc, dbapi_error, dialect=self.dialect) from exc
+
+    def fetchone(self) -> Any:
+        return self.cursor.fetchone()
+
+    def close(self) -> None:
+        self.cursor.close()
+
+
 @dataclass
 class _Tip:
     """The chain's end as this transaction sees it; the head row is written once, at commit."""
 
-    cursor: Any
+    cursor: _Cursor
     mark: str
     base_seq: int
     base_hash: str
@@ -76,7 +105,7 @@ def _tip(session: Session) -> _Tip:
         # The first event of a transaction locks the head row (SQLite: the write lock; PostgreSQL:
         # the row lock) until commit, so appenders in any process queue here and never fork.
         conn = session.connection()
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = _Cursor(conn)
         mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         cursor.execute(_LOCK_HEAD)
         row = cursor.fetchone()

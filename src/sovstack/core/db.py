@@ -24,7 +24,8 @@ __all__ = ["Base", "Database", "flush_unique", "utcnow"]
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 T = TypeVar("T")
-SQLITE_BUSY_MS = 15_000  # how long a SQLite connection waits for another's write lock
+RETRY_BUSY_SECONDS = 2  # what a 503 for a busy SQLite database tells the client to wait
+RETRY_DOWN_SECONDS = 10  # … and for a database that did not answer at all
 
 
 def flush_unique(session: Session, what: str, field: str, value: str) -> None:
@@ -57,7 +58,7 @@ class Database:
         kwargs: dict[str, Any] = {"future": True}
         if url.startswith("sqlite"):
             settings.home.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000}
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": settings.sqlite_busy_seconds}
         else:
             # No ping per checkout (a round trip on every request): a connection the server dropped
             # fails its first statement, which invalidates the pool; callers with idempotent work retry
@@ -71,7 +72,7 @@ class Database:
         self._nowait_engine: Engine | None = None
         self._nowait = self.sessions
         if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas(SQLITE_BUSY_MS))
+            event.listen(self.engine, "connect", _sqlite_pragmas(int(settings.sqlite_busy_seconds * 1000)))
             self._nowait_engine = create_engine(url, **kwargs)  # connects only when first used
             event.listen(self._nowait_engine, "connect", _sqlite_pragmas(0))
             self._nowait = sessionmaker(self._nowait_engine, expire_on_commit=False)
@@ -123,7 +124,7 @@ class Database:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except OperationalError as exc:
-            raise Unavailable(f"database unreachable: {_first_line(exc)}") from exc
+            raise Unavailable(f"database unreachable: {_first_line(exc)}", retry_after=RETRY_DOWN_SECONDS) from exc
 
     def _alembic(self) -> Config:
         cfg = Config()
@@ -150,6 +151,19 @@ class Database:
         self.engine.dispose()
         if self._nowait_engine is not None:
             self._nowait_engine.dispose()
+
+
+def is_busy(exc: OperationalError) -> bool:
+    """True when SQLite gave up waiting for another connection's write lock (not a database that is down)."""
+    return "database is locked" in str(exc.orig) or "database table is locked" in str(exc.orig)
+
+
+def unavailable(exc: OperationalError) -> Unavailable:
+    """What the user is told when the database did not do a request's work: busy, or down (never its SQL)."""
+    if is_busy(exc):
+        return Unavailable("the database is busy with another write; try again in a moment",
+                           retry_after=RETRY_BUSY_SECONDS)
+    return Unavailable("the database is unavailable; try again shortly", retry_after=RETRY_DOWN_SECONDS)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -9,7 +9,7 @@
     ├── Unauthenticated           401      CLI 1   no credentials, or wrong/expired/revoked ones
     ├── Refused                   403      CLI 1   authenticated, but policy or role says no (with reasons)
     ├── RateLimited               429      CLI 1   too many tries; says when to come back
-    └── Unavailable               503      CLI 1   a dependency (the database) is down
+    └── Unavailable               503      CLI 1   a dependency (the database) is down or busy; says when to retry
 
 Third-party errors are translated once, at the boundary (``app.py`` handlers, ``cli.py``).
 """
@@ -112,3 +112,7 @@ class RateLimited(SovstackError):
 class Unavailable(SovstackError):
     status = 503
     type = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: int | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = None if retry_after is None else max(1, int(retry_after))

@@ -112,6 +112,10 @@ class Hooks:
         """Attach the module's per-app state (clients, caches) to ``app.state``; no globals."""
 
     @hookspec
+    def sovstack_app_startup(self, app: FastAPI) -> Awaitable[None] | None:
+        """Housekeeping when the app starts serving (what a killed process left behind); may return an awaitable."""
+
+    @hookspec
     def sovstack_app_shutdown(self, app: FastAPI) -> Awaitable[None] | None:
         """Release what ``sovstack_app_created`` attached; may return an awaitable."""
 

@@ -96,8 +96,18 @@ class Settings(BaseSettings):
         description="Sandbox queries (and airlock submissions) one person may send per day on one granted dataset, "
                     "unless the grant sets its own cap.",
     )
+    data_staging_max_age_hours: int = Field(
+        24, ge=1, le=24 * 365,
+        description="Upload files left in home/objects/tmp by a killed upload are removed once this old, at start "
+                    "and on each upload (an upload and its conversion must finish within it).",
+    )
     data_request_sla_hours: int = Field(
         72, ge=1, description="Access requests waiting longer than this are flagged in stewards' inboxes."
+    )
+    sqlite_busy_seconds: float = Field(
+        15.0, ge=0, le=600,
+        description="SQLite: how long a write waits for another's write lock before the request answers 503 "
+                    "(with Retry-After).",
     )
     api_key_touch_seconds: int = Field(
         60, ge=0, description="Minimum interval between last-used updates of an API key."

@@ -17,7 +17,7 @@ from sovstack.core.api.deps import PrincipalDep, SessionDep, SettingsDep, Visito
 from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.errors import BadInput, Refused
 from sovstack.core.settings import Settings
-from sovstack.data import access, airlock, metadata, queries, search, service
+from sovstack.data import access, airlock, ingest, metadata, queries, search, service
 from sovstack.data.sandbox import Limits
 from sovstack.data.schemas import (
     AccessRequestCreate,
@@ -113,7 +113,7 @@ def dataset_croissant(name: str, request: Request, session: SessionDep, who: Vis
 def catalogue_dcat(request: Request, session: SessionDep, who: VisitorDep, settings: SettingsDep) -> JSONResponse:
     """The whole catalogue as a DCAT-AP dcat:Catalog, for harvesting by other portals (visitors: open data)."""
     datasets = [d for d in service.all_datasets(session) if service.visible(d, who)]
-    return JSONResponse(metadata.dcat_catalogue(datasets, _base(request), f"{settings.deployment_name} data commons"),
+    return JSONResponse(metadata.dcat_catalogue(datasets, _base(request), settings.deployment_name),
                         media_type="application/ld+json")
 
 
@@ -137,9 +137,7 @@ def versions(name: str, session: SessionDep, who: PrincipalDep) -> list[VersionP
 
 async def _receive_upload(request: Request, settings: Settings) -> Path:
     """Stream the request body to a file under objects/tmp, never holding it in memory."""
-    staging = settings.home / "objects" / "tmp"
-    staging.mkdir(parents=True, exist_ok=True)
-    path = staging / f"upload-{uuid.uuid4().hex}"
+    path = ingest.staging(settings.home / "objects") / f"upload-{uuid.uuid4().hex}"
     try:
         with path.open("wb") as out:
             async for chunk in request.stream():
@@ -157,7 +155,12 @@ async def _receive_upload(request: Request, settings: Settings) -> Path:
 async def publish(name: str, request: Request,
                   format: Literal["csv", "parquet", "jsonl"] | None = None,  # noqa: A002  (checked after auth)
                   note: Annotated[str, Query(max_length=500)] = "",
-                  delimiter: Annotated[str, Query(min_length=1, max_length=1)] = ",",
+                  delimiter: Annotated[str | None, Query(min_length=1, max_length=1, description=(
+                      "CSV: the field delimiter; default: whichever of , ; TAB | the header line holds most."))] = None,
+                  encoding: Literal["utf-8", "latin-1"] = "utf-8",
+                  allow_ragged_rows: Annotated[bool, Query(description=(
+                      "CSV: publish rows whose number of fields differs from the header's, as text (refused "
+                      "otherwise, naming the lines)."))] = False,
                   allow_schema_change: bool = False) -> VersionPublic:
     """Upload a new version as the raw request body (streamed); it becomes current once converted."""
     settings: Settings = request.app.state.settings
@@ -180,7 +183,8 @@ async def publish(name: str, request: Request,
     def work() -> VersionPublic:
         with request.app.state.db.session() as session, unit_of_work(session, who):
             version = service.publish_version(session, who, settings, name, source, format, note=note,
-                                              delimiter=delimiter, allow_schema_change=allow_schema_change)
+                                              csv=ingest.CsvOptions(delimiter, encoding, allow_ragged_rows),
+                                              allow_schema_change=allow_schema_change)
             return service.version_public(version)
 
     try:

@@ -91,13 +91,21 @@ def show(ctx: typer.Context, name: str, as_json: bool = JsonOpt) -> None:
 @data_app.command("publish")
 def publish(ctx: typer.Context, name: str, file: Path = typer.Argument(..., exists=True, dir_okay=False),
             fmt: str | None = typer.Option(None, "--format", help="csv|parquet|jsonl (default: from the suffix)"),
-            note: str = "", delimiter: str = ",", allow_schema_change: bool = False) -> None:
+            note: str = "",
+            delimiter: str | None = typer.Option(None, help="CSV: the field delimiter (default: whichever of , ; TAB "
+                                                            "| the header line holds most)."),
+            encoding: str = typer.Option("utf-8", help="CSV: utf-8 or latin-1."),
+            allow_ragged_rows: bool = typer.Option(False, help="CSV: publish rows whose number of fields differs "
+                                                               "from the header's (as text; the note says so)."),
+            allow_schema_change: bool = False) -> None:
     """Publish a file as the dataset's new current version (converted to Parquet, content-addressed)."""
     with change(ctx) as s:
+        csv = ingest.CsvOptions(delimiter, encoding, allow_ragged_rows)
         version = service.publish_version(s, OPERATOR, state(ctx).settings, name, file,
-                                          ingest.format_of(file.name, fmt), note=note, delimiter=delimiter,
+                                          ingest.format_of(file.name, fmt), note=note, csv=csv,
                                           allow_schema_change=allow_schema_change)
-        say(f"{name} version {version.number}: {version.rows} rows, sha256 {version.sha256[:16]}…")
+        say(f"{name} version {version.number}: {version.rows} rows, sha256 {version.sha256[:16]}…"
+            + (f" — {version.note}" if version.note != note else ""))
 
 
 @data_app.command("versions")

@@ -11,15 +11,18 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from sovstack.core.errors import BadInput
+from sovstack.data import csvfile
 
 FORMATS = ("csv", "parquet", "jsonl")
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -33,6 +36,7 @@ class Ingested:
     parquet_bytes: int
     rows: int
     columns: list[dict[str, Any]]
+    remarks: tuple[str, ...] = ()  # how the file was read, when not as plainly as it says (for the version's note)
 
 
 def format_of(filename: str, declared: str | None = None) -> str:
@@ -48,39 +52,56 @@ def _quote(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def _reader(source: Path, fmt: str, delimiter: str) -> str:
-    if fmt == "csv":
-        delim = delimiter.replace("'", "''")
-        return (f"read_csv({_quote(source)}, header=true, delim='{delim}', quote='\"', strict_mode=true, "
-                "null_padding=false, encoding='utf-8')")
+def _reader(source: Path, fmt: str) -> str:
     if fmt == "jsonl":
         return f"read_json({_quote(source)}, format='newline_delimited')"
     return f"read_parquet({_quote(source)})"
-
-
-def _first_lines(exc: Exception, n: int = 3) -> list[str]:
-    return [line.strip() for line in str(exc).splitlines() if line.strip()][:n]
 
 
 def object_path(objects: Path, sha256: str) -> Path:
     return objects / "data" / sha256[:2] / f"{sha256}.parquet"
 
 
-def _convert(objects: Path, write: Callable[[duckdb.DuckDBPyConnection, Path], None], statistics: bool) -> Ingested:
+def staging(objects: Path) -> Path:
+    """The folder uploads and conversions write to before their file is complete (on the objects' disk, so
+    a finished file is moved into place, not copied)."""
+    folder = objects / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def clean_staging(objects: Path, older_than: timedelta) -> int:
+    """Remove the staging files not written to for ``older_than``: those of uploads killed half-way (a live
+    upload or conversion writes to its file all along). Returns how many were removed."""
+    folder = objects / "tmp"
+    if not folder.is_dir():
+        return 0
+    cutoff = time.time() - older_than.total_seconds()
+    removed = 0
+    for entry in os.scandir(folder):
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:  # another worker removed it first
+            continue
+    return removed
+
+
+def _convert(objects: Path, write: Callable[[duckdb.DuckDBPyConnection, Path], str], statistics: bool) -> Ingested:
     """Let ``write`` produce a Parquet file beside its final place, then store it under its sha256.
 
-    Whatever goes wrong, the half-written file is removed and nothing else changes.
+    Whatever goes wrong, the half-written file is removed and nothing else changes. ``write`` returns
+    "" or a remark on how it read its source.
     """
-    staging = objects / "tmp"
-    staging.mkdir(parents=True, exist_ok=True)
-    tmp = staging / f"{uuid.uuid4().hex}.parquet"
+    tmp = staging(objects) / f"{uuid.uuid4().hex}.parquet"
     con = duckdb.connect(":memory:", config={"memory_limit": INGEST_MEMORY, "threads": 2})
     try:
-        write(con, tmp)
+        remark = write(con, tmp)
         rows = int(con.execute(f"SELECT count(*) FROM read_parquet({_quote(tmp)})").fetchone()[0])  # type: ignore[index]
         if rows == 0:
             raise BadInput("the file has no rows", field="file")
-        columns = _columns(con, tmp, statistics)
+        columns, skipped = _columns(con, tmp, statistics)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -91,24 +112,38 @@ def _convert(objects: Path, write: Callable[[duckdb.DuckDBPyConnection, Path], N
     final.parent.mkdir(parents=True, exist_ok=True)
     size = tmp.stat().st_size
     os.replace(tmp, final)  # the same content may already be there: replacing it changes nothing
-    return Ingested(sha, str(final.relative_to(objects)), size, rows, columns)
+    return Ingested(sha, str(final.relative_to(objects)), size, rows, columns,
+                    tuple(said for said in (remark, skipped) if said))
 
 
-def ingest(source: Path, fmt: str, objects: Path, *, statistics: bool, delimiter: str = ",") -> Ingested:
-    """Convert ``source`` to Parquet under ``objects``; BadInput (with DuckDB's words) when it cannot be read."""
+@dataclass(frozen=True)
+class CsvOptions:
+    """How to read a CSV upload: its delimiter (None: found from the header line), its encoding, and
+    whether the steward accepts rows whose number of fields differs from the header's."""
+
+    delimiter: str | None = None
+    encoding: str = "utf-8"
+    allow_ragged_rows: bool = False
+
+
+def ingest(source: Path, fmt: str, objects: Path, *, statistics: bool, csv: CsvOptions | None = None) -> Ingested:
+    """Convert ``source`` to Parquet under ``objects``; BadInput saying why when it cannot be read (in words
+    about the file: never the server's paths or the SQL that read it)."""
     if not source.exists() or source.stat().st_size == 0:
         raise BadInput("the file is empty (0 bytes)", field="file")
-    if len(delimiter) != 1:
-        raise BadInput("the delimiter must be one character", field="delimiter")
+    options = csv or CsvOptions()
+    dialect = csvfile.dialect(source, options.delimiter, options.encoding) if fmt == "csv" else None
 
-    def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> None:
+    def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> str:
+        if dialect is not None:
+            return csvfile.copy(source, dialect, tmp, con, allow_ragged_rows=options.allow_ragged_rows)
         try:
-            con.execute(f"COPY (SELECT * FROM {_reader(source, fmt, delimiter)}) TO {_quote(tmp)} "
-                        "(FORMAT parquet, COMPRESSION zstd)")
+            con.execute(f"COPY (SELECT * FROM {_reader(source, fmt)}) TO {_quote(tmp)} {csvfile.PARQUET}")
         except duckdb.Error as exc:
-            what = {"csv": "as CSV (UTF-8, a header row, the same number of fields on every row)",
-                    "jsonl": "as JSON Lines (one JSON object per line)", "parquet": "as Parquet"}[fmt]
-            raise BadInput(f"the file could not be read {what}", field="file", reasons=_first_lines(exc)) from exc
+            what = {"jsonl": "as JSON Lines (one JSON object per line)", "parquet": "as Parquet"}[fmt]
+            raise BadInput(f"the file could not be read {what}", field="file",
+                           reasons=[csvfile.first_line(exc, source, tmp)]) from exc
+        return ""
 
     return _convert(objects, write, statistics)
 
@@ -133,7 +168,7 @@ def retype(source: Path, column: str, type_: str, objects: Path, *, statistics: 
     wanted = check_type(type_)
     quoted = '"' + column.replace('"', '""') + '"'
 
-    def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> None:
+    def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> str:
         bad = con.execute(f"SELECT count(*), any_value({quoted})::VARCHAR FROM read_parquet({_quote(source)}) "
                           f"WHERE {quoted} IS NOT NULL AND TRY_CAST({quoted} AS {wanted}) IS NULL").fetchone()
         if bad and bad[0]:
@@ -141,26 +176,41 @@ def retype(source: Path, column: str, type_: str, objects: Path, *, statistics: 
                            field="type")
         con.execute(f"COPY (SELECT * REPLACE (CAST({quoted} AS {wanted}) AS {quoted}) FROM read_parquet("
                     f"{_quote(source)})) TO {_quote(tmp)} (FORMAT parquet, COMPRESSION zstd)")
+        return ""
 
     return _convert(objects, write, statistics)
 
 
-def _columns(con: duckdb.DuckDBPyConnection, parquet: Path, statistics: bool) -> list[dict[str, Any]]:
+STATS_MAX_COLUMNS = 1000  # beyond this, a version has no statistics (and its note says why)
+STATS_BATCH = 200  # columns per statistics query: one query over 10,000 columns ran out of memory
+
+
+def _columns(con: duckdb.DuckDBPyConnection, parquet: Path, statistics: bool) -> tuple[list[dict[str, Any]], str]:
+    """The file's columns, with statistics when asked for and the file is not too wide; and a remark if skipped."""
     described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_quote(parquet)})").fetchall()
     columns: list[dict[str, Any]] = [{"name": name, "type": type_, "description": ""}
                                      for name, type_, *_ in described]
-    if statistics:
-        # One columnar pass (SUMMARIZE also computes quantiles and costs ~8× as much).
-        parts = [f'min("{q}")::VARCHAR, max("{q}")::VARCHAR, count("{q}"), approx_count_distinct("{q}")'
-                 for q in (c["name"].replace('"', '""') for c in columns)]
-        row = con.execute(f"SELECT count(*), {', '.join(parts)} FROM read_parquet({_quote(parquet)})").fetchone()
-        assert row is not None
-        total = row[0] or 1
-        for i, col in enumerate(columns):
-            low, high, present, distinct = row[1 + 4 * i: 5 + 4 * i]
-            col["stats"] = {"min": low, "max": high, "approx_distinct": distinct,
-                            "null_percent": round(100 * (total - present) / total, 2)}
-    return columns
+    if not statistics:
+        return columns, ""
+    if len(columns) > STATS_MAX_COLUMNS:
+        return columns, (f"no column statistics: {len(columns):,} columns, statistics are computed for files of "
+                         f"up to {STATS_MAX_COLUMNS:,}")
+    for start in range(0, len(columns), STATS_BATCH):
+        _statistics(con, parquet, columns[start:start + STATS_BATCH])
+    return columns, ""
+
+
+def _statistics(con: duckdb.DuckDBPyConnection, parquet: Path, columns: list[dict[str, Any]]) -> None:
+    # One columnar pass (SUMMARIZE also computes quantiles and costs ~8× as much).
+    parts = [f'min("{q}")::VARCHAR, max("{q}")::VARCHAR, count("{q}"), approx_count_distinct("{q}")'
+             for q in (c["name"].replace('"', '""') for c in columns)]
+    row = con.execute(f"SELECT count(*), {', '.join(parts)} FROM read_parquet({_quote(parquet)})").fetchone()
+    assert row is not None
+    total = row[0] or 1
+    for i, col in enumerate(columns):
+        low, high, present, distinct = row[1 + 4 * i: 5 + 4 * i]
+        col["stats"] = {"min": low, "max": high, "approx_distinct": distinct,
+                        "null_percent": round(100 * (total - present) / total, 2)}
 
 
 def _sha256(path: Path) -> str:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
+from sovstack.core.languages import eu_language
 from sovstack.data.tables import Dataset, DatasetVersion
 
 PARQUET = "application/vnd.apache.parquet"
+# DCAT-AP wants media types and formats as IRIs of their registers (IANA; the EU file-type authority table).
+PARQUET_MEDIA_TYPE = "https://www.iana.org/assignments/media-types/application/vnd.apache.parquet"
+PARQUET_FILE_TYPE = "http://publications.europa.eu/resource/authority/file-type/PARQUET"
 ACCESS_RIGHTS = {  # the EU access-right authority table, as DCAT-AP expects
     "open": "http://publications.europa.eu/resource/authority/access-right/PUBLIC",
     "restricted": "http://publications.europa.eu/resource/authority/access-right/RESTRICTED",
@@ -45,16 +50,27 @@ def dataset_url(base: str, dataset: Dataset) -> str:
     return f"{base}/api/v1/data/datasets/{dataset.name}"
 
 
+def _typed(iri: str, type_: str) -> dict[str, str]:
+    """A reference to ``iri`` that also says its class, as DCAT-AP's shapes check (no vocabulary is fetched)."""
+    return {"@id": iri, "@type": type_}
+
+
+def _languages(tags: list[str]) -> list[dict[str, str]]:
+    iris = dict.fromkeys(iri for iri in map(eu_language, tags) if iri)
+    return [_typed(iri, "dct:LinguisticSystem") for iri in iris]
+
+
 def dcat_dataset(dataset: Dataset, base: str) -> dict[str, Any]:
     """One dcat:Dataset; its distribution is the current Parquet version (a download only where policy allows)."""
     url = dataset_url(base, dataset)
+    licence = _typed(licence_url(dataset.licence), "dct:LicenseDocument")
     node: dict[str, Any] = {
         "@id": url, "@type": "dcat:Dataset", "dct:identifier": dataset.name, "dct:title": dataset.title,
         "dct:description": dataset.description,
         "dct:publisher": {"@type": "foaf:Agent", "foaf:name": dataset.publisher.name},
-        "dct:license": {"@id": licence_url(dataset.licence)},
-        "dct:accessRights": {"@id": ACCESS_RIGHTS[dataset.classification]},
-        "dct:language": list(dataset.languages), "dcat:keyword": list(dataset.keywords),
+        "dct:license": licence,
+        "dct:accessRights": _typed(ACCESS_RIGHTS[dataset.classification], "dct:RightsStatement"),
+        "dct:language": _languages(list(dataset.languages)), "dcat:keyword": list(dataset.keywords),
         "dct:issued": {"@value": dataset.created_at.date().isoformat(), "@type": "xsd:date"},
         "dct:modified": {"@value": dataset.updated_at.date().isoformat(), "@type": "xsd:date"},
     }
@@ -72,11 +88,13 @@ def dcat_dataset(dataset: Dataset, base: str) -> dict[str, Any]:
     if version is not None:
         dist: dict[str, Any] = {
             "@type": "dcat:Distribution", "dct:title": f"{dataset.name} version {version.number} (Parquet)",
-            "dcat:accessURL": {"@id": url}, "dcat:mediaType": PARQUET, "dct:format": "Parquet",
+            "dcat:accessURL": {"@id": url}, "dcat:mediaType": _typed(PARQUET_MEDIA_TYPE, "dct:MediaType"),
+            "dct:format": _typed(PARQUET_FILE_TYPE, "dct:MediaTypeOrExtent"),
             "dcat:byteSize": {"@value": str(version.parquet_bytes), "@type": "xsd:nonNegativeInteger"},
-            "dct:license": {"@id": licence_url(dataset.licence)},
-            "spdx:checksum": {"@type": "spdx:Checksum", "spdx:algorithm": {"@id": "spdx:checksumAlgorithm_sha256"},
-                              "spdx:checksumValue": version.sha256}}
+            "dct:license": licence,
+            "spdx:checksum": {"@type": "spdx:Checksum",
+                              "spdx:algorithm": _typed("spdx:checksumAlgorithm_sha256", "spdx:ChecksumAlgorithm"),
+                              "spdx:checksumValue": {"@value": version.sha256, "@type": "xsd:hexBinary"}}}
         if dataset.classification != "sensitive":  # sensitive data has no download, ever
             dist["dcat:downloadURL"] = {"@id": f"{url}/download?version={version.number}"}
         node["dcat:distribution"] = [dist]
@@ -87,18 +105,88 @@ def dcat(dataset: Dataset, base: str) -> dict[str, Any]:
     return {"@context": DCAT_CONTEXT, **dcat_dataset(dataset, base)}
 
 
-def dcat_catalogue(datasets: list[Dataset], base: str, title: str) -> dict[str, Any]:
+def dcat_catalogue(datasets: list[Dataset], base: str, deployment: str) -> dict[str, Any]:
+    """The catalogue as a dcat:Catalog published by the deployment's operator, with each dataset in it."""
     return {"@context": DCAT_CONTEXT, "@id": f"{base}/api/v1/data/catalogue.jsonld", "@type": "dcat:Catalog",
-            "dct:title": title, "dcat:dataset": [dcat_dataset(d, base) for d in datasets]}
+            "dct:title": f"{deployment} data commons",
+            "dct:description": f"The datasets published on the {deployment} data commons, with their access "
+                               "rights, licences and current versions.",
+            "dct:publisher": {"@type": "foaf:Agent", "foaf:name": deployment},
+            "dcat:dataset": [dcat_dataset(d, base) for d in datasets]}
 
 
-_CR_TYPES = (("BOOL", "sc:Boolean"), ("INT", "sc:Integer"), ("DOUBLE", "sc:Float"), ("FLOAT", "sc:Float"),
-             ("DECIMAL", "sc:Float"), ("TIMESTAMP", "sc:DateTime"), ("DATE", "sc:Date"))
+_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+             "UHUGEINT"}
+_SCALARS = {"BOOLEAN": "sc:Boolean", "FLOAT": "sc:Float", "DOUBLE": "sc:Float", "DATE": "sc:Date",
+            "TIME": "sc:Time", "TIME WITH TIME ZONE": "sc:Time", "TIMESTAMP": "sc:DateTime",
+            "TIMESTAMP WITH TIME ZONE": "sc:DateTime", "TIMESTAMP_S": "sc:DateTime", "TIMESTAMP_MS": "sc:DateTime",
+            "TIMESTAMP_NS": "sc:DateTime", **dict.fromkeys(_INTEGERS, "sc:Integer")}
 
 
-def _cr_type(duckdb_type: str) -> str:
-    upper = duckdb_type.upper()
-    return next((cr for prefix, cr in _CR_TYPES if prefix in upper), "sc:Text")
+def _cr_scalar(duckdb_type: str) -> str:
+    """The schema.org type of a DuckDB scalar type (text for those it has none for: UUID, BLOB, INTERVAL…)."""
+    upper = duckdb_type.strip().upper()
+    return "sc:Float" if upper.startswith("DECIMAL") else _SCALARS.get(upper, "sc:Text")
+
+
+def _split(text: str) -> list[str]:
+    """``text`` split at the commas outside parentheses and double quotes (DuckDB's nested type syntax)."""
+    parts, depth, quoted, start = [], 0, False, 0
+    for i, char in enumerate(text):
+        if char == '"':
+            quoted = not quoted  # a doubled quote toggles twice
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+        elif not quoted and depth == 0 and char == ",":
+            parts.append(text[start:i].strip())
+            start = i + 1
+    return [*parts, text[start:].strip()]
+
+
+def _member(text: str) -> tuple[str, str]:
+    """A STRUCT member ``name TYPE`` (the name possibly double-quoted) as (name, type)."""
+    if text.startswith('"'):
+        end = 1
+        while end < len(text) and (text[end] != '"' or text[end + 1:end + 2] == '"'):
+            end += 2 if text[end] == '"' else 1
+        return text[1:end].replace('""', '"'), text[end + 1:].strip()
+    name, _, type_ = text.partition(" ")
+    return name, type_.strip()
+
+
+def _step(member: str) -> str:
+    plain = member.isidentifier()
+    return f".{member}" if plain else "['" + member.replace("\\", "\\\\").replace("'", "\\'") + "']"
+
+
+def _cr_field(field_id: str, name: str, duckdb_type: str, source: dict[str, Any], path: str = "$") -> dict[str, Any]:
+    """A Croissant 1.0 field for a column of ``duckdb_type``: lists are ``repeated``, structs and maps have a
+    ``subField`` per member (maps: key and value), each taken from the column by its JSON ``path``."""
+    field: dict[str, Any] = {"@type": "cr:Field", "@id": field_id, "name": name}
+    type_ = duckdb_type.strip()
+    if type_.endswith("]"):  # LIST (T[]) or ARRAY (T[n]) of the type before the brackets
+        inner = _cr_field(field_id, name, type_[:type_.rindex("[")], source, f"{path}[*]")
+        if inner.get("repeated"):  # a list of lists: each element is itself a repeated field
+            return {**field, "repeated": True, "subField": [{**inner, "@id": f"{field_id}/element",
+                                                             "name": "element"}]}
+        return {**inner, "repeated": True}
+    upper = type_.upper()
+    members: list[tuple[str, str]] = []
+    if upper.startswith("STRUCT(") and type_.endswith(")"):
+        members = [_member(part) for part in _split(type_[len("STRUCT("):-1])]
+    elif upper.startswith("MAP(") and type_.endswith(")"):
+        key, value = _split(type_[len("MAP("):-1])
+        members, field["repeated"], path = [("key", key), ("value", value)], True, f"{path}[*]"
+    if members:
+        field["subField"] = [_cr_field(f"{field_id}/{quote(member, safe='')}", member, member_type, source,
+                                       path + _step(member))
+                             for member, member_type in members]
+        return field
+    within = path.replace("[*]", "") != "$"  # a member of a struct, not the column's own values
+    return {**field, "dataType": _cr_scalar(type_),
+            "source": {**source, "transform": {"jsonPath": path}} if within else source}
 
 
 def croissant(dataset: Dataset, base: str) -> dict[str, Any]:
@@ -121,8 +209,8 @@ def croissant(dataset: Dataset, base: str) -> dict[str, Any]:
     doc["distribution"] = [{"@type": "cr:FileObject", "@id": file_id, "name": file_id, "contentUrl": content,
                             "encodingFormat": "application/x-parquet", "sha256": version.sha256}]
     doc["recordSet"] = [{"@type": "cr:RecordSet", "@id": dataset.name, "name": dataset.name, "field": [
-        {"@type": "cr:Field", "@id": f"{dataset.name}/{c['name']}", "name": c["name"],
-         **({"description": c["description"]} if c.get("description") else {}), "dataType": _cr_type(c["type"]),
-         "source": {"fileObject": {"@id": file_id}, "extract": {"column": c["name"]}}}
+        {**_cr_field(f"{dataset.name}/{quote(c['name'], safe='')}", c["name"], c["type"],
+                     {"fileObject": {"@id": file_id}, "extract": {"column": c["name"]}}),
+         **({"description": c["description"]} if c.get("description") else {})}
         for c in version.columns]}]
     return doc

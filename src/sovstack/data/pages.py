@@ -171,15 +171,17 @@ def _publish_form(session: Session, settings: Settings, who: Principal, name: st
     if not isinstance(upload, StarletteUpload) or not upload.filename:
         raise BadInput("choose a file to publish", field="file")
     fmt, note = ingest.format_of(upload.filename), str(form.get("note") or "")[:500]
-    source = settings.home / "objects" / "tmp" / f"console-{uuid.uuid4().hex}"
-    source.parent.mkdir(parents=True, exist_ok=True)
+    source = ingest.staging(settings.home / "objects") / f"console-{uuid.uuid4().hex}"
     try:
         with source.open("wb") as out:
             shutil.copyfileobj(upload.file, out, 1 << 20)
         with unit_of_work(session, who):
-            version = service.publish_version(session, who, settings, name, source, fmt, note=note,
+            csv = ingest.CsvOptions(encoding="latin-1" if form.get("encoding") == "latin-1" else "utf-8",
+                                    allow_ragged_rows=bool(form.get("allow_ragged_rows")))
+            version = service.publish_version(session, who, settings, name, source, fmt, note=note, csv=csv,
                                               allow_schema_change=bool(form.get("allow_schema_change")))
-            return f"Version {version.number} published: {version.rows:,} rows."
+            return f"Version {version.number} published: {version.rows:,} rows." + (
+                f" Note: {version.note}" if version.note != note else "")  # how the file was read
     finally:
         source.unlink(missing_ok=True)
 

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from sovstack.core.plugins import ConsolePages, DemoContext, InventoryItem, hookimpl
 from sovstack.core.settings import Settings
-from sovstack.data import demo, pages
+from sovstack.data import demo, pages, service
 from sovstack.data.api import UPLOAD_ROUTE, router
 from sovstack.data.cli import data_app
 from sovstack.data.tables import Dataset
@@ -33,6 +33,11 @@ def sovstack_console_pages(settings: Settings) -> ConsolePages:
 @hookimpl
 def sovstack_app_created(app: FastAPI) -> None:
     app.state.upload_routes.extend([UPLOAD_ROUTE, pages.PUBLISH_ROUTE])
+
+
+@hookimpl
+def sovstack_app_startup(app: FastAPI) -> None:
+    service.clean_staging(app.state.settings)
 
 
 @hookimpl

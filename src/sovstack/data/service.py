@@ -135,13 +135,15 @@ def update_dataset(session: Session, who: Principal, settings: Settings, name: s
 
 
 def publish_version(session: Session, who: Principal, settings: Settings, name: str, source: Path, fmt: str, *,
-                    note: str = "", delimiter: str = ",", allow_schema_change: bool = False) -> DatasetVersion:
+                    note: str = "", csv: ingest.CsvOptions | None = None,
+                    allow_schema_change: bool = False) -> DatasetVersion:
     """Add an immutable version from ``source`` and make it current; the previous one stays as it was."""
     dataset = get_dataset(session, name)
     target = f"dataset:{name}"
     who.require_role(dataset.publisher_id, *STEWARDS, action="data.version.publish", target=target)
+    clean_staging(settings)
     done = ingest.ingest(source, fmt, settings.home / "objects", statistics=dataset.classification == "open",
-                         delimiter=delimiter)
+                         csv=csv)
     previous = current_version(dataset)
     if previous is not None and not allow_schema_change:
         _same_schema(previous.columns, done.columns)
@@ -156,7 +158,7 @@ def publish_version(session: Session, who: Principal, settings: Settings, name: 
     number = max((v.number for v in dataset.versions), default=0) + 1
     version = DatasetVersion(dataset_id=dataset.id, number=number, sha256=done.sha256, source_format=fmt,
                              source_bytes=source.stat().st_size, parquet_bytes=done.parquet_bytes, rows=done.rows,
-                             columns=columns, note=note, created_by=who.actor)
+                             columns=columns, note=version_note(note, done.remarks), created_by=who.actor)
     session.add(version)
     dataset.current_version, dataset.updated_at = number, utcnow()
     session.flush()
@@ -164,6 +166,23 @@ def publish_version(session: Session, who: Principal, settings: Settings, name: 
     audit.record(session, actor=who.actor, action="data.version.publish", target=target,
                  detail={"version": number, "sha256": done.sha256, "rows": done.rows, "format": fmt})
     return version
+
+
+def clean_staging(settings: Settings) -> int:
+    """Remove what killed uploads left in the staging folder (at start, and on each upload)."""
+    return ingest.clean_staging(settings.home / "objects", timedelta(hours=settings.data_staging_max_age_hours))
+
+
+NOTE_MAX = 500  # the column's length
+
+
+def version_note(note: str, remarks: tuple[str, ...]) -> str:
+    """The steward's note, then how the file was read where that was not plain; the remarks are kept whole."""
+    said = " ".join(f"[{remark}]" for remark in remarks)
+    if not said:
+        return note[:NOTE_MAX]
+    room = NOTE_MAX - len(said) - 1
+    return (f"{note[:room]} {said}" if note and room > 0 else said)[:NOTE_MAX]
 
 
 def _columns_of(data: DatasetFields) -> dict[str, object]:
@@ -241,7 +260,8 @@ def retype_column(session: Session, who: Principal, settings: Settings, name: st
     version = DatasetVersion(dataset_id=dataset.id, number=number, sha256=done.sha256, source_format="parquet",
                              source_bytes=current.parquet_bytes, parquet_bytes=done.parquet_bytes, rows=done.rows,
                              columns=_carry_descriptions(current.columns, done.columns),
-                             note=f"{column} as {ingest.check_type(type_)} (from version {current.number})",
+                             note=version_note(f"{column} as {ingest.check_type(type_)} (from version "
+                                               f"{current.number})", done.remarks),
                              created_by=who.actor)
     session.add(version)
     dataset.current_version, dataset.updated_at = number, utcnow()

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sovstack.core.context import record_refusal
+from sovstack.core.db import unavailable
 from sovstack.core.errors import (
     BadInput,
     MalformedBody,
@@ -35,7 +36,8 @@ def wants_json(request: Request) -> bool:
 
 def render(request: Request, exc: SovstackError) -> Response:
     """The API error body, or a console page (a login redirect for a console visitor without session)."""
-    headers = {"retry-after": str(exc.retry_after)} if isinstance(exc, RateLimited) else {}
+    retry_after = exc.retry_after if isinstance(exc, RateLimited | Unavailable) else None
+    headers = {"retry-after": str(retry_after)} if retry_after else {}
     if wants_json(request):
         if isinstance(exc, Unauthenticated):
             headers["www-authenticate"] = "Bearer"
@@ -55,8 +57,11 @@ async def on_sovstack_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SovstackError)
     if isinstance(exc, Refused) and not exc.audited:
         principal = getattr(request.state, "principal", None)
-        with request.app.state.db.session() as session:
-            record_refusal(session, principal.actor if principal else "anonymous", exc)
+        try:
+            with request.app.state.db.session() as session:
+                record_refusal(session, principal.actor if principal else "anonymous", exc)
+        except OperationalError as db_exc:  # a refusal that cannot be audited is not answered as one
+            return await on_database_down(request, db_exc)
     return render(request, exc)
 
 
@@ -90,8 +95,9 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
 
 
 async def on_database_down(request: Request, exc: Exception) -> Response:
-    log.error("database error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-    return render(request, Unavailable("the database is unavailable; try again shortly"))
+    assert isinstance(exc, OperationalError)
+    log.error("database error on %s %s: %s", request.method, request.url.path, str(exc.orig).strip()[:200])
+    return render(request, unavailable(exc))
 
 
 async def on_unstorable(request: Request, exc: Exception) -> Response:
