@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sovstack.cli import run
 from sovstack.core.settings import Settings
@@ -157,3 +158,58 @@ def test_version_and_bare_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == __version__
     assert run([]) == 0
     assert "Usage" in capsys.readouterr().out
+
+
+# Bad input, anywhere: every command that reads a file answers a bad one with exit 2 and its name (#14) ----------
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "src" / "sovstack" / "assess" / "examples" / "national-cloud.yaml"
+LAUGHS = "\n".join([f'a: &a [{", ".join(["lol"] * 9)}]'] + [
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi", strict=True)]) + "\n"
+BAD_FILES: dict[str, tuple[bytes, str]] = {
+    "binary": (bytes(range(256)) * 4, "binary data, not text"),
+    "latin1": ("name: Café\nhome: FR\n".encode("latin-1"), "not UTF-8 text (byte 0xe9 at line 1, column 10)"),
+    "empty": (b"\n", "the file is empty"),
+    "deep": (b"[" * 100_000 + b"]" * 100_000, "nest"),  # ours, or libyaml's "exceeded maximum nesting depth"
+    "laughs": (LAUGHS.encode(), "its YAML aliases expand it to over 100,000 values"),
+}
+READERS = {
+    "assess run": ["assess", "run", "{f}"],
+    "assess drill": ["assess", "drill", "{f}"],
+    "assess diff": ["assess", "diff", str(EXAMPLE), "{f}"],
+    "assess import": ["assess", "import", "{f}", "--home-jurisdiction", "FR"],
+    "assess run --criteria": ["assess", "run", str(EXAMPLE), "--no-drills", "--criteria", "{f}"],
+    "assess drill --scenarios-file": ["assess", "drill", str(EXAMPLE), "--scenarios-file", "{f}"],
+    "gateway apply": ["gateway", "apply", "{f}"],
+    "policy set": ["policy", "set", "{f}"],
+}
+
+
+@pytest.mark.parametrize("kind", BAD_FILES)
+@pytest.mark.parametrize("command", READERS)
+def test_every_command_that_reads_a_file_refuses_a_bad_one_in_a_line(
+        settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, kind: str) -> None:
+    content, problem = BAD_FILES[kind]
+    bad = tmp_path / f"{kind}.yaml"
+    bad.write_bytes(content)
+    if kind == "laughs" and command == "policy set":
+        problem = "not valid JSON"  # a policy is JSON only
+    assert cli(settings, *[a.format(f=bad) for a in READERS[command]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and bad.name in err and problem in err and "Traceback" not in err
+    if kind in ("binary", "latin1", "empty"):  # the file cannot be read: one line, whatever the command
+        assert err.count("\n") == 1
+
+
+def test_a_latin1_file_is_one_line_from_the_real_command(tmp_path: Path) -> None:
+    latin1 = tmp_path / "stack.yaml"
+    latin1.write_bytes((EXAMPLE.read_text() + "# Souveraineté numérique\n").encode("latin-1"))
+    proc = subprocess.run([sys.executable, "-m", "sovstack", "assess", "run", str(latin1)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"error: {latin1}: not UTF-8 text (byte 0x") and "save it as UTF-8" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(yaml.safe_load(EXAMPLE.read_text()), default=str).encode())
+    proc = subprocess.run([sys.executable, "-m", "sovstack", "assess", "run", str(bom), "--no-drills"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
