@@ -12,6 +12,7 @@ import yaml
 
 from sovstack.cli import run
 from sovstack.core.settings import Settings
+from tests.conftest import LAUGHS
 
 
 def cli(settings: Settings, *args: str) -> int:
@@ -163,8 +164,6 @@ def test_version_and_bare_command(capsys: pytest.CaptureFixture[str]) -> None:
 # Bad input, anywhere: every command that reads a file answers a bad one with exit 2 and its name (#14) ----------
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "src" / "sovstack" / "assess" / "examples" / "national-cloud.yaml"
-LAUGHS = "\n".join([f'a: &a [{", ".join(["lol"] * 9)}]'] + [
-    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi", strict=True)]) + "\n"
 BAD_FILES: dict[str, tuple[bytes, str]] = {
     "binary": (bytes(range(256)) * 4, "binary data, not text"),
     "latin1": ("name: Café\nhome: FR\n".encode("latin-1"), "not UTF-8 text (byte 0xe9 at line 1, column 10)"),

@@ -10,10 +10,7 @@ import pytest
 
 from sovstack.core import documents
 from sovstack.core.errors import BadDocument
-
-# A 9×9×… "billion laughs": 342 bytes that expand to 387 million strings.
-LAUGHS = "\n".join([f'a: &a [{", ".join(["lol"] * 9)}]'] + [
-    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi", strict=True)]) + "\n"
+from tests.conftest import LAUGHS
 
 
 def refused(path: Path) -> str:
