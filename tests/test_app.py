@@ -78,3 +78,18 @@ def test_database_down_gives_503_not_500(app: FastAPI, client: TestClient, admin
     assert r.status_code == 503 and r.json()["error"]["type"] == "unavailable"
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
+
+
+def test_json_bodies_too_deep_or_not_utf8_are_400_saying_so(admin_client: TestClient) -> None:
+    """Bodies the framework parses: gateway catalogue, organisations, assessment diffs (#14)."""
+    deep = "[" * 100_000 + "]" * 100_000
+    for path, body in (("/api/v1/gateway/apply", f'{{"models": {deep}}}'),
+                       ("/api/v1/organisations", f'{{"name": {deep}}}'),
+                       ("/api/v1/assess/diff", f'{{"before": {deep}, "after": {{}}}}')):
+        r = admin_client.post(path, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400, path
+        assert r.json()["error"] == {"type": "invalid_request", "message": "the request body is nested too deeply "
+                                     "to read", "field": "body", "reasons": []}
+    latin1 = '{"name": "Café"}'.encode("latin-1")
+    r = admin_client.post("/api/v1/organisations", content=latin1, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["message"] == "the request body is not UTF-8 JSON"
