@@ -212,3 +212,26 @@ def test_a_latin1_file_is_one_line_from_the_real_command(tmp_path: Path) -> None
     proc = subprocess.run([sys.executable, "-m", "sovstack", "assess", "run", str(bom), "--no-drills"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_postgres_url_connects_with_psycopg_and_a_foreign_one_says_what_to_write(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--home", str(tmp_path), "--database-url", "postgres://nobody@127.0.0.1:1/none", "db", "current"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: database unreachable") and err.count("\n") == 1
+    assert run(["--home", str(tmp_path), "--database-url", "mysql://nobody@127.0.0.1:1/none", "db", "current"]) == 2
+    assert capsys.readouterr().err == (
+        "error: database_url: unsupported scheme 'mysql://': write postgresql://USER:PASSWORD@HOST:5432/DATABASE "
+        "(postgres:// and postgresql+psycopg:// work too) or sqlite:///PATH, or leave it empty for the SQLite file "
+        "under home\n")
+
+
+def test_a_broken_sovstack_toml_or_a_home_that_is_a_file_is_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOVSTACK_HOME", str(tmp_path))
+    (tmp_path / "sovstack.toml").write_bytes(b"\x00\xff")
+    assert run(["config", "show"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'sovstack.toml'}: not valid TOML: ")
+    (tmp_path / "sovstack.toml").unlink()
+    assert run(["--home", str(EXAMPLE), "init"]) == 2
+    assert capsys.readouterr().err == f"error: home: {EXAMPLE} exists and is not a folder\n"

@@ -151,7 +151,7 @@ def build_cli(pm: pluggy.PluginManager | None = None) -> typer.Typer:
 def _validation_line(exc: ValidationError) -> str:
     first = exc.errors()[0]
     field = ".".join(str(p) for p in first.get("loc", ())) or "input"
-    return f"{field}: {first.get('msg', 'invalid')}"
+    return f"{field}: {first.get('msg', 'invalid').removeprefix('Value error, ')}"
 
 
 def run(args: list[str] | None = None, pm: pluggy.PluginManager | None = None) -> int:
