@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import yaml
 
 from sovstack.cli import run
 from sovstack.core.settings import Settings
-from tests.conftest import LAUGHS
+from tests.conftest import LAUGHS, free_port, server_env
 
 
 def cli(settings: Settings, *args: str) -> int:
@@ -129,7 +130,7 @@ def test_commands_refuse_an_uninitialised_deployment(tmp_path: Path, capsys: pyt
 def test_database_down_is_one_line_not_a_trace(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "sovstack", "--home", str(tmp_path),
-         "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none", "serve", "--port", "1"],
+         "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none", "serve", "--port", str(free_port())],
         capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: database unreachable") and "Traceback" not in proc.stderr
@@ -235,3 +236,35 @@ def test_a_broken_sovstack_toml_or_a_home_that_is_a_file_is_one_line(
     (tmp_path / "sovstack.toml").unlink()
     assert run(["--home", str(EXAMPLE), "init"]) == 2
     assert capsys.readouterr().err == f"error: home: {EXAMPLE} exists and is not a folder\n"
+
+
+def sovstack(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real command, as a user runs it, on this test's deployment; a server that starts fails the test."""
+    return subprocess.run([sys.executable, "-m", "sovstack", *args], env=server_env(settings),
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_serve_and_demo_refuse_a_port_out_of_range(settings: Settings) -> None:
+    for command in ("serve", "demo"):
+        for port, bound in (("99999", "less than or equal to 65535"), ("0", "greater than or equal to 1")):
+            proc = sovstack(settings, command, "--port", port)
+            assert proc.returncode == 2 and "Traceback" not in proc.stderr
+            assert f"Error: Invalid value for '--port': Input should be {bound}" in proc.stderr
+    assert sovstack(settings, "serve", "--workers", "0").returncode == 2
+
+
+def test_serve_and_demo_on_a_busy_port_stop_before_any_work(
+        settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        fresh = tmp_path / "fresh"
+        for command in ("serve", "demo"):
+            proc = sovstack(settings, "--home", str(fresh), command, "--port", port)
+            assert proc.returncode == 2, proc.stderr
+            assert proc.stdout == "" and proc.stderr == (
+                f"error: port {port} on 127.0.0.1 is in use by another program: choose another with --port\n")
+            assert not fresh.exists(), "nothing is created, migrated or seeded"
+        proc = sovstack(settings, "serve", "--host", "no-such-host.invalid", "--port", port)
+        assert proc.returncode == 2 and proc.stderr.startswith("error: cannot listen on 'no-such-host.invalid': ")
+        assert cli(settings, "demo", "--no-serve", "--port", port) == 0  # seeding alone needs no port
+        assert "admin login: admin@demo.sovstack.example" in capsys.readouterr().out

@@ -27,6 +27,9 @@ from sovstack.core.plugins import flatten, plugin_manager
 from sovstack.core.settings import describe, export_for_workers
 
 config_app = typer.Typer(help="Effective settings.", no_args_is_help=True)
+HostOpt = typer.Option(None, "--host", help="Address to listen on (default: SOVSTACK_HOST).")
+PortOpt = typer.Option(None, "--port", min=1, max=65535, help="Port to listen on (default: SOVSTACK_PORT).")
+WorkersOpt = typer.Option(None, "--workers", min=1, max=64, help="Worker processes (default: SOVSTACK_WORKERS).")
 db_app = typer.Typer(help="The database: migrations.", no_args_is_help=True)
 
 
@@ -65,12 +68,18 @@ def init(ctx: typer.Context) -> None:
     say(f"deployment ready in {st.settings.home} ({st.db.dialect}, migrations at {st.db.current_revision()})")
 
 
-def serve(ctx: typer.Context, host: str | None = None, port: int | None = None,
-          workers: int | None = None) -> None:
+def serve(ctx: typer.Context, host: str | None = HostOpt, port: int | None = PortOpt,
+          workers: int | None = WorkersOpt) -> None:
     """Apply migrations, then serve the API, the gateway and the console."""
     st = state(ctx)
+    host, port = _address(st, host, port)
+    server.ensure_free(host, port)
     _init(st)
-    _serve(st, host or st.settings.host, port or st.settings.port, workers or st.settings.workers)
+    _serve(st, host, port, workers if workers is not None else st.settings.workers)
+
+
+def _address(st: CliState, host: str | None, port: int | None) -> tuple[str, int]:
+    return (host if host is not None else st.settings.host), (port if port is not None else st.settings.port)
 
 
 def _serve(st: CliState, host: str, port: int, workers: int) -> None:
@@ -80,14 +89,15 @@ def _serve(st: CliState, host: str, port: int, workers: int) -> None:
 
 
 def demo(ctx: typer.Context, serve_after: bool = typer.Option(True, "--serve/--no-serve",
-         help="Start the server when seeded."), host: str | None = None,
-         port: int | None = None) -> None:
+         help="Start the server when seeded."), host: str | None = HostOpt, port: int | None = PortOpt) -> None:
     """Create a deployment with synthetic demo content from every module, then serve it."""
     st = state(ctx)
+    host, port = _address(st, host, port)
+    if serve_after:  # before seeding: not a login printed for whatever server holds the port
+        server.ensure_free(host, port)
     _init(st)
     with st.db.session() as session:
         password = core_demo.run(session, st.plugins or plugin_manager(), st.settings, say)
-    host, port = host or st.settings.host, port or st.settings.port
     say(f"\n[bold]sovstack demo[/bold] in {st.settings.home}")
     say(f"  console: http://{host}:{port}/login")
     say(f"  admin login: admin@{core_demo.DEMO_DOMAIN} / {password}")
