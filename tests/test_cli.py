@@ -268,3 +268,16 @@ def test_serve_and_demo_on_a_busy_port_stop_before_any_work(
         assert proc.returncode == 2 and proc.stderr.startswith("error: cannot listen on 'no-such-host.invalid': ")
         assert cli(settings, "demo", "--no-serve", "--port", port) == 0  # seeding alone needs no port
         assert "admin login: admin@demo.sovstack.example" in capsys.readouterr().out
+
+
+def test_an_output_or_home_path_that_cannot_be_created_is_one_line(
+        settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "no-such-folder"
+    assert cli(settings, "assess", "run", str(EXAMPLE), "--no-drills", "-o", str(missing / "report.md")) == 2
+    assert capsys.readouterr().err == f"error: {missing / 'report.md'}: No such file or directory\n"
+    assert cli(settings, "audit", "export", "-o", str(missing / "audit.jsonl")) == 2
+    assert capsys.readouterr().err == f"error: {missing / 'audit.jsonl.partial'}: No such file or directory\n"
+    assert cli(settings, "audit", "export", "-o", str(tmp_path)) == 2  # a folder: refused before any work
+    assert f"'{tmp_path}' is a directory" in capsys.readouterr().err
+    assert run(["--home", str(EXAMPLE / "home"), "init"]) == 2  # under a file: cannot be created
+    assert capsys.readouterr().err == f"error: {EXAMPLE / 'home'}: Not a directory\n"

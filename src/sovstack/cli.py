@@ -165,7 +165,11 @@ def _validation_line(exc: ValidationError) -> str:
 
 
 def run(args: list[str] | None = None, pm: pluggy.PluginManager | None = None) -> int:
-    """Run the CLI and return its exit code: 0 done, 1 refused or failed, 2 bad input."""
+    """Run the CLI and return its exit code: 0 done, 1 refused or failed, 2 bad input.
+
+    A path that cannot be written or created (``--out`` into a missing folder, ``--home`` somewhere
+    unwritable) is bad input: one line naming it.
+    """
     err = Console(stderr=True, soft_wrap=True)
     try:
         code = build_cli(pm)(args=args, standalone_mode=False)
@@ -178,6 +182,11 @@ def run(args: list[str] | None = None, pm: pluggy.PluginManager | None = None) -
     except OperationalError as exc:
         err.print(f"error: database unavailable: {str(exc.orig).strip().splitlines()[0]}", markup=False)
         return 1
+    except OSError as exc:
+        if exc.filename is None:  # not a path the user named (a socket, a full disk): a failure to show whole
+            raise
+        err.print(f"error: {exc.filename}: {exc.strerror}", markup=False, highlight=False)
+        return 2
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:

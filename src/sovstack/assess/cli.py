@@ -49,7 +49,7 @@ class SchemaChoice(StrEnum):
 
 EXPLAIN_HELP = "Expand one figure into its answers and evidence, e.g. pressures.data_protection."
 ManifestArg = typer.Argument(..., exists=True, dir_okay=False, help="Manifest file (YAML or JSON).")
-OutOpt = typer.Option(None, "--out", "-o", help="Write to this file instead of standard output.")
+OutOpt = typer.Option(None, "--out", "-o", dir_okay=False, help="Write to this file instead of standard output.")
 ModeOpt = typer.Option(ModeChoice.conservative, "--mode", help="How answers without evidence count.")
 ProfileOpt = typer.Option(None, "--profile", help="Weight profile: eu-csf-document (default), eu-csf-calculator, "
                                                   "ai-sovereignty.")
