@@ -281,3 +281,12 @@ def test_an_output_or_home_path_that_cannot_be_created_is_one_line(
     assert f"'{tmp_path}' is a directory" in capsys.readouterr().err
     assert run(["--home", str(EXAMPLE / "home"), "init"]) == 2  # under a file: cannot be created
     assert capsys.readouterr().err == f"error: {EXAMPLE / 'home'}: Not a directory\n"
+
+
+def test_a_date_that_is_not_one_is_a_usage_error(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    bom = Path(__file__).resolve().parent / "assess" / "fixtures" / "stack.cdx.json"
+    assert cli(settings, "assess", "import", str(bom), "--home-jurisdiction", "IN", "--as-of", "30/06/2026") == 2
+    assert "Invalid value for '--as-of'" in capsys.readouterr().err
+    assert cli(settings, "data", "create", "rain", "--title", "Rain", "--publisher", "x", "--licence", "CC0-1.0",
+               "--classification", "open", "--storage", "IN", "--temporal-end", "2026-13-01") == 2
+    assert "Invalid value for '--temporal-end'" in capsys.readouterr().err
