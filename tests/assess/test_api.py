@@ -153,3 +153,11 @@ def test_deep_aliased_undecodable_and_empty_documents_are_422_naming_the_problem
             assert r.status_code == 422, (path, problem, r.text)
             error = r.json()["error"]
             assert problem in error["message"] + " ".join(error["reasons"]), (path, error)
+
+
+def test_a_malformed_bom_is_422_with_the_path_of_its_problem(admin_client: TestClient) -> None:
+    r = admin_client.post("/api/v1/assess/import", json={"bomFormat": "CycloneDX", "specVersion": "1.6",
+                                                         "components": [{"name": "x", "supplier": "Acme"}]})
+    assert r.status_code == 422
+    assert r.json()["error"]["message"] == ("body: cannot be imported as CycloneDX 1.6: components[0].supplier: "
+                                            "Input should be an object")
