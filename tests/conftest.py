@@ -29,6 +29,9 @@ from sovstack.core.schemas import ApiKeyCreate, UserCreate
 from sovstack.core.settings import Settings
 
 SECRET = "test-secret-key-for-the-suite-only"
+# A "billion laughs": 342 bytes of YAML whose aliases stand for 9⁹ (387 million) strings.
+LAUGHS = "\n".join([f'a: &a [{", ".join(["lol"] * 9)}]'] + [
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi", strict=True)]) + "\n"
 PASSWORD = "correct horse battery staple"
 OPERATOR = Principal.system("test")
 

@@ -100,3 +100,18 @@ def test_signed_in_answers_are_not_cached_and_tls_gets_hsts(client: TestClient, 
     assert "no-store" not in client.get("/static/style.css").headers.get("cache-control", "")
     secure = TestClient(client.app, base_url="https://testserver")
     assert "max-age=" in secure.get("/healthz").headers["strict-transport-security"]
+
+
+def test_json_bodies_too_deep_or_not_utf8_are_400_saying_so(admin_client: TestClient) -> None:
+    """Bodies the framework parses: gateway catalogue, organisations, assessment diffs (#14)."""
+    deep = "[" * 100_000 + "]" * 100_000
+    for path, body in (("/api/v1/gateway/apply", f'{{"models": {deep}}}'),
+                       ("/api/v1/organisations", f'{{"name": {deep}}}'),
+                       ("/api/v1/assess/diff", f'{{"before": {deep}, "after": {{}}}}')):
+        r = admin_client.post(path, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400, path
+        assert r.json()["error"] == {"type": "invalid_request", "message": "the request body is nested too deeply "
+                                     "to read", "field": "body", "reasons": []}
+    latin1 = '{"name": "Café"}'.encode("latin-1")
+    r = admin_client.post("/api/v1/organisations", content=latin1, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["message"] == "the request body is not UTF-8 JSON"

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sovstack.cli import run
 from sovstack.core.settings import Settings
+from tests.conftest import LAUGHS, free_port, server_env
 
 
 def cli(settings: Settings, *args: str) -> int:
@@ -127,7 +130,7 @@ def test_commands_refuse_an_uninitialised_deployment(tmp_path: Path, capsys: pyt
 def test_database_down_is_one_line_not_a_trace(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "sovstack", "--home", str(tmp_path),
-         "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none", "serve", "--port", "1"],
+         "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none", "serve", "--port", str(free_port())],
         capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: database unreachable") and "Traceback" not in proc.stderr
@@ -157,3 +160,133 @@ def test_version_and_bare_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == __version__
     assert run([]) == 0
     assert "Usage" in capsys.readouterr().out
+
+
+# Bad input, anywhere: every command that reads a file answers a bad one with exit 2 and its name (#14) ----------
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "src" / "sovstack" / "assess" / "examples" / "national-cloud.yaml"
+BAD_FILES: dict[str, tuple[bytes, str]] = {
+    "binary": (bytes(range(256)) * 4, "binary data, not text"),
+    "latin1": ("name: Café\nhome: FR\n".encode("latin-1"), "not UTF-8 text (byte 0xe9 at line 1, column 10)"),
+    "empty": (b"\n", "the file is empty"),
+    "deep": (b"[" * 100_000 + b"]" * 100_000, "nest"),  # ours, or libyaml's "exceeded maximum nesting depth"
+    "laughs": (LAUGHS.encode(), "its YAML aliases expand it to over 100,000 values"),
+}
+READERS = {
+    "assess run": ["assess", "run", "{f}"],
+    "assess drill": ["assess", "drill", "{f}"],
+    "assess diff": ["assess", "diff", str(EXAMPLE), "{f}"],
+    "assess import": ["assess", "import", "{f}", "--home-jurisdiction", "FR"],
+    "assess run --criteria": ["assess", "run", str(EXAMPLE), "--no-drills", "--criteria", "{f}"],
+    "assess drill --scenarios-file": ["assess", "drill", str(EXAMPLE), "--scenarios-file", "{f}"],
+    "gateway apply": ["gateway", "apply", "{f}"],
+    "policy set": ["policy", "set", "{f}"],
+}
+
+
+@pytest.mark.parametrize("kind", BAD_FILES)
+@pytest.mark.parametrize("command", READERS)
+def test_every_command_that_reads_a_file_refuses_a_bad_one_in_a_line(
+        settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, kind: str) -> None:
+    content, problem = BAD_FILES[kind]
+    bad = tmp_path / f"{kind}.yaml"
+    bad.write_bytes(content)
+    if kind == "laughs" and command == "policy set":
+        problem = "not valid JSON"  # a policy is JSON only
+    assert cli(settings, *[a.format(f=bad) for a in READERS[command]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and bad.name in err and problem in err and "Traceback" not in err
+    if kind in ("binary", "latin1", "empty"):  # the file cannot be read: one line, whatever the command
+        assert err.count("\n") == 1
+
+
+def test_a_latin1_file_is_one_line_from_the_real_command(tmp_path: Path) -> None:
+    latin1 = tmp_path / "stack.yaml"
+    latin1.write_bytes((EXAMPLE.read_text() + "# Souveraineté numérique\n").encode("latin-1"))
+    proc = subprocess.run([sys.executable, "-m", "sovstack", "assess", "run", str(latin1)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"error: {latin1}: not UTF-8 text (byte 0x") and "save it as UTF-8" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(yaml.safe_load(EXAMPLE.read_text()), default=str).encode())
+    proc = subprocess.run([sys.executable, "-m", "sovstack", "assess", "run", str(bom), "--no-drills"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_postgres_url_connects_with_psycopg_and_a_foreign_one_says_what_to_write(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--home", str(tmp_path), "--database-url", "postgres://nobody@127.0.0.1:1/none", "db", "current"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: database unreachable") and err.count("\n") == 1
+    assert run(["--home", str(tmp_path), "--database-url", "mysql://nobody@127.0.0.1:1/none", "db", "current"]) == 2
+    assert capsys.readouterr().err == (
+        "error: database_url: unsupported scheme 'mysql://': write postgresql://USER:PASSWORD@HOST:5432/DATABASE "
+        "(postgres:// and postgresql+psycopg:// work too) or sqlite:///PATH, or leave it empty for the SQLite file "
+        "under home\n")
+
+
+def test_a_broken_sovstack_toml_or_a_home_that_is_a_file_is_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOVSTACK_HOME", str(tmp_path))
+    (tmp_path / "sovstack.toml").write_bytes(b"\x00\xff")
+    assert run(["config", "show"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'sovstack.toml'}: not valid TOML: ")
+    (tmp_path / "sovstack.toml").unlink()
+    assert run(["--home", str(EXAMPLE), "init"]) == 2
+    assert capsys.readouterr().err == f"error: home: {EXAMPLE} exists and is not a folder\n"
+
+
+def sovstack(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real command, as a user runs it, on this test's deployment; a server that starts fails the test."""
+    return subprocess.run([sys.executable, "-m", "sovstack", *args], env=server_env(settings),
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_serve_and_demo_refuse_a_port_out_of_range(settings: Settings) -> None:
+    for command in ("serve", "demo"):
+        for port, bound in (("99999", "less than or equal to 65535"), ("0", "greater than or equal to 1")):
+            proc = sovstack(settings, command, "--port", port)
+            assert proc.returncode == 2 and "Traceback" not in proc.stderr
+            assert f"Error: Invalid value for '--port': Input should be {bound}" in proc.stderr
+    assert sovstack(settings, "serve", "--workers", "0").returncode == 2
+
+
+def test_serve_and_demo_on_a_busy_port_stop_before_any_work(
+        settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        fresh = tmp_path / "fresh"
+        for command in ("serve", "demo"):
+            proc = sovstack(settings, "--home", str(fresh), command, "--port", port)
+            assert proc.returncode == 2, proc.stderr
+            assert proc.stdout == "" and proc.stderr == (
+                f"error: port {port} on 127.0.0.1 is in use by another program: choose another with --port\n")
+            assert not fresh.exists(), "nothing is created, migrated or seeded"
+        proc = sovstack(settings, "serve", "--host", "no-such-host.invalid", "--port", port)
+        assert proc.returncode == 2 and proc.stderr.startswith("error: cannot listen on 'no-such-host.invalid': ")
+        assert cli(settings, "demo", "--no-serve", "--port", port) == 0  # seeding alone needs no port
+        assert "admin login: admin@demo.sovstack.example" in capsys.readouterr().out
+
+
+def test_an_output_or_home_path_that_cannot_be_created_is_one_line(
+        settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "no-such-folder"
+    assert cli(settings, "assess", "run", str(EXAMPLE), "--no-drills", "-o", str(missing / "report.md")) == 2
+    assert capsys.readouterr().err == f"error: {missing / 'report.md'}: No such file or directory\n"
+    assert cli(settings, "audit", "export", "-o", str(missing / "audit.jsonl")) == 2
+    assert capsys.readouterr().err == f"error: {missing / 'audit.jsonl.partial'}: No such file or directory\n"
+    assert cli(settings, "audit", "export", "-o", str(tmp_path)) == 2  # a folder: refused before any work
+    assert f"'{tmp_path}' is a directory" in capsys.readouterr().err
+    assert run(["--home", str(EXAMPLE / "home"), "init"]) == 2  # under a file: cannot be created
+    assert capsys.readouterr().err == f"error: {EXAMPLE / 'home'}: Not a directory\n"
+
+
+def test_a_date_that_is_not_one_is_a_usage_error(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    bom = Path(__file__).resolve().parent / "assess" / "fixtures" / "stack.cdx.json"
+    assert cli(settings, "assess", "import", str(bom), "--home-jurisdiction", "IN", "--as-of", "30/06/2026") == 2
+    assert "Invalid value for '--as-of'" in capsys.readouterr().err
+    assert cli(settings, "data", "create", "rain", "--title", "Rain", "--publisher", "x", "--licence", "CC0-1.0",
+               "--classification", "open", "--storage", "IN", "--temporal-end", "2026-13-01") == 2
+    assert "Invalid value for '--temporal-end'" in capsys.readouterr().err

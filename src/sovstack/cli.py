@@ -27,6 +27,9 @@ from sovstack.core.plugins import flatten, plugin_manager
 from sovstack.core.settings import describe, export_for_workers
 
 config_app = typer.Typer(help="Effective settings.", no_args_is_help=True)
+HostOpt = typer.Option(None, "--host", help="Address to listen on (default: SOVSTACK_HOST).")
+PortOpt = typer.Option(None, "--port", min=1, max=65535, help="Port to listen on (default: SOVSTACK_PORT).")
+WorkersOpt = typer.Option(None, "--workers", min=1, max=64, help="Worker processes (default: SOVSTACK_WORKERS).")
 db_app = typer.Typer(help="The database: migrations.", no_args_is_help=True)
 
 
@@ -65,12 +68,18 @@ def init(ctx: typer.Context) -> None:
     say(f"deployment ready in {st.settings.home} ({st.db.dialect}, migrations at {st.db.current_revision()})")
 
 
-def serve(ctx: typer.Context, host: str | None = None, port: int | None = None,
-          workers: int | None = None) -> None:
+def serve(ctx: typer.Context, host: str | None = HostOpt, port: int | None = PortOpt,
+          workers: int | None = WorkersOpt) -> None:
     """Apply migrations, then serve the API, the gateway and the console."""
     st = state(ctx)
+    host, port = _address(st, host, port)
+    server.ensure_free(host, port)
     _init(st)
-    _serve(st, host or st.settings.host, port or st.settings.port, workers or st.settings.workers)
+    _serve(st, host, port, workers if workers is not None else st.settings.workers)
+
+
+def _address(st: CliState, host: str | None, port: int | None) -> tuple[str, int]:
+    return (host if host is not None else st.settings.host), (port if port is not None else st.settings.port)
 
 
 def _serve(st: CliState, host: str, port: int, workers: int) -> None:
@@ -80,14 +89,15 @@ def _serve(st: CliState, host: str, port: int, workers: int) -> None:
 
 
 def demo(ctx: typer.Context, serve_after: bool = typer.Option(True, "--serve/--no-serve",
-         help="Start the server when seeded."), host: str | None = None,
-         port: int | None = None) -> None:
+         help="Start the server when seeded."), host: str | None = HostOpt, port: int | None = PortOpt) -> None:
     """Create a deployment with synthetic demo content from every module, then serve it."""
     st = state(ctx)
+    host, port = _address(st, host, port)
+    if serve_after:  # before seeding: not a login printed for whatever server holds the port
+        server.ensure_free(host, port)
     _init(st)
     with st.db.session() as session:
         password = core_demo.run(session, st.plugins or plugin_manager(), st.settings, say)
-    host, port = host or st.settings.host, port or st.settings.port
     say(f"\n[bold]sovstack demo[/bold] in {st.settings.home}")
     say(f"  console: http://{host}:{port}/login")
     say(f"  admin login: admin@{core_demo.DEMO_DOMAIN} / {password}")
@@ -151,11 +161,15 @@ def build_cli(pm: pluggy.PluginManager | None = None) -> typer.Typer:
 def _validation_line(exc: ValidationError) -> str:
     first = exc.errors()[0]
     field = ".".join(str(p) for p in first.get("loc", ())) or "input"
-    return f"{field}: {first.get('msg', 'invalid')}"
+    return f"{field}: {first.get('msg', 'invalid').removeprefix('Value error, ')}"
 
 
 def run(args: list[str] | None = None, pm: pluggy.PluginManager | None = None) -> int:
-    """Run the CLI and return its exit code: 0 done, 1 refused or failed, 2 bad input."""
+    """Run the CLI and return its exit code: 0 done, 1 refused or failed, 2 bad input.
+
+    A path that cannot be written or created (``--out`` into a missing folder, ``--home`` somewhere
+    unwritable) is bad input: one line naming it.
+    """
     err = Console(stderr=True, soft_wrap=True)
     try:
         code = build_cli(pm)(args=args, standalone_mode=False)
@@ -168,6 +182,11 @@ def run(args: list[str] | None = None, pm: pluggy.PluginManager | None = None) -
     except OperationalError as exc:
         err.print(f"error: database unavailable: {str(exc.orig).strip().splitlines()[0]}", markup=False)
         return 1
+    except OSError as exc:
+        if exc.filename is None:  # not a path the user named (a socket, a full disk): a failure to show whole
+            raise
+        err.print(f"error: {exc.filename}: {exc.strerror}", markup=False, highlight=False)
+        return 2
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
+
+from sovstack.core.errors import BadInput
 
 APP = "sovstack.app:app_from_environment"
 
@@ -21,6 +24,28 @@ class _TcpConfig(uvicorn.Config):
     def bind_socket(self) -> socket.socket:
         sock = super().bind_socket()
         return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+
+
+def ensure_free(host: str, port: int) -> None:
+    """Refuse, before any work is done, an address this machine cannot listen on: a busy port, an unknown host.
+
+    uvicorn finds out only when it binds, after migrations and demo seeding, and ends with exit code 3.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise BadInput(f"cannot listen on {host!r}: {exc.strerror}; give --host an address of this machine",
+                       field="host") from exc
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise BadInput(f"port {port} on {host} is in use by another program: choose another with --port",
+                               field="port") from exc
+            raise BadInput(f"cannot listen on {host} port {port}: {exc.strerror}", field="host") from exc
 
 
 def run(host: str, port: int, workers: int, log_level: str) -> None:

@@ -9,7 +9,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from tests.assess.conftest import EXAMPLES, FIXTURES, small
-from tests.conftest import make_key, make_user
+from tests.conftest import LAUGHS, make_key, make_user
 
 YAML = {"content-type": "application/yaml"}
 
@@ -135,3 +135,29 @@ def test_drill_import_schema_scenarios_and_criteria(admin_client: TestClient) ->
     assert criteria["criteria"] and criteria["sources"] and {p["id"] for p in criteria["profiles"]} >= {
         "eu-csf-document", "ai-sovereignty"}
     assert admin_client.get("/api/v1/assess/criteria?name=../../etc/passwd").status_code == 422
+
+
+def test_deep_aliased_undecodable_and_empty_documents_are_422_naming_the_problem(admin_client: TestClient) -> None:
+    """Bodies the assessor parses itself (#14): never a 500, and never gigabytes for a few hundred bytes."""
+    deep = "[" * 100_000 + "]" * 100_000
+    cases = [
+        (deep, {"content-type": "application/json"}, "body: nested more than 100 levels deep"),
+        ("name: " + deep, YAML, "body: not valid YAML: exceeded maximum nesting depth"),
+        (LAUGHS + "languages: *i\n", YAML, "body: its YAML aliases expand it to over 100,000 values"),
+        ("name: Café".encode("latin-1"), YAML, "body: not UTF-8 text (byte 0xe9 at line 1, column 10)"),
+        ("  \n", YAML, "body: empty: no YAML or JSON in it"),
+    ]
+    for path in ("/api/v1/assess/run", "/api/v1/assess/drill", "/api/v1/assess/import"):
+        for body, headers, problem in cases:
+            r = admin_client.post(path, content=body, headers=headers)
+            assert r.status_code == 422, (path, problem, r.text)
+            error = r.json()["error"]
+            assert problem in error["message"] + " ".join(error["reasons"]), (path, error)
+
+
+def test_a_malformed_bom_is_422_with_the_path_of_its_problem(admin_client: TestClient) -> None:
+    r = admin_client.post("/api/v1/assess/import", json={"bomFormat": "CycloneDX", "specVersion": "1.6",
+                                                         "components": [{"name": "x", "supplier": "Acme"}]})
+    assert r.status_code == 422
+    assert r.json()["error"]["message"] == ("body: cannot be imported as CycloneDX 1.6: components[0].supplier: "
+                                            "Input should be an object")

@@ -59,3 +59,31 @@ def test_spdx_2_and_unknown_documents_are_refused() -> None:
         import_bom(json.dumps({"spdxVersion": "SPDX-2.3"}), "IN", date(2026, 6, 30))
     with pytest.raises(BadInput, match="neither a CycloneDX nor an SPDX 3"):
         import_bom("{}", "IN", date(2026, 6, 30))
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"components": 5}, "components: Input should be a valid list"),
+    ({"metadata": 5}, "metadata: Input should be a valid dictionary"),
+    ({"components": [{"name": 3}]}, "components[0].name: Input should be a valid string"),
+    ({"components": [{"name": "x", "properties": [5]}]}, "components[0].properties[0]: Input should be an object"),
+    ({"components": [{"name": "x", "components": [{"name": "y", "licenses": [{"license": "MIT"}]}]}]},
+     "components[0].components[0].licenses[0].license: Input should be an object"),
+    ({"dependencies": [{"ref": "gpu", "dependsOn": "model"}]},
+     "dependencies[0].dependsOn: Input should be a valid list"),
+])
+def test_a_malformed_cyclonedx_bom_is_refused_with_the_path_of_its_problem(change: dict[str, object],
+                                                                          problem: str) -> None:
+    doc = {**json.loads((FIXTURES / "stack.cdx.json").read_text()), **change}
+    with pytest.raises(BadInput) as caught:
+        import_bom(json.dumps(doc), "IN", date(2026, 6, 30), "bom.json")
+    assert caught.value.message == f"bom.json: cannot be imported as CycloneDX 1.6: {problem}"
+
+
+def test_a_malformed_spdx_3_document_is_refused_with_the_path_of_its_problem() -> None:
+    doc = json.loads((FIXTURES / "stack.spdx3.json").read_text())
+    for graph, problem in ((5, "@graph: Input should be a valid list"), ([5], "@graph[0]: Input should be an object"),
+                           ([*doc["@graph"], {"type": "Relationship", "to": "x"}],
+                            f"@graph[{len(doc['@graph'])}].to: Input should be a valid list")):
+        with pytest.raises(BadInput) as caught:
+            import_bom(json.dumps({**doc, "@graph": graph}), "IN", date(2026, 6, 30), "x.spdx3.json")
+        assert caught.value.message == f"x.spdx3.json: cannot be imported as SPDX 3: {problem}"

@@ -92,4 +92,5 @@ def test_json_and_yaml_load_the_same_manifest_and_syntax_errors_are_clear() -> N
     assert load_manifest(json.dumps(doc)) == manifest_from_data(doc)
     with pytest.raises(ManifestInvalid) as caught:
         load_manifest("name: [unclosed", "bad.yaml")
-    assert str(caught.value.problems[0]).startswith("bad.yaml: not valid YAML or JSON")
+    assert str(caught.value.problems[0]) == ("bad.yaml: not valid YAML: did not find expected ',' or ']' "
+                                             "(line 2, column 1), while parsing a flow sequence (line 1, column 7)")

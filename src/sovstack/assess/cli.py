@@ -49,7 +49,7 @@ class SchemaChoice(StrEnum):
 
 EXPLAIN_HELP = "Expand one figure into its answers and evidence, e.g. pressures.data_protection."
 ManifestArg = typer.Argument(..., exists=True, dir_okay=False, help="Manifest file (YAML or JSON).")
-OutOpt = typer.Option(None, "--out", "-o", help="Write to this file instead of standard output.")
+OutOpt = typer.Option(None, "--out", "-o", dir_okay=False, help="Write to this file instead of standard output.")
 ModeOpt = typer.Option(ModeChoice.conservative, "--mode", help="How answers without evidence count.")
 ProfileOpt = typer.Option(None, "--profile", help="Weight profile: eu-csf-document (default), eu-csf-calculator, "
                                                   "ai-sovereignty.")
@@ -130,11 +130,11 @@ def diff_cmd(before: Path = typer.Argument(..., exists=True, dir_okay=False, hel
 @assess_app.command("import")
 def import_cmd(bom: Path = typer.Argument(..., exists=True, dir_okay=False, help="CycloneDX 1.6 or SPDX 3 JSON."),
                home: str = typer.Option(..., "--home-jurisdiction", help="ISO code of the home jurisdiction."),
-               as_of: str | None = typer.Option(None, "--as-of", help="Assessment date (YYYY-MM-DD); default today."),
+               as_of: date | None = typer.Option(None, "--as-of", help="Assessment date (YYYY-MM-DD); default today."),
                out: Path | None = OutOpt) -> None:
     """Turn a bill of materials into a manifest, and list what the manifest still needs."""
     with _readable_errors():
-        imported = service.import_file(bom, home.upper(), date.fromisoformat(as_of) if as_of else date.today())
+        imported = service.import_file(bom, home.upper(), as_of or date.today())
     data = imported.manifest.model_dump(mode="json", exclude_defaults=True)
     _write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), out)
     typer.echo(f"imported {len(imported.manifest.components)} components from {imported.source_format}; "

@@ -7,11 +7,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sovstack.assess.answers import ANSWERS
 from sovstack.assess.manifest import CLAIMS, LAYERS
+from sovstack.core import documents
 from sovstack.core.errors import BadInput, NotFound
 
 PRESSURES: tuple[str, ...] = ("data_protection", "service_resilience", "security_oversight",
@@ -121,10 +121,7 @@ def _data(name: str) -> str:
 
 
 def _parse(text: str, what: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{what} is not valid YAML: {exc}".splitlines()[0]) from exc
+    return documents.load_yaml(text, what)
 
 
 def criteria_from_text(text: str, what: str = "criteria") -> CriteriaSet:
@@ -160,7 +157,7 @@ def load_criteria(ref: str | Path | None = None) -> CriteriaSet:
         return builtin_criteria()
     path = Path(ref)
     if path.suffix in (".yaml", ".yml") and path.exists():
-        return criteria_from_text(path.read_text("utf-8"), path.name)
+        return criteria_from_text(documents.read_text(path), path.name)
     return builtin_criteria(str(ref))
 
 

@@ -7,11 +7,11 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict
 
 from sovstack.assess.manifest import Component, Manifest
 from sovstack.assess.results import ExitFinding
+from sovstack.core import documents
 from sovstack.core.errors import NotFound
 
 DEFAULT_RULE = "eu-data-act"
@@ -40,7 +40,8 @@ class SwitchingRule(BaseModel):
 @cache
 def switching_rules() -> dict[str, SwitchingRule]:
     """The shipped switching rules, by id."""
-    raw = yaml.safe_load(resources.files("sovstack.assess").joinpath("data/switching-rules.yaml").read_text("utf-8"))
+    text = resources.files("sovstack.assess").joinpath("data/switching-rules.yaml").read_text("utf-8")
+    raw = documents.load_yaml(text, "switching-rules.yaml")
     return {r["id"]: SwitchingRule.model_validate(r) for r in raw["rules"]}
 
 

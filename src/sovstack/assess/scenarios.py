@@ -8,11 +8,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sovstack.assess.manifest import Component, Substitute
 from sovstack.assess.stack import Stack
+from sovstack.core import documents
 from sovstack.core.errors import BadInput, NotFound
 from sovstack.core.jurisdictions import catalogue
 
@@ -59,10 +59,9 @@ class ScenarioBook(Frozen):
 
 
 def scenarios_from_text(text: str, what: str = "scenarios") -> ScenarioBook:
+    data = documents.load_yaml(text, what)
     try:
-        return ScenarioBook.model_validate(yaml.safe_load(text))
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{what} is not valid YAML: {exc}".splitlines()[0]) from exc
+        return ScenarioBook.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
@@ -78,7 +77,7 @@ def builtin_scenarios() -> ScenarioBook:
 
 def select_scenarios(names: list[str], file: Path | None = None) -> list[Scenario]:
     """Scenarios by id from the built-in book (or ``file``); all of them when ``names`` is empty."""
-    book = scenarios_from_text(file.read_text("utf-8"), file.name) if file else builtin_scenarios()
+    book = scenarios_from_text(documents.read_text(file), file.name) if file else builtin_scenarios()
     by_id = {s.id: s for s in book.scenarios}
     missing = [n for n in names if n not in by_id]
     if missing:

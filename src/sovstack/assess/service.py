@@ -29,6 +29,7 @@ from sovstack.assess.schema import assessment_from_data, diff_adapter, manifest_
 from sovstack.assess.scoring import assess
 from sovstack.assess.stack import Stack
 from sovstack.assess.validate import ManifestInvalid, load_manifest, manifest_from_data, parse_document, schema_problems
+from sovstack.core import documents
 from sovstack.core.errors import BadInput
 
 
@@ -42,7 +43,7 @@ class AssessmentRun:
 
 
 def read_manifest(path: Path) -> Manifest:
-    return load_manifest(path.read_text(encoding="utf-8"), path.name)
+    return load_manifest(documents.read_text(path), path.name)
 
 
 def full_assessment(manifest: Manifest, *, mode: str = "conservative", profile_name: str | None = None,
@@ -101,7 +102,7 @@ def drills_markdown(results: list[DrillResult]) -> str:
 
 def load_assessment(path: Path, *, mode: str = "conservative", profile_name: str | None = None) -> Assessment:
     """An assessment from a JSON report, or computed (with every built-in drill) from a manifest."""
-    text = path.read_text(encoding="utf-8")
+    text = documents.read_text(path)
     data = parse_document(text, path.name)
     if isinstance(data, dict) and "report_version" in data:
         return assessment_from_data(data)
@@ -125,7 +126,7 @@ def diff_report(changes: AssessmentDiff) -> str:
 
 
 def import_file(path: Path, home: str, as_of: date) -> BomImport:
-    return import_bom(path.read_text(encoding="utf-8"), home, as_of, path.name)
+    return import_bom(documents.read_text(path), home, as_of, path.name)
 
 
 def import_text(text: str, home: str, as_of: date, name: str = "bom") -> BomImport:

@@ -273,7 +273,9 @@ def reclaim(ctx: typer.Context, allocation_id: int) -> None:
 
 @compute_app.command("invoice")
 def invoice(ctx: typer.Context, programme: str, provider: str | None = None, applicant: str | None = None,
-            fmt: str = typer.Option("csv", "--format", help="csv|html"), out: Path | None = None) -> None:
+            fmt: str = typer.Option("csv", "--format", help="csv|html"),
+            out: Path | None = typer.Option(None, dir_okay=False, help="File to write; standard output if absent.")
+            ) -> None:
     """An invoice of used GPU-hours for a provider or an applicant, split into subsidy and applicant share."""
     with session_of(ctx) as s:
         lines = usage.invoice(s, OPERATOR, programme, provider=provider, applicant=applicant)

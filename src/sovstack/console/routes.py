@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Annotated, Any, TypeVar, get_args
 from urllib.parse import urlencode
@@ -20,7 +19,7 @@ from sovstack.console.auth import (
     same_secret,
 )
 from sovstack.console.render import Console
-from sovstack.core import audit, identity, parties, policy
+from sovstack.core import audit, documents, identity, parties, policy
 from sovstack.core.api.deps import SESSION_COOKIE, SessionDep, SettingsDep, cookie_signer, session_token
 from sovstack.core.context import ORG_ROLES, Principal, unit_of_work
 from sovstack.core.errors import BadInput, RateLimited, Refused, SovstackError, Unauthenticated
@@ -375,11 +374,7 @@ def save_policy(request: Request, session: SessionDep, settings: SettingsDep, us
 
 
 def parse_json(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"the policy is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
-                       field="document") from exc
+    value = documents.load_json(text, "the policy", field="document")
     if not isinstance(value, dict):
         raise BadInput("the policy must be a JSON object", field="document")
     return value

@@ -5,6 +5,7 @@
     │   ├── MalformedBody         400      CLI 2   the body is not the JSON it must be
     │   ├── NotFound              404      CLI 2   the thing named does not exist
     │   ├── Conflict              409      CLI 2   it clashes with what exists (duplicate name)
+    │   ├── BadDocument           422      CLI 2   a file or body cannot be read as YAML/JSON text (names it)
     │   └── PayloadTooLarge       413      CLI 2   the body is larger than allowed
     ├── Unauthenticated           401      CLI 1   no credentials, or wrong/expired/revoked ones
     ├── Refused                   403      CLI 1   authenticated, but policy or role says no (with reasons)
@@ -77,6 +78,15 @@ class NotFound(BadInput):
 class Conflict(BadInput):
     status = 409
     type = "conflict"
+
+
+class BadDocument(BadInput):
+    """A file or body that cannot be read as the document it should be: ``name: problem``."""
+
+    def __init__(self, name: str, problem: str, *, field: str | None = None) -> None:
+        super().__init__(f"{name}: {problem}", field=field)
+        self.name = name
+        self.problem = problem
 
 
 class PayloadTooLarge(BadInput):

@@ -19,10 +19,22 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from sovstack.core.errors import BadInput
 
 DEV_SECRET = "development-only-secret-do-not-use"
 SECRET_FILE = "secret_key"
 CONFIG_FILE = "sovstack.toml"
+# URL schemes people write, and the SQLAlchemy driver each means: psycopg 3 is the PostgreSQL driver sovstack
+# ships (hosting platforms hand out postgres:// URLs, which SQLAlchemy cannot load).
+DATABASE_DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg",
+                    "postgresql+psycopg": "postgresql+psycopg", "sqlite": "sqlite",
+                    "sqlite+pysqlite": "sqlite+pysqlite"}
+DATABASE_URL_HELP = ("write postgresql://USER:PASSWORD@HOST:5432/DATABASE (postgres:// and postgresql+psycopg:// "
+                     "work too) or sqlite:///PATH, or leave it empty for the SQLite file under home")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 def default_home() -> Path:
@@ -40,8 +52,13 @@ class _TomlSource(PydanticBaseSettingsSource):
         path = default_home() / CONFIG_FILE
         if not path.is_file():
             return {}
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise BadInput(f"{path}: not valid TOML: {exc}") from exc
+        except OSError as exc:
+            raise BadInput(f"{path}: cannot be read: {exc.strerror or exc}") from exc
         section = data.get("sovstack", data)
         return {k: v for k, v in section.items() if k in Settings.model_fields}
 
@@ -49,14 +66,17 @@ class _TomlSource(PydanticBaseSettingsSource):
 class Settings(BaseSettings):
     """Effective configuration of one sovstack deployment."""
 
-    model_config = SettingsConfigDict(env_prefix="SOVSTACK_", extra="forbid", validate_default=True)
+    # Database and Redis URLs and the secret key may hold passwords: an error names the setting, never the value.
+    model_config = SettingsConfigDict(env_prefix="SOVSTACK_", extra="forbid", validate_default=True,
+                                      hide_input_in_errors=True)
 
     home: Path = Field(default_factory=default_home, description="Deployment folder: database, objects, keys.")
     environment: Literal["development", "production", "test"] = Field(
         "production", description="Refuses development defaults (secrets) when production."
     )
     database_url: str = Field(
-        "", description="SQLAlchemy URL; empty means the SQLite file sovstack.db under home."
+        "", description="Database URL: postgresql://USER:PASSWORD@HOST:5432/DATABASE (postgres:// works too; "
+                        "run with psycopg 3), or sqlite:///PATH; empty means the SQLite file sovstack.db under home."
     )
     redis_url: str = Field("", description="Redis URL for counters shared across replicas (optional).")
     secret_key: SecretStr = Field(
@@ -124,6 +144,40 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @field_validator("home")
+    @classmethod
+    def _home_is_a_folder(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} exists and is not a folder")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_driver(cls, value: str) -> str:
+        """The URL with the driver sovstack runs on; never echoes the URL (it may hold a password)."""
+        value = value.strip()
+        if not value:
+            return value
+        scheme, sep, rest = value.partition("://")
+        driver = DATABASE_DRIVERS.get(scheme.lower()) if sep else None
+        if driver is None:
+            known = f"unsupported scheme {scheme + '://'!r}" if sep else "not a URL"
+            raise ValueError(f"{known}: {DATABASE_URL_HELP}")
+        url = f"{driver}://{rest}"
+        try:
+            make_url(url)
+        except (ArgumentError, ValueError) as exc:
+            raise ValueError(f"not a valid database URL: {DATABASE_URL_HELP}") from exc
+        return url
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        value = value.strip()
+        if value and value.partition("://")[0].lower() not in REDIS_SCHEMES:
+            raise ValueError("write redis://HOST:6379/0 (or rediss:// with TLS, unix:///PATH), or leave it empty")
+        return value
 
     @field_validator("home_jurisdiction")
     @classmethod

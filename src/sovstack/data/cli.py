@@ -40,7 +40,9 @@ def create(ctx: typer.Context, name: str, title: str = typer.Option(...), publis
            storage: str = typer.Option(..., help="ISO 3166-1 alpha-2 code of where the files are stored."),
            description: str = "", language: list[str] = typer.Option([], help="BCP-47 tag; repeat."),
            keyword: list[str] = typer.Option([], help="Repeat for several."), spatial: str = "",
-           temporal_start: str | None = None, temporal_end: str | None = None, provenance: str = "",
+           temporal_start: date | None = typer.Option(None, help="First day the data covers (YYYY-MM-DD)."),
+           temporal_end: date | None = typer.Option(None, help="Last day the data covers (YYYY-MM-DD)."),
+           provenance: str = "",
            entity_column: str = "", k: int = typer.Option(10, min=2),
            epsilon_cap: float = typer.Option(1.0, help="Sensitive: each person's lifetime privacy budget (ε)."),
            delta_cap: float = typer.Option(0.0, min=0, max=1e-4, help="Sensitive: each person's total δ for "
@@ -55,8 +57,7 @@ def create(ctx: typer.Context, name: str, title: str = typer.Option(...), publis
         data = DatasetCreate(
             name=name, title=title, publisher_id=org.id, licence=licence, classification=classification,
             storage_jurisdiction=storage, description=description, languages=language, keywords=keyword,
-            spatial=spatial, temporal_start=date.fromisoformat(temporal_start) if temporal_start else None,
-            temporal_end=date.fromisoformat(temporal_end) if temporal_end else None, provenance=provenance,
+            spatial=spatial, temporal_start=temporal_start, temporal_end=temporal_end, provenance=provenance,
             entity_column=entity_column, k_threshold=k, dp_epsilon_cap=epsilon_cap, dp_delta_cap=delta_cap,
             dp_max_rows_per_entity=max_rows_per_entity, dp_bounds=dict(map(_bound, bound)),
             dp_keys=dict(map(_keys, public_keys)))

@@ -7,9 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import typer
-import yaml
 
-from sovstack.core import identity
+from sovstack.core import documents, identity
 from sovstack.core.base import utcnow
 from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, ref, say, session_of, state
 from sovstack.core.errors import BadInput
@@ -56,11 +55,8 @@ def deployments(ctx: typer.Context, model: str | None = None, as_json: bool = Js
 
 
 def _load(file: Path) -> Catalogue:
-    try:
-        text = file.read_text()
-        raw = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise BadInput(f"cannot read {file}: {exc}", field="file") from exc
+    text = documents.read_text(file)
+    raw = documents.load_json(text, str(file)) if file.suffix == ".json" else documents.load_yaml(text, str(file))
     return Catalogue.model_validate(raw)
 
 

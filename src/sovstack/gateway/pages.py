@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import httpx
-import yaml
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
@@ -20,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sovstack.console.auth import ConsolePoster, ConsoleUser
 from sovstack.console.routes import console_of, countries, parse, see_other
-from sovstack.core import identity, parties, policy
+from sovstack.core import documents, identity, parties, policy
 from sovstack.core.api.deps import SessionDep, SettingsDep
 from sovstack.core.base import utcnow
 from sovstack.core.context import Principal, unit_of_work
@@ -189,10 +188,7 @@ async def restore(request: Request, session: SessionDep, settings: SettingsDep, 
 
 def apply_text(session: Session, settings: Settings, who: Principal, text: str) -> dict[str, list[str]]:
     """Parse a catalogue (YAML or JSON) from the form and apply it like `sovstack gateway apply`."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise BadInput(f"the catalogue is not valid YAML: {exc}", field="catalogue") from exc
+    raw = documents.load_yaml(text, "the catalogue", field="catalogue")
     if not isinstance(raw, dict):
         raise BadInput("the catalogue must be a mapping with a 'models' list", field="catalogue")
     data = parse(Catalogue, **raw)

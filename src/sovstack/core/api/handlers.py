@@ -86,8 +86,17 @@ async def on_validation_error(request: Request, exc: Exception) -> Response:
     return render(request, BadInput(f"{field}: {message}", field=field, reasons=reasons))
 
 
+# FastAPI answers any failure to parse a JSON body with a bare 400 "There was an error parsing the body",
+# keeping the parser's error as the cause: these causes are the sender's to fix, so say what they are.
+BODY_PROBLEMS = {RecursionError: "the request body is nested too deeply to read",
+                 UnicodeDecodeError: "the request body is not UTF-8 JSON"}
+
+
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    problem = BODY_PROBLEMS.get(type(exc.__cause__)) if exc.status_code == 400 else None
+    if problem:
+        return render(request, MalformedBody(problem, field="body"))
     err = SovstackError(str(exc.detail))
     err.status, err.type = exc.status_code, HTTP_TYPES.get(exc.status_code, "error")
     err.exit_code = 2

@@ -38,7 +38,7 @@ def audit_list(ctx: typer.Context, actor: str | None = ActorOpt, action: str | N
 
 
 @audit_app.command("export")
-def audit_export(ctx: typer.Context, output: Path | None = typer.Option(None, "-o", "--output",
+def audit_export(ctx: typer.Context, output: Path | None = typer.Option(None, "-o", "--output", dir_okay=False,
                  help="File to write; standard output if absent."),
                  actor: str | None = ActorOpt, action: str | None = ActionOpt,
                  target: str | None = None, outcome: str | None = OutcomeOpt,

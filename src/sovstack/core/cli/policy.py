@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from sovstack.core import parties, policy
+from sovstack.core import documents, parties, policy
 from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, ref, say, session_of, state
 from sovstack.core.context import Principal
 from sovstack.core.errors import BadInput
@@ -36,11 +36,7 @@ def policy_show(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 @policy_app.command("set")
 def policy_set(ctx: typer.Context, file: Path = typer.Argument(..., help="A JSON policy document.")) -> None:
     """Put a new policy in force (validated whole; nothing changes if any part is wrong)."""
-    try:
-        raw = json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BadInput(f"cannot read {file}: {exc}", field="file") from exc
-    doc = policy.PolicyDocument.model_validate(raw)
+    doc = policy.PolicyDocument.model_validate(documents.load_json(documents.read_text(file), str(file)))
     with change(ctx) as s:
         version = policy.save(s, OPERATOR, doc)
     say(f"policy version {version.id} in force")
