@@ -243,11 +243,12 @@ _KEY_AND_OWNER = (select(ApiKey.id, ApiKey.key_hash, ApiKey.scopes, ApiKey.expir
 _KEY_BY_PREFIX = _KEY_AND_OWNER.where(ApiKey.prefix == bindparam("prefix"))
 
 
-def authenticate_key(session: Session, token: str, touch_seconds: int = 60, *, roles: bool = True) -> Principal:
-    """The principal a bearer key stands for; Unauthenticated when unknown, expired or revoked.
+def authenticate_key(session: Session, token: str, touch_seconds: int = 60) -> Principal:
+    """The principal a bearer key stands for, with its owner's roles; Unauthenticated when unknown, expired
+    or revoked.
 
-    ``roles=False`` leaves the organisation roles out (one query less), for callers that act only on
-    the key's own organisation and scopes, like the model gateway.
+    The roles are always read, even for the model gateway: its calls are bound to an organisation the
+    owner still belongs to, whichever key they use.
     """
     prefix = token.split("_", 1)[0]
     if not token.startswith(KEY_PREFIX) or prefix == token:
@@ -269,7 +270,7 @@ def authenticate_key(session: Session, token: str, touch_seconds: int = 60, *, r
         session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
         session.commit()
     return Principal(user_id=user_id, email=email, is_admin=is_admin,
-                     roles=memberships_of(session, user_id) if roles else {},
+                     roles=memberships_of(session, user_id),
                      scopes=frozenset(scopes), key_prefix=prefix, organisation_id=org_id)
 
 
