@@ -80,11 +80,23 @@ def hash_password(password: str) -> str:
 
 
 def list_users(session: Session, who: Principal) -> list[User]:
-    """Admins see everyone; others see the people of the organisations they belong to."""
+    """Admins see everyone; others see themselves and the people of the organisations they belong to.
+
+    Show each one's memberships through ``visible_memberships``: not every one of them is ``who``'s to see.
+    """
     q = select(User).options(selectinload(User.memberships).selectinload(Membership.organisation))
     if not who.acts_as_admin:
-        q = q.where(User.id.in_(select(Membership.user_id).where(Membership.organisation_id.in_(who.roles))))
+        q = q.where(User.id.in_(select(Membership.user_id).where(Membership.organisation_id.in_(who.roles)))
+                    | (User.id == who.user_id))
     return list(session.scalars(q.order_by(User.email)))
+
+
+def visible_memberships(who: Principal, user: User) -> list[Membership]:
+    """The memberships of ``user`` that ``who`` may see: all of them for a deployment admin and for the user
+    themselves, else only those in organisations ``who`` belongs to (where else a person works is theirs)."""
+    if who.acts_as_admin or who.user_id == user.id:
+        return list(user.memberships)
+    return [m for m in user.memberships if m.organisation_id in who.roles]
 
 
 def get_user(session: Session, ref: int | str) -> User:
@@ -108,11 +120,12 @@ def create_user(session: Session, who: Principal, data: UserCreate) -> User:
 
 
 def update_user(session: Session, who: Principal, user_id: int, data: UserUpdate) -> User:
-    user = get_user(session, user_id)
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     own_fields = {"name", "password"}
-    if not (who.user_id == user.id and set(changes) <= own_fields):
-        who.require_admin("identity.user.update", f"user:{user.id}")
+    # Rights before existence: a refusal must not tell a stranger which user ids exist.
+    if not (who.user_id == user_id and set(changes) <= own_fields):
+        who.require_admin("identity.user.update", f"user:{user_id}")
+    user = get_user(session, user_id)
     if "password" in changes:
         user.password_hash = hash_password(changes.pop("password"))
         user.failed_logins, user.locked_until = 0, None
@@ -126,10 +139,18 @@ def update_user(session: Session, who: Principal, user_id: int, data: UserUpdate
 
 
 def add_membership(session: Session, who: Principal, data: MembershipCreate) -> Membership:
+    """A deployment admin adds anyone; an org_admin only gives another role to someone already in their
+    organisation. Newcomers join by accepting an invitation (``core/invitations.py``)."""
     org = get_organisation(session, data.organisation_id)
-    user = get_user(session, data.user_id)
     target = f"organisation:{org.id}"
     who.require_role(org.id, "org_admin", action="identity.membership.add", target=target)
+    if not who.acts_as_admin and not _is_member(session, data.user_id, org.id):
+        # The same answer whether or not the user id exists: ids are not to be probed.
+        raise Refused("a person joins an organisation by accepting an invitation: invite them by email",
+                      action="identity.membership.add", target=target,
+                      reasons=[f"user {data.user_id} is not a member of {org.name}; only a deployment admin "
+                               "adds people to an organisation directly"])
+    user = get_user(session, data.user_id)
     found = session.scalar(select(Membership).where(
         Membership.user_id == user.id, Membership.organisation_id == org.id, Membership.role == data.role))
     if found is not None:
@@ -153,6 +174,11 @@ def remove_membership(session: Session, who: Principal, data: MembershipCreate) 
     session.delete(found)
     audit.record(session, actor=who.actor, action="identity.membership.remove", target=target,
                  detail={"user_id": data.user_id, "role": data.role})
+
+
+def _is_member(session: Session, user_id: int, organisation_id: int) -> bool:
+    return session.scalar(select(Membership.id).where(
+        Membership.user_id == user_id, Membership.organisation_id == organisation_id).limit(1)) is not None
 
 
 def memberships_of(session: Session, user_id: int) -> dict[int, frozenset[str]]:
