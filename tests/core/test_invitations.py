@@ -11,7 +11,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from sovstack.cli import run
+from sovstack.core import identity, invitations
 from sovstack.core.db import Database, utcnow
+from sovstack.core.errors import Conflict
 from sovstack.core.settings import Settings
 from sovstack.core.tables import AuditEvent, Invitation, Membership
 from tests.conftest import make_key, make_user
@@ -163,6 +165,21 @@ def test_revoked_declined_and_expired_invitations_cannot_be_accepted(admin_clien
         assert r.status_code == 409 and status in r.json()["error"]["message"], r.text
     with db.session() as s:
         assert s.scalars(select(Membership).where(Membership.user_id == person["id"])).all() == []
+
+
+def test_an_accept_racing_a_revoke_loses(admin_client: TestClient, db: Database, world: dict[str, Any]) -> None:
+    racer = make_user(db, "racer@test.example")
+    inv = invite(admin_client, world, racer["email"])
+    with db.session() as accepting:
+        seen = accepting.get(Invitation, inv["id"])  # the accept has read it pending ...
+        assert seen is not None and seen.status == "pending"
+        r = admin_client.post(f"/api/v1/invitations/{inv['id']}/revoke", headers=world["boss_key"])
+        assert r.status_code == 200  # ... when the revoke commits
+        who = identity.principal_for(accepting, identity.get_user(accepting, racer["id"]))
+        with pytest.raises(Conflict, match="revoked"):
+            invitations.accept(accepting, who, inv["id"])
+    with db.session() as s:
+        assert s.scalars(select(Membership).where(Membership.user_id == racer["id"])).all() == []
 
 
 def test_inviting_says_nothing_of_whether_an_account_exists(admin_client: TestClient, db: Database,

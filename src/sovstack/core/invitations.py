@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from sovstack.core import audit
@@ -104,19 +104,25 @@ def _addressed_to_me(session: Session, who: Principal, inv: Invitation, action: 
     return me
 
 
-def _still_pending(inv: Invitation) -> None:
-    status = status_of(inv)
-    if status != "pending":
-        raise Conflict(f"invitation {inv.id} is {status}; only a pending invitation can be answered or revoked",
-                       field="invitation")
+def _decide(session: Session, inv: Invitation, status: str) -> None:
+    """Move a pending, unexpired invitation to ``status`` with one conditional update, so that of an accept
+    and a revoke racing each other only one wins (the other reads a state that is no longer true)."""
+    now = utcnow()
+    moved = session.execute(update(Invitation).where(
+        Invitation.id == inv.id, Invitation.status == "pending", Invitation.expires_at > now)
+        .values(status=status, decided_at=now).execution_options(synchronize_session=False))
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(inv)
+        raise Conflict(f"invitation {inv.id} is {status_of(inv)}; only a pending invitation can be answered or "
+                       "revoked", field="invitation")
+    session.refresh(inv)
 
 
 def accept(session: Session, who: Principal, invitation_id: int) -> Membership:
     """Accept an invitation sent to one's own address: the membership exists from now on."""
     inv = _get(session, invitation_id)
     me = _addressed_to_me(session, who, inv, "identity.invitation.accept")
-    _still_pending(inv)
-    inv.status, inv.decided_at = "accepted", utcnow()
+    _decide(session, inv, "accepted")
     membership = session.scalar(select(Membership).where(
         Membership.user_id == me.id, Membership.organisation_id == inv.organisation_id, Membership.role == inv.role))
     if membership is None:
@@ -133,8 +139,7 @@ def decline(session: Session, who: Principal, invitation_id: int) -> Invitation:
     """Decline an invitation sent to one's own address; it can no longer be accepted."""
     inv = _get(session, invitation_id)
     me = _addressed_to_me(session, who, inv, "identity.invitation.decline")
-    _still_pending(inv)
-    inv.status, inv.decided_at = "declined", utcnow()
+    _decide(session, inv, "declined")
     audit.record(session, actor=who.actor, action="identity.invitation.decline",
                  target=f"organisation:{inv.organisation_id}",
                  detail={"invitation": inv.id, "user": me.email, "role": inv.role})
@@ -146,8 +151,7 @@ def revoke(session: Session, who: Principal, invitation_id: int) -> Invitation:
     inv = _get(session, invitation_id)
     target = f"organisation:{inv.organisation_id}"
     who.require_role(inv.organisation_id, "org_admin", action="identity.invitation.revoke", target=target)
-    _still_pending(inv)
-    inv.status, inv.decided_at = "revoked", utcnow()
+    _decide(session, inv, "revoked")
     audit.record(session, actor=who.actor, action="identity.invitation.revoke", target=target,
                  detail={"invitation": inv.id, "email": inv.email, "role": inv.role})
     return inv
