@@ -147,6 +147,10 @@ def test_demo_seeds_every_role_and_is_rerunnable(settings: Settings, capsys: pyt
     roles = {r.split("@")[0] for u in users for r in u["roles"]}
     assert roles == {"org_admin", "steward", "reviewer", "member"}
     assert any(u["is_admin"] for u in users) and len(users) == 6
+    assert cli(settings, "invitation", "list", "--as", "member@demo.sovstack.example", "--json") == 0
+    [invited] = json.loads(capsys.readouterr().out)
+    assert (invited["organisation"], invited["role"], invited["status"]) == (
+        "Synthetic Ministry of Digital Affairs", "reviewer", "pending")
     assert cli(settings, "party", "list", "--json") == 0
     parties = json.loads(capsys.readouterr().out)
     assert len(parties) == 6 and any(p["parent_jurisdiction"] == "US" and p["jurisdiction"] == "IN" for p in parties)

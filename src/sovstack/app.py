@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from starlette.routing import BaseRoute
 
 from sovstack import __version__
+from sovstack.console import invitations as invitation_pages
 from sovstack.console.render import Console
 from sovstack.console.routes import router as console_router
 from sovstack.console.static import mount_static
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, plugins: Iterable[object] = ())
     pages: list[ConsolePages] = [p for p in pm.hook.sovstack_console_pages(settings=settings) if p]
     app.state.console = Console(settings, pages)
     app.include_router(console_router)
+    app.include_router(invitation_pages.router)
     for page in pages:
         app.include_router(page.router)
     mount_static(app)

@@ -18,7 +18,7 @@ from sovstack import __version__, server
 from sovstack.core import demo as core_demo
 from sovstack.core.cli.audit import audit_app
 from sovstack.core.cli.common import CliState, JsonOpt, emit, say, state
-from sovstack.core.cli.identity import key_app, org_app, user_app
+from sovstack.core.cli.identity import invitation_app, key_app, org_app, user_app
 from sovstack.core.cli.parties import jurisdiction_app, party_app
 from sovstack.core.cli.policy import policy_app
 from sovstack.core.context import CORE_SCOPES
@@ -151,8 +151,8 @@ def build_cli(pm: pluggy.PluginManager | None = None) -> typer.Typer:
     for fn in (init, serve, demo, inventory):
         app.command()(fn)
     for sub, name in ((config_app, "config"), (db_app, "db"), (org_app, "org"), (user_app, "user"),
-                      (key_app, "key"), (party_app, "party"), (jurisdiction_app, "jurisdiction"),
-                      (policy_app, "policy"), (audit_app, "audit")):
+                      (invitation_app, "invitation"), (key_app, "key"), (party_app, "party"),
+                      (jurisdiction_app, "jurisdiction"), (policy_app, "policy"), (audit_app, "audit")):
         app.add_typer(sub, name=name)
     pm.hook.sovstack_cli(app=app)
     return app

@@ -250,8 +250,8 @@ def test_jurisdictions_show_their_sources(console: TestClient) -> None:
 
 def test_every_nav_page_renders_for_an_admin(console: TestClient, app: FastAPI) -> None:
     nav = app.state.console.nav
-    assert [e.label for e in nav][:8] == ["Dashboard", "Organisations", "Users", "API keys", "Parties",
-                                           "Jurisdictions", "Policy", "Audit"]
+    assert [e.label for e in nav][:9] == ["Dashboard", "Organisations", "Users", "Invitations", "API keys",
+                                           "Parties", "Jurisdictions", "Policy", "Audit"]
     for entry in nav:
         page = console.get(entry.path)
         assert page.status_code == 200, entry.path

@@ -156,6 +156,13 @@ def test_org_admin_manages_members_of_own_organisation_only(admin_client: TestCl
                                                        "role": "org_admin"})
     assert r.status_code == 201
     boss_key = bearer(make_key(db, boss["id"]))
+    # A newcomer joins by accepting an invitation (tests/core/test_invitations.py) ...
+    inv = admin_client.post(f"/api/v1/organisations/{a_id}/invitations", headers=boss_key,
+                            json={"email": worker["email"], "role": "member"})
+    assert inv.status_code == 201
+    worker_key = bearer(make_key(db, worker["id"]))
+    assert admin_client.post(f"/api/v1/invitations/{inv.json()['id']}/accept", headers=worker_key).status_code == 200
+    # ... and once in, the org_admin may give them another role there directly.
     ok = admin_client.post("/api/v1/memberships", headers=boss_key,
                            json={"user_id": worker["id"], "organisation_id": a_id, "role": "steward"})
     assert ok.status_code == 201 and ok.json()["role"] == "steward"
@@ -167,7 +174,7 @@ def test_org_admin_manages_members_of_own_organisation_only(admin_client: TestCl
     assert bad_role.status_code == 422 and bad_role.json()["error"]["field"] == "role"
     users = {u["email"]: u for u in admin_client.get("/api/v1/users", headers=boss_key).json()}
     assert set(users) == {"boss@test.example", "worker@test.example"}
-    assert users["worker@test.example"]["memberships"][0]["role"] == "steward"
+    assert {m["role"] for m in users["worker@test.example"]["memberships"]} == {"member", "steward"}
 
 
 def test_user_may_change_own_name_but_not_make_self_admin(client: TestClient, db: Database) -> None:

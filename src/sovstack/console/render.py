@@ -20,6 +20,7 @@ CORE_NAV = (
     NavEntry("Dashboard", "/", 0),
     NavEntry("Organisations", "/organisations", 10),
     NavEntry("Users", "/users", 20),
+    NavEntry("Invitations", "/invitations", 25),
     NavEntry("API keys", "/keys", 30),
     NavEntry("Parties", "/parties", 40),
     NavEntry("Jurisdictions", "/jurisdictions", 50),

@@ -19,7 +19,7 @@ from sovstack.console.auth import (
     same_secret,
 )
 from sovstack.console.render import Console
-from sovstack.core import audit, documents, identity, parties, policy
+from sovstack.core import audit, documents, identity, invitations, parties, policy
 from sovstack.core.api.deps import SESSION_COOKIE, SessionDep, SettingsDep, cookie_signer, session_token
 from sovstack.core.context import ORG_ROLES, Principal, unit_of_work
 from sovstack.core.errors import BadInput, RateLimited, Refused, SovstackError, Unauthenticated
@@ -187,13 +187,18 @@ def create_organisation(request: Request, session: SessionDep, settings: Setting
 
 
 def organisation_page(request: Request, session: Session, who: Principal, org_id: int, *,
-                      error: SovstackError | None = None) -> HTMLResponse:
+                      error: SovstackError | None = None, form: dict[str, Any] | None = None) -> HTMLResponse:
     org = identity.get_organisation(session, org_id)
     people = identity.list_users(session, who)
-    members = [(u, m.role) for u in people for m in u.memberships if m.organisation_id == org.id]
+    members = [(u, m.role) for u in people for m in identity.visible_memberships(who, u)
+               if m.organisation_id == org.id]
+    can_manage = who.has_role(org.id, "org_admin")
+    pending = invitations.of_organisation(session, who, org.id) if can_manage else []
     return console_of(request).page(request, "organisation.html", error.status if error else 200, org=org,
                                     members=members, people=people, roles=ORG_ROLES, error=error,
-                                    can_manage=who.has_role(org.id, "org_admin"))
+                                    can_manage=can_manage, can_add=who.acts_as_admin, pending=pending,
+                                    status_of=invitations.status_of, form=form or {},
+                                    is_member=who.has_role(org.id))
 
 
 @router.get("/organisations/{org_id}")
@@ -217,8 +222,10 @@ def add_member(request: Request, org_id: int, session: SessionDep, user: Console
 
 def users_page(request: Request, session: Session, who: Principal, *, error: SovstackError | None = None,
                form: dict[str, Any] | None = None) -> HTMLResponse:
-    return console_of(request).page(request, "users.html", error.status if error else 200,
-                                    users=identity.list_users(session, who), error=error, form=form or {})
+    users = identity.list_users(session, who)
+    return console_of(request).page(request, "users.html", error.status if error else 200, users=users,
+                                    seen={u.id: identity.visible_memberships(who, u) for u in users},
+                                    error=error, form=form or {})
 
 
 @router.get("/users")

@@ -9,10 +9,17 @@ import pluggy
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sovstack.core import identity, parties, policy
+from sovstack.core import identity, invitations, parties, policy
 from sovstack.core.context import Principal
 from sovstack.core.plugins import DemoContext
-from sovstack.core.schemas import MembershipCreate, OrganisationCreate, PartyCreate, UserCreate, UserUpdate
+from sovstack.core.schemas import (
+    InvitationCreate,
+    MembershipCreate,
+    OrganisationCreate,
+    PartyCreate,
+    UserCreate,
+    UserUpdate,
+)
 from sovstack.core.settings import Settings
 from sovstack.core.tables import Organisation
 
@@ -69,6 +76,10 @@ def seed(session: Session, settings: Settings, password: str, say: Callable[[str
         for org_key, role in roles:
             identity.add_membership(session, SEEDER, MembershipCreate(
                 user_id=user.id, organisation_id=ctx.organisations[org_key], role=role))
+    # Meera is invited to the ministry, not added: she sees it on her Invitations page and may accept.
+    orgadmin = identity.principal_for(session, identity.get_user(session, ctx.users["orgadmin"]))
+    invitations.invite(session, orgadmin, ctx.organisations["ministry"],
+                       InvitationCreate(email=f"member@{DEMO_DOMAIN}", role="reviewer"))
     for name, kinds, jur, parent, parent_jur, notes in PARTIES:
         jur = home if jur == "HOME" else jur
         party = parties.create_party(session, SEEDER, PartyCreate(
@@ -76,7 +87,8 @@ def seed(session: Session, settings: Settings, password: str, say: Callable[[str
             parent_jurisdiction=parent_jur, notes=notes))
         ctx.parties[name] = party.id
     policy.save(session, SEEDER, policy.default_policy(home))
-    say(f"seeded {len(ORGANISATIONS)} organisations, {len(USERS)} users, {len(PARTIES)} parties and a policy")
+    say(f"seeded {len(ORGANISATIONS)} organisations, {len(USERS)} users, {len(PARTIES)} parties, a policy and "
+        f"an invitation for member@{DEMO_DOMAIN} to the ministry")
     return ctx
 
 

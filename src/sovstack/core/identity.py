@@ -84,11 +84,23 @@ def hash_password(password: str) -> str:
 
 
 def list_users(session: Session, who: Principal) -> list[User]:
-    """Admins see everyone; others see the people of the organisations they belong to."""
+    """Admins see everyone; others see themselves and the people of the organisations they belong to.
+
+    Show each one's memberships through ``visible_memberships``: not every one of them is ``who``'s to see.
+    """
     q = select(User).options(selectinload(User.memberships).selectinload(Membership.organisation))
     if not who.acts_as_admin:
-        q = q.where(User.id.in_(select(Membership.user_id).where(Membership.organisation_id.in_(who.roles))))
+        q = q.where(User.id.in_(select(Membership.user_id).where(Membership.organisation_id.in_(who.roles)))
+                    | (User.id == who.user_id))
     return list(session.scalars(q.order_by(User.email)))
+
+
+def visible_memberships(who: Principal, user: User) -> list[Membership]:
+    """The memberships of ``user`` that ``who`` may see: all of them for a deployment admin and for the user
+    themselves, else only those in organisations ``who`` belongs to (where else a person works is theirs)."""
+    if who.acts_as_admin or who.user_id == user.id:
+        return list(user.memberships)
+    return [m for m in user.memberships if m.organisation_id in who.roles]
 
 
 def get_user(session: Session, ref: int | str) -> User:
@@ -116,13 +128,14 @@ def update_user(session: Session, who: Principal, user_id: int, data: UserUpdate
     """Change a user. Their own name and password anyone may change (the password only with the current
     one: a key or a stolen session must not be enough); the rest, and others' passwords, an admin. A new
     password ends every other console session of the user (``keep_session``: the one making the change)."""
-    user = get_user(session, user_id)
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     changes.pop("current_password", None)
-    target = f"user:{user.id}"
+    target = f"user:{user_id}"
     own_fields = {"name", "password"}
-    if not (who.user_id == user.id and set(changes) <= own_fields):
+    # Rights before existence: a refusal must not tell a stranger which user ids exist.
+    if not (who.user_id == user_id and set(changes) <= own_fields):
         who.require_admin("identity.user.update", target)
+    user = get_user(session, user_id)
     if "password" in changes and not who.acts_as_admin and not (
             data.current_password and _password_ok(user, data.current_password)):
         raise Refused("give your current password to set a new one", action="identity.user.password",
@@ -155,10 +168,18 @@ def _keep_an_admin(session: Session, user: User) -> None:
 
 
 def add_membership(session: Session, who: Principal, data: MembershipCreate) -> Membership:
+    """A deployment admin adds anyone; an org_admin only gives another role to someone already in their
+    organisation. Newcomers join by accepting an invitation (``core/invitations.py``)."""
     org = get_organisation(session, data.organisation_id)
-    user = get_user(session, data.user_id)
     target = f"organisation:{org.id}"
     who.require_role(org.id, "org_admin", action="identity.membership.add", target=target)
+    if not who.acts_as_admin and not _is_member(session, data.user_id, org.id):
+        # The same answer whether or not the user id exists: ids are not to be probed.
+        raise Refused("a person joins an organisation by accepting an invitation: invite them by email",
+                      action="identity.membership.add", target=target,
+                      reasons=[f"user {data.user_id} is not a member of {org.name}; only a deployment admin "
+                               "adds people to an organisation directly"])
+    user = get_user(session, data.user_id)
     found = session.scalar(select(Membership).where(
         Membership.user_id == user.id, Membership.organisation_id == org.id, Membership.role == data.role))
     if found is not None:
@@ -182,6 +203,11 @@ def remove_membership(session: Session, who: Principal, data: MembershipCreate) 
     session.delete(found)
     audit.record(session, actor=who.actor, action="identity.membership.remove", target=target,
                  detail={"user_id": data.user_id, "role": data.role})
+
+
+def _is_member(session: Session, user_id: int, organisation_id: int) -> bool:
+    return session.scalar(select(Membership.id).where(
+        Membership.user_id == user_id, Membership.organisation_id == organisation_id).limit(1)) is not None
 
 
 def memberships_of(session: Session, user_id: int) -> dict[int, frozenset[str]]:
@@ -272,11 +298,12 @@ _KEY_AND_OWNER = (select(ApiKey.id, ApiKey.key_hash, ApiKey.scopes, ApiKey.expir
 _KEY_BY_PREFIX = _KEY_AND_OWNER.where(ApiKey.prefix == bindparam("prefix"))
 
 
-def authenticate_key(session: Session, token: str, touch_seconds: int = 60, *, roles: bool = True) -> Principal:
-    """The principal a bearer key stands for; Unauthenticated when unknown, expired or revoked.
+def authenticate_key(session: Session, token: str, touch_seconds: int = 60) -> Principal:
+    """The principal a bearer key stands for, with its owner's roles; Unauthenticated when unknown, expired
+    or revoked.
 
-    ``roles=False`` leaves the organisation roles out (one query less), for callers that act only on
-    the key's own organisation and scopes, like the model gateway.
+    The roles are always read, even for the model gateway: its calls are bound to an organisation the
+    owner still belongs to, whichever key they use.
     """
     prefix = token.split("_", 1)[0]
     if not token.startswith(KEY_PREFIX) or prefix == token:
@@ -298,7 +325,7 @@ def authenticate_key(session: Session, token: str, touch_seconds: int = 60, *, r
         session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
         session.commit()
     return Principal(user_id=user_id, email=email, is_admin=is_admin,
-                     roles=memberships_of(session, user_id) if roles else {},
+                     roles=memberships_of(session, user_id),
                      scopes=frozenset(scopes), key_prefix=prefix, organisation_id=org_id)
 
 

@@ -66,18 +66,19 @@ class OrganisationPublic(Public):
 EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
+def _email_address(value: str) -> str:
+    if not EMAIL.match(value):
+        raise ValueError("not an email address (expected name@domain.tld)")
+    return value.lower()
+
+
 class UserCreate(Strict):
     email: str = Field(max_length=320)
     name: str = Field(min_length=1, max_length=200)
     password: str | None = Field(None, min_length=12, max_length=512)
     is_admin: bool = False
 
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str) -> str:
-        if not EMAIL.match(value):
-            raise ValueError("not an email address (expected name@domain.tld)")
-        return value.lower()
+    _email = field_validator("email")(_email_address)
 
 
 class UserUpdate(Strict):
@@ -109,6 +110,30 @@ class MembershipCreate(Strict):
     user_id: int
     organisation_id: int
     role: OrgRole
+
+
+class InvitationCreate(Strict):
+    email: str = Field(max_length=320, description="Whoever signs in with this address may accept.")
+    role: OrgRole
+    expires_in_days: int = Field(14, ge=1, le=90)
+
+    _email = field_validator("email")(_email_address)
+
+
+InvitationStatus = Literal["pending", "accepted", "declined", "revoked", "expired"]
+
+
+class InvitationPublic(Public):
+    id: int
+    organisation_id: int
+    organisation: str
+    email: str
+    role: str
+    status: InvitationStatus
+    invited_by: str
+    created_at: UTCDateTime
+    expires_at: UTCDateTime
+    decided_at: UTCDateTime | None
 
 
 class ApiKeyCreate(Strict):

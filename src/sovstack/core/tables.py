@@ -54,6 +54,25 @@ class Membership(Base):
     organisation: Mapped[Organisation] = relationship(back_populates="memberships")
 
 
+class Invitation(Base):
+    """An organisation's offer of a role to whoever holds an email address: no membership exists until
+    that person accepts it (an org_admin cannot add people without their consent)."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|accepted|declined|revoked
+    invited_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    organisation: Mapped[Organisation] = relationship(lazy="joined")
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
 

@@ -24,6 +24,8 @@ from sovstack.gateway.schemas import (
     ModelCreate,
     ModelPublic,
     OrgLoggingSet,
+    OrgPolicyPublic,
+    OrgPolicySet,
     TranscriptPublic,
     UsageReport,
 )
@@ -138,6 +140,21 @@ def key_policy(prefix: str, body: KeyPolicySet, session: SessionDep, who: Princi
     with unit_of_work(session, who):
         service.set_key_policy(session, who, prefix, body)
     return body
+
+
+@router.get("/organisations/{organisation_id}/policy")
+def get_org_policy(organisation_id: int, session: SessionDep, who: PrincipalDep) -> OrgPolicyPublic:
+    """What binds every gateway call made for the organisation, whichever key makes it (its members may read)."""
+    return service.org_policy(session, who, organisation_id)
+
+
+@router.put("/organisations/{organisation_id}/policy")
+def set_org_policy(organisation_id: int, body: OrgPolicySet, session: SessionDep,
+                   who: PrincipalDep) -> OrgPolicyPublic:
+    """Set the organisation's floor, per-person rate limit and per-person tokens (its admins only)."""
+    with unit_of_work(session, who):
+        service.set_org_policy(session, who, organisation_id, body)
+    return service.org_policy(session, who, organisation_id)
 
 
 @router.put("/budgets")

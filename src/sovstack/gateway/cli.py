@@ -1,4 +1,4 @@
-"""`sovstack gateway …`: the model catalogue, cut-off drills, key policies, budgets and usage."""
+"""`sovstack gateway …`: the model catalogue, cut-off drills, key and organisation policies, budgets, usage."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 
 from sovstack.core import documents, identity
 from sovstack.core.base import utcnow
-from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, ref, say, session_of, state
+from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, emit_one, ref, say, session_of, state
 from sovstack.core.errors import BadInput
 from sovstack.gateway import service, usage
 from sovstack.gateway.schemas import (
@@ -20,6 +20,7 @@ from sovstack.gateway.schemas import (
     KeyPolicySet,
     ModelCreate,
     OrgLoggingSet,
+    OrgPolicySet,
     TranscriptPublic,
 )
 
@@ -97,15 +98,45 @@ def restore(ctx: typer.Context, jurisdiction: str | None = None, party: str | No
 
 @gateway_app.command("key-policy")
 def key_policy(ctx: typer.Context, key: str = typer.Argument(..., help="Key prefix, sk-xxxxxxxx."),
-               default: str = typer.Option("open", help="open|restricted|sensitive"),
-               floor: str = typer.Option("open", help="Lowest classification a request may claim."),
+               default: str | None = typer.Option(None, help="open|restricted|sensitive [default: the floor]"),
+               floor: str | None = typer.Option(None, help="Lowest classification a request may claim "
+                                                "[default: open; its organisation's floor binds anyway]."),
                rpm: int | None = typer.Option(None, help="Requests per minute.")) -> None:
-    """Set a key's default classification, floor and rate limit."""
-    data = KeyPolicySet(default_classification=default, floor_classification=floor,
-                        requests_per_minute=rpm)
+    """Set a key's default classification, floor and rate limit (stricter than its organisation's, never looser)."""
+    given = {"default_classification": default or floor, "floor_classification": floor, "requests_per_minute": rpm}
+    data = KeyPolicySet(**{k: v for k, v in given.items() if v is not None})
     with change(ctx) as s:
         service.set_key_policy(s, OPERATOR, key, data)
-    say(f"{key}: default {default}, floor {floor}, {rpm or 'no'} requests-per-minute limit")
+    say(f"{key}: default {data.default_classification}, floor {data.floor_classification}, "
+        f"{rpm or 'no'} requests-per-minute limit")
+
+
+@gateway_app.command("org-policy")
+def org_policy_cmd(ctx: typer.Context, organisation: str,
+                   floor: str = typer.Option("open", help="Lowest classification of any call for the "
+                                             "organisation: open|restricted|sensitive."),
+                   rpm_per_person: int | None = typer.Option(None, min=1, help="Requests per minute per person, "
+                                                             "across all their keys."),
+                   tokens_per_person: int | None = typer.Option(None, min=0, help="Tokens per person per period, "
+                                                                "across all their keys."),
+                   period: str = typer.Option("month", help="day|month, for --tokens-per-person."),
+                   as_json: bool = JsonOpt) -> None:
+    """Set what binds every gateway call made for an organisation, whichever of its members' keys makes it."""
+    data = OrgPolicySet(floor_classification=floor, requests_per_minute_per_person=rpm_per_person,
+                        tokens_per_person=tokens_per_person, tokens_period=period)
+    with change(ctx) as s:
+        org = identity.get_organisation(s, ref(organisation))
+        service.set_org_policy(s, OPERATOR, org.id, data)
+        shown = service.org_policy(s, OPERATOR, org.id)
+    emit_one(shown, as_json)
+
+
+@gateway_app.command("limits")
+def limits_cmd(ctx: typer.Context, organisation: str, as_json: bool = JsonOpt) -> None:
+    """Show an organisation's gateway policy, budget and transcript logging: what binds its members' calls."""
+    with session_of(ctx) as s:
+        shown = service.org_policy(s, OPERATOR, identity.get_organisation(s, ref(organisation)).id)
+    emit_one(shown, as_json)
 
 
 @gateway_app.command("budget")

@@ -1,7 +1,7 @@
 """What routing needs to know, read once per change instead of once per request.
 
 A snapshot holds the catalogue (models, deployments with their parties and decrypted upstream keys),
-key policies, budgets, transcript opt-ins and the parsed policy. Every request asks the database one
+key and organisation policies, budgets, transcript opt-ins and the parsed policy. Every request asks the database one
 cheap question — the gateway's generation counter and the newest policy version — and reloads only
 when either moved, so a cut-off in any process moves traffic in every process on its next request.
 Changes to parties (core) do not bump the generation; the snapshot also expires after ``MAX_AGE``.
@@ -20,7 +20,15 @@ from sqlalchemy.orm import Session, selectinload
 
 from sovstack.core import policy
 from sovstack.gateway.routing import Plan
-from sovstack.gateway.tables import Deployment, GatewayModel, Generation, KeyPolicy, OrgBudget, OrgLogging
+from sovstack.gateway.tables import (
+    Deployment,
+    GatewayModel,
+    Generation,
+    KeyPolicy,
+    OrgBudget,
+    OrgLogging,
+    OrgPolicy,
+)
 
 MAX_AGE = 5.0
 _STAMP = text("SELECT (SELECT value FROM gateway_generation WHERE id = 1), (SELECT max(id) FROM policy_versions)")
@@ -78,6 +86,14 @@ class KeyFacts:
     requests_per_minute: int | None
 
 
+@dataclass(frozen=True)
+class OrgFacts:
+    floor_classification: str
+    requests_per_minute_per_person: int | None
+    tokens_per_person: int | None
+    tokens_period: str
+
+
 @dataclass
 class Snapshot:
     stamp: tuple[Any, ...]
@@ -85,6 +101,7 @@ class Snapshot:
     policy: policy.PolicyDocument
     models: dict[str, ModelFacts]
     keys: dict[str, KeyFacts]
+    orgs: dict[int, OrgFacts]
     budgets: dict[int, tuple[int, str]]
     keep_days: dict[int, int]
     plans: dict[tuple[str, str], Plan] = field(default_factory=dict)
@@ -111,6 +128,9 @@ def load(session: Session, stamp: tuple[Any, ...], home: str, unseal: Callable[[
                                    tuple(_deployment(d, unseal) for d in m.deployments)) for m in models},
         keys={k.key_prefix: KeyFacts(k.default_classification, k.floor_classification, k.requests_per_minute)
               for k in session.scalars(select(KeyPolicy))},
+        orgs={o.organisation_id: OrgFacts(o.floor_classification, o.requests_per_minute_per_person,
+                                          o.tokens_per_person, o.tokens_period)
+              for o in session.scalars(select(OrgPolicy))},
         budgets={b.organisation_id: (b.tokens, b.period) for b in session.scalars(select(OrgBudget))},
         keep_days={o.organisation_id: o.retention_days for o in session.scalars(select(OrgLogging))
                    if o.enabled})

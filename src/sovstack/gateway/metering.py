@@ -96,7 +96,7 @@ class RedisCounters:
         return int(self.client.get(f"sovstack:{name}:{window}") or 0)
 
 
-LEASE_SHARE = 50  # a process claims at most 1/50 of a key's per-minute limit at a time …
+LEASE_SHARE = 50  # a process claims at most 1/50 of a per-minute limit at a time …
 LEASE_MAX = 100  # … and never more than this many requests
 
 
@@ -112,26 +112,27 @@ class RateLeases:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._held: dict[str, tuple[str, int]] = {}  # key prefix -> (window, requests left in its claims)
+        self._held: dict[str, tuple[str, int]] = {}  # counter name -> (window, requests left in its claims)
 
-    def admit(self, session: Session, counters: Counters, key_prefix: str, limit: int, now: datetime) -> int | None:
-        """None when admitted; else the seconds until the window resets."""
+    def admit(self, session: Session, counters: Counters, name: str, limit: int, now: datetime) -> int | None:
+        """None when admitted under the counter ``name`` (a key's, or a person's); else the seconds until the
+        window resets."""
         win, reset = window("minute", now)
         with self._lock:
-            held = self._held.get(key_prefix)
+            held = self._held.get(name)
             if held is not None and held[0] == win and held[1] > 0:
-                self._held[key_prefix] = (win, held[1] - 1)
+                self._held[name] = (win, held[1] - 1)
                 return None
         block = max(1, min(limit // LEASE_SHARE, LEASE_MAX))
-        claimed = counters.add(session, f"rpm:{key_prefix}", win, block, reset)
+        claimed = counters.add(session, name, win, block, reset)
         session.commit()  # every attempt counts, whatever happens to the request next
         granted = block - max(0, claimed - limit)  # the part of this claim inside the limit
         if granted <= 0:
             return reset
         with self._lock:
-            held = self._held.get(key_prefix)
+            held = self._held.get(name)
             left = held[1] if held is not None and held[0] == win else 0
-            self._held[key_prefix] = (win, left + granted - 1)
+            self._held[name] = (win, left + granted - 1)
         return None
 
 
@@ -154,6 +155,8 @@ class Call:
     latency_ms: float = 0.0
     outcome: str = "ok"
     reasons: list[str] = field(default_factory=list)
+    person_id: int | None = None
+    person_period: str | None = None  # the period of the person's share of the organisation's tokens, if any
     keep_days: int = 0  # > 0: the organisation opted in to keeping prompts and completions this long
     prompt: str = ""
     completion: list[str] = field(default_factory=list)
@@ -164,6 +167,12 @@ class Call:
                 "tried": self.tried, "answered": self.answered, "tokens_in": self.tokens_in,
                 "tokens_out": self.tokens_out, "cost": round(self.cost, 8), "latency_ms": round(self.latency_ms, 2),
                 "transcript_kept": self.keep_days > 0}
+
+
+def person_counter(kind: str, organisation_id: int, person_id: int) -> str:
+    """The shared counter of one person's calls for one organisation, across all their keys: ``rpm`` or
+    ``tokens``."""
+    return f"{kind}:{organisation_id}:person:{person_id}"
 
 
 def record(session: Session, counters: Counters, call: Call, budget_period: str | None) -> None:
@@ -179,21 +188,27 @@ def stage(session: Session, counters: Counters, call: Call, budget_period: str |
 
 def stage_many(session: Session, counters: Counters, calls: list[tuple[Call, str | None]]) -> None:
     """Write several calls' usage in one transaction: the usage rows in one statement, each
-    organisation's tokens in one counter update, then each call's transcript and audit event."""
+    organisation's and each person's tokens in one counter update, then each call's transcript and audit event."""
     now = utcnow()
     session.connection().execute(_INSERT_USAGE, [{
         "at": now, "key_prefix": call.key_prefix, "organisation_id": call.organisation_id, "model": call.model,
         "deployment": call.answered, "endpoint": call.endpoint, "classification": call.classification,
         "language": call.language, "tokens_in": call.tokens_in, "tokens_out": call.tokens_out, "cost": call.cost,
         "latency_ms": call.latency_ms, "tries": len(call.tried), "outcome": call.outcome} for call, _ in calls])
-    spent: dict[tuple[int, str], int] = {}
+    spent: dict[tuple[str, str], int] = {}  # (counter, period) -> tokens
     for call, period in calls:
         tokens = call.tokens_in + call.tokens_out
-        if period and call.organisation_id is not None and tokens:
-            spent[(call.organisation_id, period)] = spent.get((call.organisation_id, period), 0) + tokens
-    for (org, period), tokens in spent.items():
+        if call.organisation_id is None or not tokens:
+            continue
+        charged = [(f"tokens:{call.organisation_id}", period)]
+        if call.person_id is not None:
+            charged.append((person_counter("tokens", call.organisation_id, call.person_id), call.person_period))
+        for name, per in charged:
+            if per:
+                spent[(name, per)] = spent.get((name, per), 0) + tokens
+    for (name, period), tokens in spent.items():
         win, ttl = window(period, now)
-        counters.add(session, f"tokens:{org}", win, tokens, ttl)
+        counters.add(session, name, win, tokens, ttl)
     for call, _ in calls:
         if call.keep_days and call.organisation_id is not None:
             _keep_transcript(session, call)

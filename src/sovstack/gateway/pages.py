@@ -27,12 +27,13 @@ from sovstack.core.errors import BadInput, NotFound, Refused, SovstackError
 from sovstack.core.jurisdictions import catalogue as jurisdiction_catalogue
 from sovstack.core.plugins import ConsolePages, NavEntry
 from sovstack.core.settings import Settings
-from sovstack.gateway import service, usage
+from sovstack.gateway import limits_pages, service, usage
 from sovstack.gateway.routing import Breakers
 from sovstack.gateway.schemas import Catalogue, CutoffRequest, DeploymentPublic, UsagePoint, UsageRow
 from sovstack.gateway.tables import Deployment
 
 router = APIRouter(include_in_schema=False)
+router.include_router(limits_pages.router)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # A probe only says whether the server answers; the page must not wait on a dead one.
 PROBE_SECONDS = 1.5
@@ -47,7 +48,8 @@ CutoffErrors = (BadInput, Refused, NotFound)
 def console_pages() -> ConsolePages:
     """The gateway's console: its router, its navigation entries, its templates."""
     return ConsolePages(router, nav=(NavEntry("Models", "/gateway", 100), NavEntry("Usage", "/gateway/usage", 101),
-                                     NavEntry("Playground", "/gateway/playground", 102)),
+                                     NavEntry("Playground", "/gateway/playground", 102),
+                                     NavEntry("Limits", "/gateway/limits", 103)),
                         templates=TEMPLATES)
 
 
@@ -343,4 +345,6 @@ def usage_page(request: Request, session: SessionDep, user: ConsoleUser, by: Gro
 @router.get("/gateway/playground")
 def playground(request: Request, session: SessionDep, user: ConsoleUser) -> HTMLResponse:
     models = [m.name for m in service.list_models(session) if any(not d.withdrawn for d in m.deployments)]
-    return console_of(request).page(request, "gateway_playground.html", models=models, levels=policy.LEVELS)
+    mine = [(o.id, o.name) for o in identity.list_organisations(session) if o.id in user[1].roles]
+    return console_of(request).page(request, "gateway_playground.html", models=models, levels=policy.LEVELS,
+                                    organisations=mine)

@@ -20,13 +20,12 @@ from starlette.concurrency import run_in_threadpool
 from sovstack.core import policy
 from sovstack.core.api.deps import authenticate
 from sovstack.core.base import utcnow
-from sovstack.core.context import Principal
 from sovstack.core.db import Database
-from sovstack.core.errors import BadInput, NotFound, RateLimited, Refused, Unavailable
-from sovstack.gateway import http1, routing
-from sovstack.gateway.facts import Facts, KeyFacts, Snapshot
+from sovstack.core.errors import BadInput, NotFound, Refused, Unavailable
+from sovstack.gateway import http1, limits, routing
+from sovstack.gateway.facts import Facts
 from sovstack.gateway.language import Detector
-from sovstack.gateway.metering import Call, Counters, RateLeases, record, window
+from sovstack.gateway.metering import Call, Counters, RateLeases, record
 from sovstack.gateway.routing import Breakers, Candidate
 from sovstack.gateway.secrets import unseal
 from sovstack.gateway.writer import MeterWriter
@@ -65,35 +64,14 @@ class UpstreamFailed(Exception):
     """The upstream could not answer (connection, timeout, 429/5xx, garbage): try the next deployment."""
 
 
-def _classification(request: Request, key: KeyFacts | None) -> str:
-    default = key.default_classification if key else "open"
-    floor = key.floor_classification if key else "open"
-    asked = request.headers.get(CLASSIFICATION_HEADER, "").strip().lower() or default
+def _classification(request: Request, binding: limits.Binding) -> str:
+    asked = request.headers.get(CLASSIFICATION_HEADER, "").strip().lower() or binding.default_classification
     if asked not in policy.LEVELS:
         raise BadInput(f"unknown classification {asked!r}; one of {', '.join(policy.LEVELS)}",
                        field=CLASSIFICATION_HEADER)
-    # A request may raise its classification, never lower it below the key's floor.
+    # A request may raise its classification, never lower it below the key's or its organisation's floor.
+    floor = binding.floor_classification
     return asked if policy.rank(asked) >= policy.rank(floor) else floor
-
-
-def _check_quotas(session: Any, state: GatewayState, who: Principal, snap: Snapshot) -> str | None:
-    now = utcnow()
-    key = snap.keys.get(who.key_prefix or "")
-    if key and key.requests_per_minute:
-        reset = state.leases.admit(session, state.counters, who.key_prefix or "", key.requests_per_minute, now)
-        if reset is not None:
-            raise RateLimited(f"rate limit of {key.requests_per_minute} requests per minute reached for key "
-                              f"{who.key_prefix}; resets in {reset} s", retry_after=reset)
-    budget = snap.budgets.get(who.organisation_id) if who.organisation_id is not None else None
-    if budget is None:
-        return None
-    tokens, period = budget
-    win, reset = window(period, now)
-    used = state.counters.get(session, f"tokens:{who.organisation_id}", win)
-    if used >= tokens:
-        raise RateLimited(f"the organisation's token budget of {tokens} per {period} is spent "
-                          f"({used} used); resets in {reset} s", retry_after=reset)
-    return period
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
@@ -152,20 +130,25 @@ def _prepare(request: Request, session: Session, transaction: Callable[[], Abstr
              state: GatewayState, endpoint: str, body: dict[str, Any]) -> Prepared:
     """``session`` for the reads; a ``transaction()`` session for a refusal's usage and audit event."""
     settings = request.app.state.settings
-    who = authenticate(request, session, roles=False)  # the gateway acts on the key's org and scopes
+    # With the caller's memberships: every call is bound to one of their organisations (gateway/limits.py).
+    who = authenticate(request, session)
+    request.state.principal = who
     if not who.has_scope("gateway"):
         raise Refused("this API key lacks the gateway scope", action="gateway.auth",
                       reasons=[f"key {who.key_prefix} has scopes {sorted(who.scopes)}"])
     snap = state.facts.current(session, settings.home_jurisdiction, lambda t: unseal(settings, t))
-    classification = _classification(request, snap.keys.get(who.key_prefix or ""))
-    budget_period = _check_quotas(session, state, who, snap)
+    organisation_id = limits.organisation_of(who, request.headers.get(limits.ORGANISATION_HEADER, ""))
+    binding = limits.bind(snap, who, organisation_id)
+    classification = _classification(request, binding)
+    periods = limits.admit(session, state.counters, state.leases, who, binding, utcnow())
     model = snap.models.get(body["model"])
     if model is None:
         raise NotFound(f"the model {body['model']!r} does not exist", field="model")
-    call = Call(actor=who.actor, key_prefix=who.key_prefix or "", organisation_id=who.organisation_id,
-                model=model.name, endpoint=endpoint, classification=classification)
-    if who.organisation_id is not None and who.organisation_id in snap.keep_days:
-        call.keep_days = snap.keep_days[who.organisation_id]
+    call = Call(actor=who.actor, key_prefix=who.key_prefix or "", organisation_id=organisation_id,
+                model=model.name, endpoint=endpoint, classification=classification, person_id=who.user_id,
+                person_period=periods.person)
+    if binding.keep_days:
+        call.keep_days = binding.keep_days
         call.prompt = orjson.dumps(body.get("messages") or body.get("input")).decode()
     if model.language_routing:
         call.language = state.detector.detect(_last_user_text(body)) or ""
@@ -177,7 +160,7 @@ def _prepare(request: Request, session: Session, transaction: Callable[[], Abstr
     if not plan.allowed:
         with transaction() as tx:
             _refuse(tx, state, call, plan.refused)
-    return Prepared(call, routing.order(plan.allowed, call.language or None), budget_period)
+    return Prepared(call, routing.order(plan.allowed, call.language or None), periods.organisation)
 
 
 def _refuse(session: Any, state: GatewayState, call: Call, refused: dict[str, list[str]]) -> None:

@@ -115,6 +115,32 @@ class KeyPolicySet(Strict):
     requests_per_minute: int | None = Field(None, ge=1)
 
 
+class OrgPolicySet(Strict):
+    """An organisation's rules for every gateway call made for it, whichever of its members' keys makes it."""
+
+    floor_classification: Level = Field("open", description="No call for the organisation is classified lower.")
+    requests_per_minute_per_person: int | None = Field(None, ge=1, description="Counted per person across all "
+                                                       "their keys.")
+    tokens_per_person: int | None = Field(None, ge=0, le=10**15, description="Each person's share of tokens per "
+                                          "period, across all their keys.")
+    tokens_period: Literal["day", "month"] = "month"
+
+
+class OrgPolicyPublic(BaseModel):
+    """Everything that binds a gateway call made for an organisation: its policy, budget and logging."""
+
+    organisation_id: int
+    organisation: str
+    floor_classification: str
+    requests_per_minute_per_person: int | None
+    tokens_per_person: int | None
+    tokens_period: str
+    budget_tokens: int | None = Field(description="The organisation's budget, set by a deployment admin.")
+    budget_period: str | None
+    transcripts_kept: bool
+    retention_days: int | None
+
+
 class BudgetSet(Strict):
     organisation_id: int
     tokens: int = Field(ge=0, le=10**15)

@@ -1,4 +1,4 @@
-"""The gateway's catalogue: logical models, deployments, cut-offs, key policies and budgets."""
+"""The gateway's catalogue: logical models, deployments, cut-offs, key and organisation policies, budgets."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from sqlalchemy.orm import Session, selectinload
 
 from sovstack.core import audit, identity, parties
 from sovstack.core.base import utcnow
-from sovstack.core.context import Principal
+from sovstack.core.context import ORG_ROLES, Principal
 from sovstack.core.errors import BadInput, Conflict, NotFound
 from sovstack.core.policy import rank
 from sovstack.core.settings import Settings
+from sovstack.core.tables import ApiKey
 from sovstack.gateway.facts import bump
 from sovstack.gateway.schemas import (
     BudgetSet,
@@ -25,9 +26,19 @@ from sovstack.gateway.schemas import (
     ModelCreate,
     ModelPublic,
     OrgLoggingSet,
+    OrgPolicyPublic,
+    OrgPolicySet,
 )
 from sovstack.gateway.secrets import seal, unseal
-from sovstack.gateway.tables import Deployment, GatewayModel, KeyPolicy, OrgBudget, OrgLogging, Transcript
+from sovstack.gateway.tables import (
+    Deployment,
+    GatewayModel,
+    KeyPolicy,
+    OrgBudget,
+    OrgLogging,
+    OrgPolicy,
+    Transcript,
+)
 
 
 def list_models(session: Session) -> list[GatewayModel]:
@@ -206,7 +217,8 @@ def public(dep: Deployment, circuit: str = "closed") -> DeploymentPublic:
 
 
 def set_key_policy(session: Session, who: Principal, prefix: str, data: KeyPolicySet) -> KeyPolicy:
-    """A key's owner may only make its policy stricter; anything looser needs a deployment admin."""
+    """A key's owner may only make its policy stricter; anything looser needs a deployment admin. Nobody
+    may set it looser than its organisation's policy, which binds the key's calls whatever it says."""
     key = identity.get_api_key(session, prefix)
     if rank(data.default_classification) < rank(data.floor_classification):
         raise BadInput("the default classification may not be below the floor", field="default_classification")
@@ -214,6 +226,7 @@ def set_key_policy(session: Session, who: Principal, prefix: str, data: KeyPolic
                                                           floor_classification="open", requests_per_minute=None)
     if key.user_id != who.user_id or not _stricter(row, data):
         who.require_admin("gateway.key_policy", f"key:{prefix}")
+    _within_organisation(session, key, data)
     row.default_classification, row.floor_classification = data.default_classification, data.floor_classification
     row.requests_per_minute = data.requests_per_minute
     session.add(row)
@@ -230,6 +243,69 @@ def _stricter(old: KeyPolicy, new: KeyPolicySet) -> bool:
     return (rank(new.floor_classification) >= rank(old.floor_classification)
             and rank(new.default_classification) >= rank(old.default_classification)
             and (lower_rate or same_rate))
+
+
+def _key_organisation(session: Session, key: ApiKey) -> int | None:
+    """The organisation a key's calls are bound to when it names none: its owner's only one."""
+    if key.organisation_id is not None:
+        return key.organisation_id
+    orgs = identity.memberships_of(session, key.user_id)
+    return next(iter(orgs)) if len(orgs) == 1 else None
+
+
+def _within_organisation(session: Session, key: ApiKey, data: KeyPolicySet) -> None:
+    """Refuse a value the request states explicitly that is looser than the key's organisation's policy."""
+    org_id = _key_organisation(session, key)
+    org = session.get(OrgPolicy, org_id) if org_id is not None else None
+    if org is None:
+        return
+    given = data.model_fields_set  # an unstated floor stays open on the key: the organisation's binds anyway
+    for field in ("floor_classification", "default_classification"):
+        if field in given and rank(getattr(data, field)) < rank(org.floor_classification):
+            raise BadInput(f"organisation {org_id}'s floor is {org.floor_classification}: a key may be stricter, "
+                           f"never looser", field=field)
+    limit = org.requests_per_minute_per_person
+    if limit and data.requests_per_minute is not None and data.requests_per_minute > limit:
+        raise BadInput(f"organisation {org_id} allows {limit} requests per minute per person: a key may be "
+                       f"stricter, never looser", field="requests_per_minute")
+
+
+def org_policy(session: Session, who: Principal, organisation_id: int) -> OrgPolicyPublic:
+    """Everything that binds the gateway calls made for an organisation; its members and admins may read it."""
+    org = identity.get_organisation(session, organisation_id)
+    who.require_role(org.id, *ORG_ROLES, action="gateway.org_policy.read", target=f"organisation:{org.id}")
+    row = session.get(OrgPolicy, org.id) or OrgPolicy(organisation_id=org.id, floor_classification="open",
+                                                      tokens_period="month")
+    budget = session.get(OrgBudget, org.id)
+    logging = session.get(OrgLogging, org.id)
+    kept = bool(logging and logging.enabled)
+    return OrgPolicyPublic(
+        organisation_id=org.id, organisation=org.name, floor_classification=row.floor_classification,
+        requests_per_minute_per_person=row.requests_per_minute_per_person, tokens_per_person=row.tokens_per_person,
+        tokens_period=row.tokens_period, budget_tokens=budget.tokens if budget else None,
+        budget_period=budget.period if budget else None, transcripts_kept=kept,
+        retention_days=logging.retention_days if logging and kept else None)
+
+
+def org_policies(session: Session, who: Principal) -> list[OrgPolicyPublic]:
+    """The policies of the organisations ``who`` belongs to (a deployment admin: every organisation's)."""
+    orgs = identity.list_organisations(session)
+    return [org_policy(session, who, o.id) for o in orgs if who.acts_as_admin or o.id in who.roles]
+
+
+def set_org_policy(session: Session, who: Principal, organisation_id: int, data: OrgPolicySet) -> OrgPolicy:
+    """The organisation's own admins (or a deployment admin) set what binds every call made for it."""
+    org = identity.get_organisation(session, organisation_id)
+    who.require_role(org.id, "org_admin", action="gateway.org_policy", target=f"organisation:{org.id}")
+    row = session.get(OrgPolicy, org.id) or OrgPolicy(organisation_id=org.id)
+    row.floor_classification = data.floor_classification
+    row.requests_per_minute_per_person = data.requests_per_minute_per_person
+    row.tokens_per_person, row.tokens_period = data.tokens_per_person, data.tokens_period
+    session.add(row)
+    bump(session)
+    audit.record(session, actor=who.actor, action="gateway.org_policy", target=f"organisation:{org.id}",
+                 detail=data.model_dump())
+    return row
 
 
 def set_budget(session: Session, who: Principal, data: BudgetSet) -> OrgBudget:

@@ -1,4 +1,4 @@
-"""Tables of the model gateway: logical models, their deployments, usage, counters, key policies."""
+"""Tables of the model gateway: logical models, their deployments, usage, counters, key and organisation policies."""
 
 from __future__ import annotations
 
@@ -68,6 +68,22 @@ class KeyPolicy(Base):
     default_classification: Mapped[str] = mapped_column(String(16), default="open")
     floor_classification: Mapped[str] = mapped_column(String(16), default="open")
     requests_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class OrgPolicy(Base):
+    """What an organisation's admins require of every gateway call made for it, whichever key makes it.
+
+    A key's own policy can be stricter, never looser: the proxy takes the stricter of the two.
+    """
+
+    __tablename__ = "gateway_org_policies"
+
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"),
+                                                 primary_key=True)
+    floor_classification: Mapped[str] = mapped_column(String(16), default="open")
+    requests_per_minute_per_person: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tokens_per_person: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    tokens_period: Mapped[str] = mapped_column(String(8), default="month")
 
 
 class OrgBudget(Base):

@@ -78,15 +78,18 @@
     button.disabled = true;
     status.textContent = "Waiting for the model…";
     try {
+      var headers = {
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream",
+        "X-CSRF-Token": form.getAttribute("data-csrf"),
+        "X-Sovstack-Classification": $("pg-classification").value
+      };
+      // The organisation the call is for: its limits bind it, its budget pays for it.
+      if ($("pg-organisation")) { headers["X-Sovstack-Organisation"] = $("pg-organisation").value; }
       var response = await fetch(form.getAttribute("data-endpoint"), {
         method: "POST",
         credentials: "same-origin",
-        headers: {
-          "Content-Type": "application/json",
-          "Accept": "text/event-stream",
-          "X-CSRF-Token": form.getAttribute("data-csrf"),
-          "X-Sovstack-Classification": $("pg-classification").value
-        },
+        headers: headers,
         body: JSON.stringify({
           model: $("pg-model").value,
           messages: [{ role: "user", content: $("pg-message").value }],

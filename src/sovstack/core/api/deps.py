@@ -50,18 +50,15 @@ def session_token(request: Request) -> str | None:
     return token
 
 
-def authenticate(request: Request, session: Session, *, roles: bool = True) -> Principal:
-    """A bearer API key, else a console session (which must send its CSRF token to change state).
-
-    ``roles=False``: a key's principal comes without organisation roles (see ``identity.authenticate_key``).
-    """
+def authenticate(request: Request, session: Session) -> Principal:
+    """A bearer API key, else a console session (which must send its CSRF token to change state)."""
     settings: Settings = request.app.state.settings
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("expected 'Authorization: Bearer sk-…'")
-        return identity.authenticate_key(session, token.strip(), settings.api_key_touch_seconds, roles=roles)
+        return identity.authenticate_key(session, token.strip(), settings.api_key_touch_seconds)
     cookie_token = session_token(request)
     if cookie_token is None:
         raise Unauthenticated("authentication required: send 'Authorization: Bearer sk-…'")

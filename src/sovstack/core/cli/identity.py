@@ -1,15 +1,29 @@
-"""`sovstack org|user|key …`: identity from the shell, as the local operator."""
+"""`sovstack org|user|key|invitation …`: identity from the shell, as the local operator (or ``--as`` a user)."""
 
 from __future__ import annotations
 
 import typer
+from sqlalchemy.orm import Session
 
-from sovstack.core import identity
-from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, emit_one, ref, say, session_of, state
+from sovstack.core import identity, invitations
+from sovstack.core.cli.common import (
+    OPERATOR,
+    JsonOpt,
+    acting_as,
+    change,
+    emit,
+    emit_one,
+    ref,
+    say,
+    session_of,
+    state,
+)
+from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyPublic,
+    InvitationCreate,
     MembershipCreate,
     OrganisationCreate,
     OrganisationPublic,
@@ -22,6 +36,8 @@ org_app = typer.Typer(help="Organisations: government, academic, startup, enterp
                       no_args_is_help=True)
 user_app = typer.Typer(help="Users and their roles in organisations.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys: shown once, stored hashed.", no_args_is_help=True)
+invitation_app = typer.Typer(help="Invitations to organisations: a person joins only by accepting one.",
+                             no_args_is_help=True)
 
 ORG_COLUMNS = ["id", "name", "kind", "jurisdiction", "created_at"]
 
@@ -102,7 +118,7 @@ def user_unlock(ctx: typer.Context, user: str) -> None:
 @user_app.command("grant")
 def user_grant(ctx: typer.Context, user: str, org: str = typer.Option(..., "--org"),
                role: str = typer.Option(..., help="org_admin|steward|reviewer|member")) -> None:
-    """Give a user a role in an organisation."""
+    """Give a user a role in an organisation directly, as the deployment's operator (org_admins invite)."""
     with change(ctx) as s:
         u, o = identity.get_user(s, ref(user)), identity.get_organisation(s, ref(org))
         identity.add_membership(s, OPERATOR, MembershipCreate(user_id=u.id, organisation_id=o.id,
@@ -160,3 +176,79 @@ def key_revoke(ctx: typer.Context, key: str = typer.Argument(..., help="Key id o
     with change(ctx) as s:
         revoked = identity.revoke_api_key(s, OPERATOR, ref(key))
     say(f"revoked {revoked.prefix}")
+
+
+INVITATION_COLUMNS = ["id", "organisation", "email", "role", "status", "invited_by", "expires_at"]
+AsOpt = typer.Option(None, "--as", help="Act as this user (email) with their own roles, instead of the operator.")
+
+
+def _who(s: Session, as_user: str | None) -> Principal:
+    return OPERATOR if as_user is None else acting_as(s, as_user, admin=False)
+
+
+@invitation_app.command("create")
+def invitation_create(ctx: typer.Context, org: str, email: str,
+                      role: str = typer.Option(..., help="org_admin|steward|reviewer|member"),
+                      days: int = typer.Option(14, min=1, max=90, help="Days before it expires."),
+                      as_user: str | None = AsOpt, as_json: bool = JsonOpt) -> None:
+    """Invite an email address to a role in an organisation; the person accepts or declines it."""
+    data = InvitationCreate(email=email, role=role, expires_in_days=days)
+    with session_of(ctx) as s:
+        who = _who(s, as_user)
+        with unit_of_work(s, who):
+            inv = invitations.public(invitations.invite(s, who, identity.get_organisation(s, ref(org)).id, data))
+    if as_json:
+        emit_one(inv, True)
+        return
+    say(f"invitation {inv.id}: {inv.email} to {inv.role} in {inv.organisation}, until {inv.expires_at:%Y-%m-%d}")
+
+
+@invitation_app.command("list")
+def invitation_list(ctx: typer.Context, org: str | None = typer.Option(None, "--org", help="An organisation's "
+                    "invitations (its org_admins); without it, the invitations sent to --as."),
+                    everything: bool = typer.Option(False, "--all", help="Decided and expired ones too."),
+                    as_user: str | None = AsOpt, as_json: bool = JsonOpt) -> None:
+    """List an organisation's pending invitations, or the ones waiting for a user (--as)."""
+    with session_of(ctx) as s:
+        who = _who(s, as_user)
+        with unit_of_work(s, who):
+            if org is not None:
+                found = invitations.of_organisation(s, who, identity.get_organisation(s, ref(org)).id,
+                                                    everything=everything)
+            else:
+                found = invitations.mine(s, who)
+            rows = [invitations.public(i) for i in found]
+    emit(rows, INVITATION_COLUMNS, as_json)
+
+
+@invitation_app.command("accept")
+def invitation_accept(ctx: typer.Context, invitation: int,
+                      as_user: str = typer.Option(..., "--as", help="The person invited (email).")) -> None:
+    """Accept an invitation sent to you: you hold its role in its organisation from now on."""
+    with session_of(ctx) as s:
+        who = acting_as(s, as_user, admin=False)
+        with unit_of_work(s, who):
+            m = invitations.accept(s, who, invitation)
+            done = f"{as_user} is now {m.role} in {m.organisation.name}"
+    say(done)
+
+
+@invitation_app.command("decline")
+def invitation_decline(ctx: typer.Context, invitation: int,
+                       as_user: str = typer.Option(..., "--as", help="The person invited (email).")) -> None:
+    """Decline an invitation sent to you."""
+    with session_of(ctx) as s:
+        who = acting_as(s, as_user, admin=False)
+        with unit_of_work(s, who):
+            invitations.decline(s, who, invitation)
+    say(f"invitation {invitation} declined")
+
+
+@invitation_app.command("revoke")
+def invitation_revoke(ctx: typer.Context, invitation: int, as_user: str | None = AsOpt) -> None:
+    """Withdraw a pending invitation (the organisation's org_admins, or the operator)."""
+    with session_of(ctx) as s:
+        who = _who(s, as_user)
+        with unit_of_work(s, who):
+            invitations.revoke(s, who, invitation)
+    say(f"invitation {invitation} revoked")
