@@ -23,6 +23,7 @@ to outputs (SDC rules of thumb):
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -213,6 +214,17 @@ def overlap_sql(plan: AggregatePlan, earlier: Sequence[tuple[int, AggregatePlan]
             "FROM s JOIN na ON na.g = s.ga JOIN nb ON nb.r = s.r AND nb.g = s.gb "
             f"WHERE na.n >= {k} AND nb.n >= {k} AND na.n + nb.n - 2 * s.shared BETWEEN 1 AND {k - 1} "
             "ORDER BY apart, s.r, s.ga, s.gb")
+
+
+def sizes_within(mine: Sequence[int], theirs: Sequence[int], k: int) -> bool:
+    """Whether some group here and some group there differ in size by fewer than ``k`` people (only then
+    can their people differ by fewer than ``k``: |A △ B| >= ||A| - |B||)."""
+    ordered = sorted(theirs)
+    for size in mine:
+        at = bisect.bisect_left(ordered, size - k + 1)
+        if at < len(ordered) and ordered[at] < size + k:
+            return True
+    return False
 
 
 def overlaps_of(rows: Sequence[Sequence[Any]]) -> list[Overlap]:
