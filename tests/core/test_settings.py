@@ -54,12 +54,13 @@ def test_every_setting_has_help() -> None:
     assert all(text for _env, _default, text in rows)
 
 
-def test_postgres_urls_mean_the_psycopg_driver_sovstack_ships(tmp_path: Path) -> None:
+def test_postgres_urls_mean_the_psycopg_driver_sovstack_ships(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for written in ("postgres://app:pw@db.internal:5432/sov", "postgresql://app:pw@db.internal:5432/sov",
                     "POSTGRES://app:pw@db.internal:5432/sov", " postgresql+psycopg://app:pw@db.internal:5432/sov "):
         assert Settings(home=tmp_path, database_url=written).database_url == \
             "postgresql+psycopg://app:pw@db.internal:5432/sov"
     assert Settings(home=tmp_path, database_url="sqlite:///x.db").database_url == "sqlite:///x.db"
+    monkeypatch.delenv("SOVSTACK_DATABASE_URL", raising=False)  # the suite's PostgreSQL run sets it
     assert Settings(home=tmp_path).sqlalchemy_url == f"sqlite:///{tmp_path / 'sovstack.db'}"
 
 
