@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None, plugins: Iterable[object] = ())
     pm.hook.sovstack_app_created(app=app)
     handlers.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, uploads=app.state.upload_routes,
-                       upload_max_bytes=settings.max_upload_bytes)
+                       upload_max_bytes=settings.max_upload_bytes, gateway_max_bytes=settings.gateway_max_body_bytes)
     app.add_middleware(Observe, metrics=app.state.metrics, on_unexpected=handlers.on_unexpected)
     return app
 

@@ -223,15 +223,35 @@ def test_key_owner_may_tighten_but_not_loosen_own_policy(gateway: Gateway) -> No
 
 
 def test_oversize_body_is_refused_in_openai_shape(gateway: Gateway) -> None:
-    big = {"model": "m", "messages": [{"role": "user", "content": "x" * 2_000_000}]}
+    limit = gateway.db.settings.gateway_max_body_bytes
+    big = {"model": "m", "messages": [{"role": "user", "content": "x" * (limit + 1)}]}
     r = post(gateway, body=big)
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+    assert str(limit) in r.json()["error"]["message"]
+
+
+def test_a_prompt_with_a_large_image_is_not_refused_by_the_api_body_limit(
+        gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
+    """D13: the API's 1 MiB limit is for management calls; a 1.5 MB image inlined in a prompt goes through."""
+    up = upstreams("vision")
+    register(gateway.db, "m", deployment("vision", up.url))
+    image = "data:image/png;base64," + "A" * 1_500_000
+    assert len(image) > gateway.db.settings.max_body_bytes
+    body = {"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": image}}]}]}
+    r = post(gateway, body=body)
+    assert r.status_code == 200, r.text
+    assert up.received[-1]["messages"][0]["content"][1]["image_url"]["url"] == image
+    # The management API keeps its own, smaller limit.
+    r = httpx.post(f"{gateway.url}/api/v1/gateway/models", timeout=30, content=b"{" + b" " * 1_100_000 + b"}",
+                   headers={"Authorization": f"Bearer {gateway.admin_key}", "Content-Type": "application/json"})
+    assert r.status_code == 413
 
 
 def test_oversize_body_without_a_declared_length_is_refused_in_openai_shape(gateway: Gateway) -> None:
     def chunks() -> Iterator[bytes]:  # sent chunked: no Content-Length for the limit to read up front
         yield b'{"model": "m", "messages": [{"role": "user", "content": "'
-        for _ in range(40):
+        for _ in range(gateway.db.settings.gateway_max_body_bytes // 65536 + 1):
             yield b"x" * 65536
         yield b'"}]}'
 

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
                                "the same while."
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body the API accepts.")
+    gateway_max_body_bytes: int = Field(
+        33_554_432, ge=1024, description="Largest request body the model gateway (/v1/…) accepts: prompts "
+        "with images or documents inlined as base64 are large (a 20 MB image is 27 MB of base64).")
     max_upload_bytes: int = Field(
         50 * 1024**3, ge=1024, description="Largest file upload (dataset versions), streamed to disk."
     )

@@ -40,17 +40,23 @@ class BodyLimit:
     """Refuse bodies over ``max_bytes`` with 413 before the handler reads them.
 
     Upload routes (``uploads``: regular expressions matched against ``POST`` paths) stream their
-    bodies to disk and get ``upload_max_bytes`` instead.
+    bodies to disk and get ``upload_max_bytes`` instead; the model gateway's ``POST /v1/…`` calls get
+    ``gateway_max_bytes`` (prompts carry images and documents inline).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, uploads: Sequence[str] = (), upload_max_bytes: int = 0) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, uploads: Sequence[str] = (), upload_max_bytes: int = 0,
+                 gateway_max_bytes: int = 0) -> None:
         self.app, self.max_bytes = app, max_bytes
         self.uploads = [re.compile(p) for p in uploads]
         self.upload_max_bytes = upload_max_bytes
+        self.gateway_max_bytes = gateway_max_bytes or max_bytes
 
     def _limit(self, scope: Scope) -> int:
-        if scope["method"] == "POST" and any(p.fullmatch(scope["path"]) for p in self.uploads):
-            return self.upload_max_bytes
+        if scope["method"] == "POST":
+            if scope["path"].startswith("/v1/"):
+                return self.gateway_max_bytes
+            if any(p.fullmatch(scope["path"]) for p in self.uploads):
+                return self.upload_max_bytes
         return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
