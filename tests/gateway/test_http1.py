@@ -101,7 +101,7 @@ def test_body_delimited_by_close_is_read_whole() -> None:
     serve(handler, test)
 
 
-def test_stale_kept_alive_connection_is_retried_once_on_a_new_one() -> None:
+def test_a_kept_alive_connection_the_upstream_closed_is_not_reused() -> None:
     answers = 0
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -121,6 +121,54 @@ def test_stale_kept_alive_connection_is_retried_once_on_a_new_one() -> None:
 
     serve(handler, test)
     assert answers == 3
+
+
+def test_a_post_is_never_silently_sent_twice_when_a_kept_alive_connection_drops() -> None:
+    """D12: the upstream read the request and then closed: it may have acted on it, so no silent resend."""
+    received = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal received
+        await _read_request(reader)
+        received += 1
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await _read_request(reader)  # the second request on the kept-alive connection arrives …
+        received += 1
+        writer.close()  # … and the connection drops before any answer
+
+    async def test(url: str) -> None:
+        client = http1.Client()
+        assert await (await client.post(url, b"{}", {}, 2.0)).read() == b"ok"
+        with pytest.raises(http1.MaybeSent, match="may have received it"):
+            await client.post(url, b"{}", {}, 2.0)
+
+    serve(handler, test)
+    assert received == 2  # not 3
+
+
+def test_a_connection_idle_past_the_servers_keep_alive_timeout_is_not_reused() -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async def test(url: str) -> None:
+        client = http1.Client()
+        for _ in range(2):
+            assert await (await client.post(url, b"{}", {}, 2.0)).read() == b"ok"
+        await client.aclose()
+
+    serve(handler, test)
+    assert connections == 2  # "timeout=1" leaves no safe idle time: a new connection each time
 
 
 def test_silence_times_out_and_refusal_is_a_connect_failure() -> None:

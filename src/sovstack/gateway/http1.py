@@ -23,6 +23,7 @@ import httptools
 MAX_BODY_BYTES = 64 * 1024 * 1024  # a non-streamed answer larger than this is refused as garbage
 HIGH_WATER = 1024 * 1024  # stop reading a stream when this much is buffered and not yet relayed
 MAX_IDLE_PER_HOST = 64
+IDLE_SECONDS = 4.0  # a kept-alive connection idle longer is not reused: servers close them (uvicorn after 5 s)
 
 
 class UpstreamError(Exception):
@@ -43,6 +44,10 @@ class Disconnected(UpstreamError):
 
 class ProtocolFailed(UpstreamError):
     pass
+
+
+class MaybeSent(Disconnected):
+    """The connection dropped after the request was written and before any answer: it may have arrived."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reused = False
+        self.idle_since = 0.0
+        self.idle_limit = IDLE_SECONDS
         self._reset()
 
     def _reset(self) -> None:
@@ -157,6 +164,12 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self.keep_alive = self.parser.should_keep_alive()  # the parser forgets it once the message is over
         self.done = True
+        for name, value in self.headers:  # "Keep-Alive: timeout=2": the server says when it will close it
+            if name == b"keep-alive":
+                for part in value.split(b","):
+                    key, _, number = part.strip().partition(b"=")
+                    if key.lower() == b"timeout" and number.strip().isdigit():
+                        self.idle_limit = min(IDLE_SECONDS, max(0.0, int(number) - 1.0))
 
     # waiting
 
@@ -296,18 +309,22 @@ class Client:
         if loop is not self._loop:  # connections belong to the loop that opened them (tests run several)
             self._loop, self._idle = loop, {}
         idle = self._idle.get(t.key)
+        now = loop.time()
         while idle:
             conn = idle.pop()
-            if not conn.closed:
+            if not conn.closed and now - conn.idle_since < conn.idle_limit:
                 conn.reused = True
                 return conn
+            conn.abort()
         return None
 
     def release(self, t: Target, conn: _Connection) -> None:
         if conn.reusable() and conn.loop is self._loop:
             idle = self._idle.setdefault(t.key, [])
             if len(idle) < self.max_idle:
+                limit = conn.idle_limit
                 conn._reset()
+                conn.idle_limit, conn.idle_since = limit, conn.loop.time()
                 idle.append(conn)
                 return
         conn.abort()
@@ -319,24 +336,24 @@ class Client:
                 "Accept: */*", f"Content-Length: {len(body)}"]
         head += [f"{name}: {_header_value(value)}" for name, value in headers.items()]
         request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
-        for attempt in (1, 2):
-            conn = self._pooled(t) or await self._connect(t, timeout)
-            assert conn.transport is not None
-            try:
-                conn.transport.write(request)
-                while not conn.headers_done:
-                    await conn.wait(timeout)
-            except Disconnected:
-                conn.abort()
-                # A kept-alive connection the upstream closed while we reused it: try once on a new one.
-                if conn.reused and conn.received == 0 and attempt == 1:
-                    continue
-                raise
-            except BaseException:
-                conn.abort()
-                raise
-            return Response(self, t, conn, timeout)
-        raise Disconnected("the upstream closed the connection")  # pragma: no cover - the loop returns or raises
+        conn = self._pooled(t) or await self._connect(t, timeout)
+        assert conn.transport is not None
+        try:
+            conn.transport.write(request)
+            while not conn.headers_done:
+                await conn.wait(timeout)
+        except Disconnected as exc:
+            conn.abort()
+            if conn.reused and conn.received == 0:
+                # A POST is not idempotent and nothing proves the upstream did not get (and act on) it, so it
+                # is not silently sent again: the caller decides (a deployment's retries, or failover).
+                raise MaybeSent("the upstream closed a kept-alive connection as the request went out; it may "
+                                "have received it") from exc
+            raise
+        except BaseException:
+            conn.abort()
+            raise
+        return Response(self, t, conn, timeout)
 
     async def aclose(self) -> None:
         if self._loop is asyncio.get_running_loop():
