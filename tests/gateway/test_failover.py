@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
@@ -149,3 +150,106 @@ def test_concurrent_calls_share_commits_and_lose_nothing(gateway: Gateway, upstr
         assert len(s.scalars(select(Usage.id)).all()) == 64
         result = audit.verify(s)
     assert result.ok
+
+
+def test_a_transient_failure_is_retried_on_the_same_deployment_before_failing_over(
+        gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
+    flaky, spare = upstreams("flaky", "flaky"), upstreams("spare")
+    register(gateway.db, "m", deployment("flaky", flaky.url, priority=1, retries=2),
+             deployment("spare", spare.url, priority=2))
+    r = post(gateway)
+    assert r.status_code == 200 and r.headers["x-sovstack-deployment"] == "flaky"
+    assert r.headers["x-sovstack-tries"] == "3" and spare.received == []
+    flaky.failures_left = 5  # more than its retries: bounded, then the next deployment
+    r = post(gateway)
+    assert r.headers["x-sovstack-deployment"] == "spare" and len(flaky.received) == 3 + 3
+
+
+def test_a_client_error_is_not_retried_even_with_retries(gateway: Gateway,
+                                                         upstreams: Callable[..., Upstream]) -> None:
+    bad = upstreams("bad", "400")
+    register(gateway.db, "m", deployment("bad", bad.url, retries=3))
+    assert post(gateway).status_code == 400 and len(bad.received) == 1
+
+
+def test_a_declared_fallback_model_answers_when_every_deployment_failed_and_says_so(
+        gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
+    from sovstack.core import audit as core_audit
+    from sovstack.core.tables import AuditEvent
+
+    register(gateway.db, "small", deployment("small-1", upstreams("small").url))
+    register_fallback(gateway, "big", ["small"], deployment("big-1", upstreams("big", "500").url))
+    r = post(gateway, {**CHAT, "model": "big"})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-sovstack-fallback"] == "small" and r.headers["x-sovstack-deployment"] == "small-1"
+    assert r.json()["model"] == "small"  # the answer says which model wrote it
+    with gateway.db.session() as s:
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "gateway.chat")).all()[-1]
+        detail = json.loads(event.detail)
+        assert detail["fallback"] == "small" and detail["tried"] == ["big-1", "small-1"]
+        assert core_audit.verify(s).ok
+
+
+def test_a_fallback_model_is_held_to_the_same_policy(gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
+    # The fallback is hosted abroad: a sensitive request may not go there, even when the first model fails.
+    register(gateway.db, "abroad", deployment("abroad-1", upstreams("abroad").url, hosting_jurisdiction="US"))
+    register_fallback(gateway, "home", ["abroad"], deployment("home-1", upstreams("home", "500").url))
+    r = post(gateway, {**CHAT, "model": "home"}, **{"x-sovstack-classification": "sensitive"})
+    assert r.status_code == 503 and r.json()["error"]["reasons"] == ["home-1: HTTP 500"]
+    assert post(gateway, {**CHAT, "model": "home"}).headers["x-sovstack-fallback"] == "abroad"
+
+
+def test_an_unknown_or_own_fallback_is_refused(gateway: Gateway) -> None:
+    headers = {"Authorization": f"Bearer {gateway.admin_key}"}
+    for fallbacks, reason in ((["ghost"], "unknown fallback"), (["self"], "its own fallback")):
+        r = httpx.post(f"{gateway.url}/api/v1/gateway/apply", headers=headers, timeout=10,
+                       json={"models": [{"name": "self", "fallbacks": fallbacks}]})
+        assert r.status_code == 422 and reason in r.json()["error"]["message"]
+
+
+def test_per_deployment_circuit_settings(gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
+    register(gateway.db, "m", deployment("touchy", upstreams("touchy", "500").url, priority=1, failures_to_open=1),
+             deployment("spare", upstreams("spare").url, priority=2))
+    assert post(gateway).headers["x-sovstack-tries"] == "2"
+    assert post(gateway).headers["x-sovstack-tries"] == "1"  # one failure opened it
+
+
+def test_least_busy_and_latency_strategies_order_equal_priorities() -> None:
+    def cand(i: int, priority: int = 1) -> routing.Candidate:
+        return routing.Candidate(id=i, name=f"d{i}", base_url="", upstream_model="", api_key="", timeout=1,
+                                 price_in=0, price_out=0, priority=priority, weight=1, languages=(), facts={})
+
+    health = routing.Breakers()
+    health.of(1).in_flight, health.of(2).in_flight, health.of(3).in_flight = 5, 1, 0
+    ordered = routing.order([cand(1), cand(2), cand(3, priority=2)], strategy="least-busy", health=health)
+    assert [c.id for c in ordered] == [2, 1, 3]  # the least busy first, within its priority only
+    health.of(1).observe(50.0)
+    health.of(2).observe(10.0)
+    health.of(2).observe(400.0)  # an exponentially weighted mean: one slow answer moves it, not all the way
+    assert health.of(2).latency_ms == pytest.approx(88.0)
+    assert [c.id for c in routing.order([cand(2), cand(1)], strategy="latency", health=health)] == [1, 2]
+    assert [c.id for c in routing.order([cand(2), cand(1), cand(4)], strategy="latency", health=health)][0] == 4
+
+
+def test_least_busy_spreads_concurrent_streams(gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
+    a, b = upstreams("a", "slow"), upstreams("b", "slow")
+    register_fallback(gateway, "m", [], deployment("a", a.url), deployment("b", b.url, weight=100),
+                      routing_strategy="least-busy")
+    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json={**CHAT, "stream": True}, timeout=30,
+                      headers={"Authorization": f"Bearer {gateway.key}"}) as first:
+        busy = first.headers["x-sovstack-deployment"]
+        r = post(gateway)  # while the first stream is in flight, the other deployment is less busy
+        assert r.headers["x-sovstack-deployment"] != busy
+        first.read()
+
+
+def register_fallback(gw: Gateway, model: str, fallbacks: list[str], *deployments: dict[str, object],
+                      routing_strategy: str = "priority") -> None:
+    from sovstack.core.context import unit_of_work
+    from sovstack.gateway import service
+    from sovstack.gateway.schemas import Catalogue
+    from tests.gateway.conftest import OPERATOR
+
+    with gw.db.session() as s, unit_of_work(s, OPERATOR):
+        service.apply_catalogue(s, OPERATOR, gw.db.settings, Catalogue.model_validate({"models": [
+            {"name": model, "fallbacks": fallbacks, "routing": routing_strategy, "deployments": list(deployments)}]}))

@@ -16,7 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-MODES = ("ok", "500", "429", "400", "stall", "garbage", "drop", "endless", "slow")
+MODES = ("ok", "500", "429", "400", "401", "403", "404", "stall", "garbage", "drop", "endless", "slow",
+         "nospace", "cr", "nousage", "flaky")
+SECRET_DETAIL = "internal-trace-7f3a"  # what a 400 answer carries beyond the error's message: never relayed
 
 
 @dataclass
@@ -29,19 +31,23 @@ class Upstream:
     headers: list[dict[str, str]] = field(default_factory=list)
     url: str = ""
     server: uvicorn.Server | None = None
+    failures_left: int = 2  # mode "flaky": this many 503s, then answers
 
     def completion(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": f"hello from {self.name}"}}],
-                "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}
+        answer = {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
+                  "choices": [{"index": 0, "finish_reason": "stop",
+                               "message": {"role": "assistant", "content": f"hello from {self.name}"}}],
+                  "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}
+        if self.mode == "nousage":
+            del answer["usage"]
+        return answer
 
     def chunks(self, body: dict[str, Any], n: int = 3) -> list[dict[str, Any]]:
         base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
         out = [{**base, "choices": [{"index": 0, "delta": {"content": f"part{i} "}, "finish_reason": None}]}
                for i in range(n)]
         out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if (body.get("stream_options") or {}).get("include_usage") and self.mode != "nousage":
             out.append({**base, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": n,
                                                           "total_tokens": 5 + n}})
         return out
@@ -50,7 +56,21 @@ class Upstream:
         body = await request.json()
         self.received.append(body)
         self.headers.append(dict(request.headers))
-        if self.mode in ("500", "429", "400"):
+        if self.mode == "flaky" and self.failures_left > 0:
+            self.failures_left -= 1
+            return JSONResponse({"error": {"message": "injected 503"}}, status_code=503)
+        if self.mode in ("401", "403", "404"):
+            # Like some servers do: the key it was given is echoed back in the error message.
+            key = request.headers.get("authorization", "")
+            return JSONResponse({"error": {"message": f"Incorrect API key provided: {key}", "type": "auth",
+                                           "code": "invalid_api_key"}}, status_code=int(self.mode))
+        if self.mode == "400":
+            return JSONResponse({"error": {"message": "injected 400: max_tokens is too large", "param": "max_tokens",
+                                           "type": "invalid_request_error", "code": None},
+                                 "debug": {"trace": SECRET_DETAIL,
+                                           "upstream_key": request.headers.get("authorization")}},
+                                status_code=400)
+        if self.mode in ("500", "429"):
             return JSONResponse({"error": {"message": f"injected {self.mode}"}}, status_code=int(self.mode))
         if self.mode == "stall":
             await asyncio.sleep(30)
@@ -70,7 +90,14 @@ class Upstream:
                 raise RuntimeError("injected: connection dropped mid-stream")
             if self.mode == "slow":
                 await asyncio.sleep(0.05)
-            yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+            text = json.dumps(chunk)
+            if self.mode == "nospace":  # "data:{…}": the SSE specification allows it, some servers do it
+                yield b"data:" + text.encode() + b"\n\n"
+            elif self.mode == "cr":  # lone-CR line ends, a comment, one event's data split over two lines
+                first, rest = text.split(", ", 1)
+                yield b": keep-alive\r\r" + f"data:{first},\rdata: {rest}\r\r".encode()
+            else:
+                yield b"data: " + text.encode() + b"\n\n"
         yield b"data: [DONE]\n\n"
 
     async def embeddings(self, request: Request) -> Response:

@@ -10,7 +10,9 @@
     ├── Unauthenticated           401      CLI 1   no credentials, or wrong/expired/revoked ones
     ├── Refused                   403      CLI 1   authenticated, but policy or role says no (with reasons)
     ├── RateLimited               429      CLI 1   too many tries; says when to come back
-    └── Unavailable               503      CLI 1   a dependency (the database) is down or busy; says when to retry
+    ├── Unavailable               503      CLI 1   a dependency (the database) is down or busy; says when to retry
+    └── BadGateway                502      CLI 1   an upstream the gateway calls is misconfigured (its credentials,
+                                                   URL or model name): the operator's problem, not the caller's
 
 Third-party errors are translated once, at the boundary (``app.py`` handlers, ``cli.py``).
 """
@@ -126,3 +128,8 @@ class Unavailable(SovstackError):
     def __init__(self, message: str, *, retry_after: int | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.retry_after = None if retry_after is None else max(1, int(retry_after))
+
+
+class BadGateway(SovstackError):
+    status = 502
+    type = "bad_gateway"

@@ -160,13 +160,51 @@ class Call:
     keep_days: int = 0  # > 0: the organisation opted in to keeping prompts and completions this long
     prompt: str = ""
     completion: list[str] = field(default_factory=list)
+    estimated: bool = False  # no usage came from the upstream: tokens were estimated from the text relayed
+    fallback: str = ""  # the model that answered, when it is a declared fallback of the one asked for
+    relayed_ascii: int = 0  # characters of completion text relayed so far, for an estimate when usage never comes
+    relayed_other: int = 0
 
     def detail(self) -> dict[str, Any]:
         return {"key": self.key_prefix, "organisation_id": self.organisation_id, "model": self.model,
                 "endpoint": self.endpoint, "classification": self.classification, "language": self.language,
                 "tried": self.tried, "answered": self.answered, "tokens_in": self.tokens_in,
                 "tokens_out": self.tokens_out, "cost": round(self.cost, 8), "latency_ms": round(self.latency_ms, 2),
-                "transcript_kept": self.keep_days > 0}
+                "transcript_kept": self.keep_days > 0, "estimated": self.estimated, "fallback": self.fallback}
+
+
+def count_text(call: Call, text: str) -> None:
+    """Count completion text relayed to the client, for ``estimate_tokens`` if the upstream never says."""
+    if text.isascii():
+        call.relayed_ascii += len(text)
+    else:
+        other = sum(1 for ch in text if ord(ch) > 127)
+        call.relayed_other += other
+        call.relayed_ascii += len(text) - other
+
+
+def estimate_tokens(ascii_chars: int, other_chars: int) -> int:
+    """Tokens for text never counted by a tokenizer: a conservative estimate, not a tokenizer's count.
+
+    English averages about four characters per token in the BPE tokenizers models use; scripts outside
+    ASCII (Devanagari, Tamil, CJK …) take one token per character or more in most of them, so each such
+    character counts as one. Over-counting is the safe side for a budget.
+    """
+    return -(-ascii_chars // 4) + other_chars
+
+
+def text_of(messages: Any) -> str:
+    """The text of a chat request's messages (or an embeddings input), for a prompt-token estimate."""
+    if isinstance(messages, str):
+        return messages
+    parts: list[str] = []
+    for item in messages if isinstance(messages, list) else []:
+        content = item.get("content") if isinstance(item, dict) else item
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return "\n".join(parts)
 
 
 def person_counter(kind: str, organisation_id: int, person_id: int) -> str:
@@ -194,7 +232,8 @@ def stage_many(session: Session, counters: Counters, calls: list[tuple[Call, str
         "at": now, "key_prefix": call.key_prefix, "organisation_id": call.organisation_id, "model": call.model,
         "deployment": call.answered, "endpoint": call.endpoint, "classification": call.classification,
         "language": call.language, "tokens_in": call.tokens_in, "tokens_out": call.tokens_out, "cost": call.cost,
-        "latency_ms": call.latency_ms, "tries": len(call.tried), "outcome": call.outcome} for call, _ in calls])
+        "latency_ms": call.latency_ms, "tries": len(call.tried), "outcome": call.outcome,
+        "estimated": call.estimated} for call, _ in calls])
     spent: dict[tuple[str, str], int] = {}  # (counter, period) -> tokens
     for call, period in calls:
         tokens = call.tokens_in + call.tokens_out

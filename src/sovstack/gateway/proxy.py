@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager
@@ -21,11 +23,11 @@ from sovstack.core import policy
 from sovstack.core.api.deps import authenticate
 from sovstack.core.base import utcnow
 from sovstack.core.db import Database
-from sovstack.core.errors import BadInput, NotFound, Refused, Unavailable
-from sovstack.gateway import http1, limits, routing
-from sovstack.gateway.facts import Facts
+from sovstack.core.errors import BadGateway, BadInput, NotFound, Refused, Unavailable
+from sovstack.gateway import http1, limits, routing, sse
+from sovstack.gateway.facts import Facts, ModelFacts, Snapshot
 from sovstack.gateway.language import Detector
-from sovstack.gateway.metering import Call, Counters, RateLeases, record
+from sovstack.gateway.metering import Call, Counters, RateLeases, count_text, estimate_tokens, record, text_of
 from sovstack.gateway.routing import Breakers, Candidate
 from sovstack.gateway.secrets import unseal
 from sovstack.gateway.writer import MeterWriter
@@ -62,6 +64,31 @@ class Prepared:
 
 class UpstreamFailed(Exception):
     """The upstream could not answer (connection, timeout, 429/5xx, garbage): try the next deployment."""
+
+    retryable = True  # worth another try on the same deployment, when it allows retries
+
+
+class UpstreamMisconfigured(UpstreamFailed):
+    """The upstream refused the gateway itself (401/403/404/405/407): its key, URL or model name is wrong.
+
+    The operator's problem, never the caller's: the upstream's answer is not relayed (it might even echo
+    the key), the deployment counts a failure, the next one is tried, and when none answers the caller
+    gets 502 naming the deployments.
+    """
+
+    retryable = False
+
+
+class UpstreamTimedOut(UpstreamFailed):
+    retryable = False  # it already cost a whole timeout; fail over instead
+
+
+# How an upstream's status is judged: the caller's fault (relayed, filtered), the deployment's
+# configuration, or a failure worth another deployment. 2xx is success.
+MISCONFIGURED = frozenset((401, 403, 404, 405, 407))
+TRANSIENT = frozenset((408, 409, 425, 429))
+REDACTED = "[redacted]"
+_SECRETS = re.compile(r"(?i)(bearer\s+|sk-|key[-_=: ]+)[A-Za-z0-9._~+/=-]{8,}|[A-Za-z0-9_-]{32,}")
 
 
 def _classification(request: Request, binding: limits.Binding) -> str:
@@ -153,14 +180,28 @@ def _prepare(request: Request, session: Session, transaction: Callable[[], Abstr
     if model.language_routing:
         call.language = state.detector.detect(_last_user_text(body)) or ""
     # Process decisions do not depend on who asks, so a plan serves every request of its kind.
+    plans = [_plan(snap, model, classification)]
+    for name in model.fallbacks:  # a declared fallback model's deployments follow, each checked by policy
+        fallback = snap.models.get(name)
+        if fallback is not None:
+            plans.append(_plan(snap, fallback, classification))
+    if not any(p.allowed for p in plans):
+        refused = {name: why for p in plans for name, why in p.refused.items()}
+        with transaction() as tx:
+            _refuse(tx, state, call, refused)
+    language = call.language or None
+    candidates = [c for p, m in zip(plans, [model, *(snap.models[n] for n in model.fallbacks if n in snap.models)],
+                                    strict=True)
+                  for c in routing.order(p.allowed, language, strategy=m.routing, health=state.breakers)]
+    return Prepared(call, candidates, periods.organisation)
+
+
+def _plan(snap: Snapshot, model: ModelFacts, classification: str) -> routing.Plan:
     plan = snap.plans.get((model.name, classification))
     if plan is None:
         plan = snap.plans[(model.name, classification)] = routing.plan(
-            snap.policy, None, classification, model.deployments)
-    if not plan.allowed:
-        with transaction() as tx:
-            _refuse(tx, state, call, plan.refused)
-    return Prepared(call, routing.order(plan.allowed, call.language or None), periods.organisation)
+            snap.policy, None, classification, model.deployments, model.name)
+    return plan
 
 
 def _refuse(session: Any, state: GatewayState, call: Call, refused: dict[str, list[str]]) -> None:
@@ -184,18 +225,58 @@ def _headers(cand: Candidate) -> dict[str, str]:
     return headers
 
 
+def _judge(cand: Candidate, status: int) -> None:
+    """Raise for a status that is the deployment's failure; return for success or the caller's own error."""
+    if status in MISCONFIGURED:
+        raise UpstreamMisconfigured(f"HTTP {status}: the upstream refused the gateway's request; check the "
+                                    f"deployment's API key, base URL and upstream model")
+    if status in TRANSIENT or status >= 500:
+        raise UpstreamFailed(f"HTTP {status}")
+
+
+def _scrub(text: str, cand: Candidate) -> str:
+    if cand.api_key:
+        text = text.replace(cand.api_key, REDACTED)
+    return _SECRETS.sub(REDACTED, text)[:1000]
+
+
+def _client_error(cand: Candidate, status: int, content: bytes) -> Response:
+    """The upstream says the request itself is wrong: tell the caller why, in OpenAI's shape, filtered.
+
+    Only the error's message, type, param and code are kept (strings, bounded, secrets redacted); any other
+    field an upstream adds (its request dump, headers, internal ids) stays behind.
+    """
+    error: dict[str, Any] = {"message": f"the model server refused the request (HTTP {status})",
+                             "type": "invalid_request_error", "param": None, "code": None}
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        data = None
+    found = data.get("error") if isinstance(data, dict) else None
+    if isinstance(found, str):
+        found = {"message": found}
+    if isinstance(found, dict):
+        for name in ("message", "type", "param", "code"):
+            value = found.get(name)
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                error[name] = _scrub(str(value), cand)
+    error["deployment"] = cand.name
+    return Response(orjson.dumps({"error": error}), status_code=status, media_type="application/json")
+
+
 async def _post(state: GatewayState, cand: Candidate, path: str, body: dict[str, Any]) -> dict[str, Any] | Response:
     try:
         resp = await state.client.post(cand.base_url + path, orjson.dumps(_upstream_body(body, cand)),
                                        _headers(cand), cand.timeout)
         content = await resp.read()
+    except http1.TimedOut as exc:
+        raise UpstreamTimedOut(str(exc)) from exc
     except http1.UpstreamError as exc:
         raise UpstreamFailed(str(exc)) from exc
-    if resp.status == 429 or resp.status >= 500:
-        raise UpstreamFailed(f"HTTP {resp.status}")
+    _judge(cand, resp.status)
     if resp.status >= 400:
-        # The request itself is wrong (the upstream says so): pass its answer on, no failover.
-        return Response(content, status_code=resp.status, media_type="application/json")
+        # The request itself is wrong (the upstream says so): pass its answer on, filtered; no failover.
+        return _client_error(cand, resp.status, content)
     try:
         data = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
@@ -209,12 +290,35 @@ def _meter(call: Call, cand: Candidate, usage: dict[str, Any] | None) -> None:
     usage = usage or {}
     call.tokens_in = int(usage.get("prompt_tokens") or 0)
     call.tokens_out = int(usage.get("completion_tokens") or 0)
+    call.estimated = False
+    _price(call, cand)
+
+
+def _price(call: Call, cand: Candidate) -> None:
     call.cost = (call.tokens_in * cand.price_in + call.tokens_out * cand.price_out) / 1_000_000
 
 
+def _estimate(call: Call, cand: Candidate, body: dict[str, Any]) -> None:
+    """No usage from the upstream (it sent none, or the stream ended before it): count what was relayed."""
+    prompt = text_of(body.get("messages") if "messages" in body else body.get("input"))
+    call.tokens_in = estimate_tokens(len(prompt), 0) if prompt.isascii() else estimate_tokens(
+        *_split(prompt))
+    call.tokens_out = estimate_tokens(call.relayed_ascii, call.relayed_other)
+    call.estimated = True
+    _price(call, cand)
+
+
+def _split(text: str) -> tuple[int, int]:
+    other = sum(1 for ch in text if ord(ch) > 127)
+    return len(text) - other, other
+
+
 def _response_headers(call: Call) -> dict[str, str]:
-    return {"x-sovstack-deployment": call.answered, "x-sovstack-tries": str(len(call.tried)),
-            "x-sovstack-classification": call.classification, "x-sovstack-language": call.language}
+    headers = {"x-sovstack-deployment": call.answered, "x-sovstack-tries": str(len(call.tried)),
+               "x-sovstack-classification": call.classification, "x-sovstack-language": call.language}
+    if call.fallback:
+        headers["x-sovstack-fallback"] = call.fallback
+    return headers
 
 
 async def _finish(request: Request, state: GatewayState, prepared: Prepared) -> None:
@@ -222,33 +326,80 @@ async def _finish(request: Request, state: GatewayState, prepared: Prepared) -> 
     await state.writer.submit(prepared.call, prepared.budget_period, state.counters)
 
 
-async def _all_failed(request: Request, state: GatewayState, prepared: Prepared, failures: list[str]) -> Unavailable:
+async def _all_failed(request: Request, state: GatewayState, prepared: Prepared, failures: list[str],
+                      misconfigured: int) -> Exception:
     call = prepared.call
     call.outcome, call.reasons = "failed", failures
     await _finish(request, state, prepared)
-    return Unavailable(f"no deployment of {call.model} answered: {'; '.join(failures) or 'all circuits open'}",
-                       reasons=failures)
+    message = f"no deployment of {call.model} answered: {'; '.join(failures) or 'all circuits open'}"
+    if failures and misconfigured == len(failures):
+        return BadGateway(message + " (the gateway's own configuration; the operator has been told by the audit log)",
+                          reasons=failures)
+    return Unavailable(message, reasons=failures)
+
+
+MAX_BACKOFF_SECONDS = 2.0
+
+
+def _backoff(attempt: int) -> float:
+    """Full-jitter exponential backoff: 0–100 ms, then 0–200 ms, … (bounded)."""
+    return random.uniform(0, min(MAX_BACKOFF_SECONDS, 0.1 * 2 ** attempt))
 
 
 async def _failover(request: Request, state: GatewayState, prepared: Prepared,
                     attempt: Callable[[Candidate], Awaitable[T]]) -> tuple[Candidate, T]:
-    """Try the allowed deployments in order, past open circuits, until ``attempt`` succeeds on one."""
-    call, failures = prepared.call, []
+    """Try the allowed deployments in order, past open circuits, until ``attempt`` succeeds on one.
+
+    A transient failure is tried again on the same deployment up to its ``retries`` (with backoff) before
+    the next one. Whatever ends the call (success, failure, the client going away) the deployment's
+    in-flight count is given back and a half-open probe is released, so no circuit is left waiting on a
+    call nobody will finish. A success leaves the deployment ``in_flight`` until ``_settle``.
+    """
+    call, failures, misconfigured = prepared.call, [], 0
     for cand in prepared.candidates:
-        breaker = state.breakers.of(cand.id)
-        if not breaker.allows():
-            failures.append(f"{cand.name}: circuit open")
-            continue
-        call.tried.append(cand.name)
-        try:
-            result = await attempt(cand)
-        except UpstreamFailed as exc:
-            breaker.failed()
-            failures.append(f"{cand.name}: {exc}")
-            continue
-        call.answered = cand.name
-        return cand, result
-    raise await _all_failed(request, state, prepared, failures)
+        breaker = state.breakers.of(cand.id, cand.failures_to_open, cand.cool_down_seconds)
+        for tried in range(cand.retries + 1):
+            if not breaker.allows():
+                failures.append(f"{cand.name}: circuit open")
+                break
+            if tried:
+                await anyio.sleep(_backoff(tried))
+            call.tried.append(cand.name)
+            breaker.in_flight += 1
+            began = time.perf_counter()
+            try:
+                result = await attempt(cand)
+            except UpstreamFailed as exc:
+                breaker.in_flight -= 1
+                breaker.failed()
+                failures.append(f"{cand.name}: {exc}")
+                if isinstance(exc, UpstreamMisconfigured):
+                    misconfigured += 1
+                if not exc.retryable:
+                    break
+                continue
+            except BaseException:
+                breaker.in_flight -= 1
+                breaker.released()  # cancelled (the client hung up) or a bug: no verdict on the deployment
+                raise
+            breaker.observe((time.perf_counter() - began) * 1000)
+            call.answered = cand.name
+            if cand.model and cand.model != call.model:
+                call.fallback = cand.model
+            return cand, result
+    raise await _all_failed(request, state, prepared, failures, misconfigured)
+
+
+def _settle(state: GatewayState, cand: Candidate, verdict: bool | None) -> None:
+    """The call on ``cand`` is over: True it answered, False it failed, None nothing learned (hang-up)."""
+    breaker = state.breakers.of(cand.id, cand.failures_to_open, cand.cool_down_seconds)
+    breaker.in_flight -= 1
+    if verdict is True:
+        breaker.succeeded()
+    elif verdict is False:
+        breaker.failed()
+    else:
+        breaker.released()
 
 
 async def forward(request: Request, state: GatewayState, prepared: Prepared, body: dict[str, Any]) -> Response:
@@ -256,31 +407,45 @@ async def forward(request: Request, state: GatewayState, prepared: Prepared, bod
     call = prepared.call
     cand, result = await _failover(request, state, prepared,
                                    lambda c: _post(state, c, PATHS[call.endpoint], body))
-    state.breakers.of(cand.id).succeeded()
+    _settle(state, cand, True)  # a client error proves the deployment alive as much as an answer does
     if isinstance(result, Response):
         call.outcome, call.reasons = "upstream_error", [f"{cand.name}: HTTP {result.status_code}"]
         await _finish(request, state, prepared)
         result.headers.update(_response_headers(call))
         return result
-    _meter(call, cand, result.get("usage"))
+    if result.get("usage"):
+        _meter(call, cand, result.get("usage"))
+    else:
+        for choice in result.get("choices") or []:
+            if isinstance(choice, dict):
+                count_text(call, str((choice.get("message") or {}).get("content") or ""))
+        _estimate(call, cand, body)
     if call.keep_days:
         call.completion = [str(c.get("message", {}).get("content") or "") for c in result.get("choices") or []]
-    result["model"] = call.model
+    result["model"] = cand.model or call.model
     await _finish(request, state, prepared)
     return Response(orjson.dumps(result), media_type="application/json", headers=_response_headers(call))
 
 
-async def _open_stream(state: GatewayState, cand: Candidate, body: dict[str, Any]) -> http1.Response:
+async def _open_stream(state: GatewayState, cand: Candidate, body: dict[str, Any]) -> http1.Response | Response:
     upstream = _upstream_body(body, cand)
     upstream["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     try:
         resp = await state.client.post(cand.base_url + PATHS["chat"], orjson.dumps(upstream), _headers(cand),
                                        cand.timeout)
+    except http1.TimedOut as exc:
+        raise UpstreamTimedOut(str(exc)) from exc
     except http1.UpstreamError as exc:
         raise UpstreamFailed(str(exc)) from exc
-    if resp.status == 429 or resp.status >= 400:
-        resp.close()
-        raise UpstreamFailed(f"HTTP {resp.status}")
+    if resp.status >= 300:
+        try:
+            _judge(cand, resp.status)
+            content = await resp.read(64 * 1024)  # the caller's own error: read it to relay it, filtered
+        except http1.UpstreamError:
+            content = b""
+        finally:
+            resp.close()
+        return _client_error(cand, resp.status, content)
     return resp
 
 
@@ -288,11 +453,20 @@ async def stream(request: Request, state: GatewayState, prepared: Prepared, body
     """Open a stream on the first deployment that answers, then relay it chunk by chunk.
 
     Its circuit is told of success only at ``[DONE]``: a stream that dies half-way counts as a failure.
+    An upstream that refuses the request as the caller's error (4xx other than its own configuration) has
+    its filtered answer passed on; it is the caller's, and never counts against the deployment.
     """
     prepared.wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    call = prepared.call
     cand, resp = await _failover(request, state, prepared, lambda c: _open_stream(state, c, body))
-    return StreamingResponse(_relay(request, state, prepared, cand, resp), media_type="text/event-stream",
-                             headers=_response_headers(prepared.call))
+    if isinstance(resp, Response):
+        _settle(state, cand, True)
+        call.outcome, call.reasons = "upstream_error", [f"{cand.name}: HTTP {resp.status_code}"]
+        await _finish(request, state, prepared)
+        resp.headers.update(_response_headers(call))
+        return resp
+    return StreamingResponse(_relay(request, state, prepared, cand, resp, body), media_type="text/event-stream",
+                             headers=_response_headers(call))
 
 
 def _error_event(message: str) -> bytes:
@@ -301,55 +475,79 @@ def _error_event(message: str) -> bytes:
 
 
 async def _relay(request: Request, state: GatewayState, prepared: Prepared, cand: Candidate,
-                 resp: http1.Response) -> AsyncIterator[bytes]:
-    call, breaker = prepared.call, state.breakers.of(cand.id)
+                 resp: http1.Response, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    """Relay the upstream's events as the client's; meter from the usage event, or estimate when none came.
+
+    The events are parsed per the SSE specification (``sse.Parser``) and written back in one canonical
+    form, one write per event. The call is metered whatever ends it: ``[DONE]``, a failure mid-stream,
+    the upstream closing early, or the client hanging up (then for what was relayed until then).
+    """
+    call = prepared.call
     deadline = time.monotonic() + min(STREAM_MAX_SECONDS, cand.timeout * STREAM_TIMEOUT_FACTOR)
-    finished, event = False, bytearray()
+    parser, verdict, metered = sse.Parser(), None, False
     try:
-        async for line in resp.iter_lines():
+        async for data in resp.iter_bytes():
             if time.monotonic() > deadline:
                 raise UpstreamFailed("the stream went on past its time limit")
-            if line.strip() == "data: [DONE]":
-                # Metered and audited before the client sees the end, so usage is never behind the client.
-                breaker.succeeded()
-                finished = True
-                await _finish(request, state, prepared)
-                yield b"data: [DONE]\n\n"
-                return
-            if line:
-                event += _relay_line(call, cand, line, prepared.wants_usage) or b""
-            elif event:  # a blank line ends an event: one write per event, not per line
-                yield bytes(event) + b"\n"
-                event.clear()
+            out = bytearray()
+            for event in parser.feed(data):
+                if event.data.strip() == "[DONE]":
+                    # Metered and audited before the client sees the end, so usage is never behind the client.
+                    verdict = True
+                    if not metered:
+                        _estimate(call, cand, body)
+                    _settle(state, cand, True)
+                    await _finish(request, state, prepared)
+                    yield bytes(out) + b"data: [DONE]\n\n"
+                    return
+                relayed, usage = _relay_event(call, cand, event, prepared.wants_usage)
+                metered = metered or usage
+                if relayed is not None:
+                    out += relayed
+            if out:
+                yield bytes(out)
         raise UpstreamFailed("the upstream closed the stream before [DONE]")
     except (http1.UpstreamError, UpstreamFailed) as exc:
-        breaker.failed()
+        verdict = False
         call.outcome, call.reasons = "interrupted", [f"{cand.name}: {exc or type(exc).__name__} mid-stream"]
-        finished = True
+        if not metered:
+            _estimate(call, cand, body)
+        _settle(state, cand, False)
         await _finish(request, state, prepared)
         yield _error_event(f"the upstream {cand.name} failed mid-stream; the answer is incomplete")
     finally:
         # When the client went away the generator is being cancelled: shield the clean-up and the metering.
         with anyio.CancelScope(shield=True):
             resp.close()
-            if not finished:
+            if verdict is None:
                 call.outcome = "client_closed"
+                if not metered:
+                    _estimate(call, cand, body)  # what it consumed: the prompt, and what was relayed
+                _settle(state, cand, None)
                 await _finish(request, state, prepared)
 
 
-def _relay_line(call: Call, cand: Candidate, line: str, wants_usage: bool) -> bytes | None:
-    if not line.startswith("data: "):
-        return (line + "\n").encode()
+def _relay_event(call: Call, cand: Candidate, event: sse.Event, wants_usage: bool) -> tuple[bytes | None, bool]:
+    """The event as the client gets it (None: not relayed), and whether it carried the upstream's usage."""
     try:
-        chunk = orjson.loads(line[6:])
+        chunk = orjson.loads(event.data)
     except orjson.JSONDecodeError as exc:
         raise UpstreamFailed("garbage in the stream") from exc
+    metered = False
     if isinstance(chunk, dict):
+        if chunk.get("error") is not None and not chunk.get("choices"):
+            raise UpstreamFailed("the upstream sent an error event")  # relayed as our own, never as theirs
         if chunk.get("usage"):
             _meter(call, cand, chunk["usage"])
+            metered = True
             if not wants_usage and not chunk.get("choices"):
-                return None  # the usage-only chunk we asked for on the client's behalf
-        chunk["model"] = call.model
-        if call.keep_days:
-            call.completion.extend(str((c.get("delta") or {}).get("content") or "") for c in chunk.get("choices") or [])
-    return b"data: " + orjson.dumps(chunk) + b"\n"
+                return None, True  # the usage-only chunk we asked for on the client's behalf
+        chunk["model"] = cand.model or call.model
+        for choice in chunk.get("choices") or ():
+            if isinstance(choice, dict):
+                content = (choice.get("delta") or {}).get("content")
+                if isinstance(content, str) and content:
+                    count_text(call, content)
+                    if call.keep_days:
+                        call.completion.append(content)
+    return b"data: " + orjson.dumps(chunk) + b"\n\n", metered

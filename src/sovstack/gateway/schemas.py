@@ -32,6 +32,18 @@ class ModelCreate(Strict):
     description: str = Field("", max_length=2000)
     language_routing: bool = Field(False, description="Detect the prompt's language and prefer deployments "
                                                       "tagged for it.")
+    routing: Literal["priority", "least-busy", "latency"] = Field(
+        "priority", description="How to choose among deployments of equal priority: weighted random, fewest "
+                                "calls in flight, or lowest recent latency.")
+    fallbacks: list[str] = Field([], max_length=5, description="Models whose deployments are tried, in this "
+                                 "order, when every deployment of this one failed (each checked by policy).")
+
+    @field_validator("fallbacks")
+    @classmethod
+    def _fallbacks(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a fallback is named twice")
+        return value
 
 
 class ModelPublic(BaseModel):
@@ -40,6 +52,8 @@ class ModelPublic(BaseModel):
     description: str
     language_routing: bool
     deployments: list[str]
+    routing: str = "priority"
+    fallbacks: list[str] = []
 
 
 class DeploymentCreate(Strict):
@@ -61,6 +75,11 @@ class DeploymentCreate(Strict):
     priority: int = Field(100, ge=0, description="Lower is tried first.")
     weight: int = Field(1, ge=1, description="Share of traffic within equal priority.")
     timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    retries: int = Field(0, ge=0, le=3, description="Tries again on this deployment after a transient failure "
+                                                  "(connection, 429, 502–504), with backoff, before failing over.")
+    failures_to_open: int = Field(3, ge=1, le=100, description="Failures in a row that open its circuit.")
+    cool_down_seconds: float = Field(30.0, ge=1, le=3600, description="How long an open circuit waits before "
+                                                                       "one probe request may try it.")
 
     @field_validator("hosting_jurisdiction")
     @classmethod
@@ -93,6 +112,9 @@ class DeploymentPublic(BaseModel):
     withdrawn: bool
     withdrawn_reason: str
     circuit: str = "closed"
+    retries: int = 0
+    failures_to_open: int = 3
+    cool_down_seconds: float = 30.0
 
 
 class ModelEntry(ModelCreate):

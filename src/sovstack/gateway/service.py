@@ -56,20 +56,32 @@ def get_model(session: Session, name: str) -> GatewayModel:
 
 def model_public(model: GatewayModel) -> ModelPublic:
     return ModelPublic(id=model.id, name=model.name, description=model.description,
-                       language_routing=model.language_routing, deployments=[d.name for d in model.deployments])
+                       language_routing=model.language_routing, deployments=[d.name for d in model.deployments],
+                       routing=model.routing, fallbacks=list(model.fallbacks or []))
 
 
-def create_model(session: Session, who: Principal, data: ModelCreate) -> GatewayModel:
+def create_model(session: Session, who: Principal, data: ModelCreate, *, check_fallbacks: bool = True) -> GatewayModel:
     who.require_admin("gateway.model.create", data.name)
     if session.scalar(select(GatewayModel).where(GatewayModel.name == data.name)) is not None:
         raise Conflict(f"model {data.name!r} already exists", field="name")
     model = GatewayModel(**data.model_dump())
     session.add(model)
     session.flush()
+    if check_fallbacks:
+        _check_fallbacks(session, model)
     bump(session)
     audit.record(session, actor=who.actor, action="gateway.model.create", target=f"model:{data.name}",
                  detail=data.model_dump())
     return model
+
+
+def _check_fallbacks(session: Session, model: GatewayModel) -> None:
+    for name in model.fallbacks or []:
+        if name == model.name:
+            raise BadInput(f"model {model.name!r} cannot be its own fallback", field="fallbacks")
+        if session.scalar(select(GatewayModel.id).where(GatewayModel.name == name)) is None:
+            raise BadInput(f"model {model.name!r} names an unknown fallback {name!r}: create it first",
+                           field="fallbacks")
 
 
 def list_deployments(session: Session, model: str | None = None) -> list[Deployment]:
@@ -129,16 +141,20 @@ def apply_catalogue(session: Session, who: Principal, settings: Settings, catalo
     for entry in catalogue.models:
         model = session.scalar(select(GatewayModel).where(GatewayModel.name == entry.name))
         if model is None:
-            create_model(session, who, ModelCreate(**entry.model_dump(exclude={"deployments"})))
+            create_model(session, who, ModelCreate(**entry.model_dump(exclude={"deployments"})), check_fallbacks=False)
             result["created"].append(f"model:{entry.name}")
-        elif (model.description, model.language_routing) != (entry.description, entry.language_routing):
+        elif (model.description, model.language_routing, model.routing, list(model.fallbacks or [])) != (
+                entry.description, entry.language_routing, entry.routing, entry.fallbacks):
             model.description, model.language_routing = entry.description, entry.language_routing
+            model.routing, model.fallbacks = entry.routing, list(entry.fallbacks)
             result["updated"].append(f"model:{entry.name}")
         else:
             result["unchanged"].append(f"model:{entry.name}")
         for dep_entry in entry.deployments:
             data = DeploymentCreate(**{**dep_entry.model_dump(), "model": entry.name})
             result[_apply_deployment(session, who, settings, data)].append(f"deployment:{data.name}")
+    for entry in catalogue.models:  # after every model of the file exists: a fallback may name a later one
+        _check_fallbacks(session, get_model(session, entry.name))
     bump(session)
     audit.record(session, actor=who.actor, action="gateway.apply", target="catalogue",
                  detail={k: v for k, v in result.items() if k != "unchanged"})
@@ -213,7 +229,8 @@ def public(dep: Deployment, circuit: str = "closed") -> DeploymentPublic:
         developer=dep.developer.name, developer_jurisdiction=dep.developer.jurisdiction, licence=dep.licence,
         open_weights=dep.open_weights, languages=[LanguageTag(**t) for t in dep.languages],
         context_length=dep.context_length, price_in=dep.price_in, price_out=dep.price_out, priority=dep.priority,
-        weight=dep.weight, withdrawn=dep.withdrawn, withdrawn_reason=dep.withdrawn_reason, circuit=circuit)
+        weight=dep.weight, withdrawn=dep.withdrawn, withdrawn_reason=dep.withdrawn_reason, circuit=circuit,
+        retries=dep.retries, failures_to_open=dep.failures_to_open, cool_down_seconds=dep.cool_down_seconds)
 
 
 def set_key_policy(session: Session, who: Principal, prefix: str, data: KeyPolicySet) -> KeyPolicy:

@@ -21,6 +21,8 @@ class GatewayModel(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     language_routing: Mapped[bool] = mapped_column(Boolean, default=False)
+    routing: Mapped[str] = mapped_column(String(16), default="priority")  # routing.STRATEGIES
+    fallbacks: Mapped[list[str]] = mapped_column(JSON, default=list)  # models tried when all its deployments fail
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     deployments: Mapped[list[Deployment]] = relationship(back_populates="model", cascade="all, delete-orphan")
@@ -50,6 +52,9 @@ class Deployment(Base):
     priority: Mapped[int] = mapped_column(Integer, default=100)
     weight: Mapped[int] = mapped_column(Integer, default=1)
     timeout_seconds: Mapped[float] = mapped_column(Float, default=60.0)
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    failures_to_open: Mapped[int] = mapped_column(Integer, default=3)
+    cool_down_seconds: Mapped[float] = mapped_column(Float, default=30.0)
     withdrawn: Mapped[bool] = mapped_column(Boolean, default=False)
     withdrawn_reason: Mapped[str] = mapped_column(String(300), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -129,6 +134,7 @@ class Usage(Base):
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     tries: Mapped[int] = mapped_column(Integer, default=0)
     outcome: Mapped[str] = mapped_column(String(16))
+    estimated: Mapped[bool] = mapped_column(Boolean, default=False)  # tokens estimated: the upstream gave no usage
 
 
 class OrgLogging(Base):
