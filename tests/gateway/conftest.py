@@ -43,8 +43,8 @@ class Gateway:
 def upstreams() -> Iterator[Callable[[str], Upstream]]:
     started: list[Upstream] = []
 
-    def make(name: str, mode: str = "ok") -> Upstream:
-        up = Upstream(name, mode)
+    def make(name: str, mode: str = "ok", without: tuple[str, ...] = ()) -> Upstream:
+        up = Upstream(name, mode, without=without)
         port = free_port()
         up.server = serve(up.app(), port)
         up.url = f"http://127.0.0.1:{port}/v1"

@@ -32,6 +32,7 @@ class Upstream:
     url: str = ""
     server: uvicorn.Server | None = None
     failures_left: int = 2  # mode "flaky": this many 503s, then answers
+    without: tuple[str, ...] = ()  # paths it does not serve (a chat-only server has no /v1/rerank)
 
     def completion(self, body: dict[str, Any]) -> dict[str, Any]:
         answer = {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
@@ -109,13 +110,32 @@ class Upstream:
                                       for i in range(len(inputs))],
                              "usage": {"prompt_tokens": 4 * len(inputs), "total_tokens": 4 * len(inputs)}})
 
+    async def moderations(self, request: Request) -> Response:
+        body = await request.json()
+        self.received.append(body)
+        flagged = "hate" in str(body["input"])
+        return JSONResponse({"id": "modr-1", "model": body["model"], "results": [
+            {"flagged": flagged, "categories": {"hate": flagged},
+             "category_scores": {"hate": 0.9 if flagged else 0.01}}]})
+
+    async def rerank(self, request: Request) -> Response:
+        body = await request.json()
+        self.received.append(body)
+        scores = [(i, sum(w in d for w in body["query"].split()) / 10) for i, d in enumerate(body["documents"])]
+        scores.sort(key=lambda p: -p[1])
+        return JSONResponse({"id": "rerank-1", "model": body["model"],
+                             "results": [{"index": i, "relevance_score": s} for i, s in scores[:body.get("top_n")]],
+                             "usage": {"total_tokens": 20}})
+
     async def models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "m", "object": "model"}]})
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"]),
+        return Starlette(routes=[route for route in [Route("/v1/chat/completions", self.chat, methods=["POST"]),
                                  Route("/v1/embeddings", self.embeddings, methods=["POST"]),
-                                 Route("/v1/models", self.models)])
+                                 Route("/v1/moderations", self.moderations, methods=["POST"]),
+                                 Route("/v1/rerank", self.rerank, methods=["POST"]),
+                                 Route("/v1/models", self.models)] if route.path not in self.without])
 
 
 def serve(app: Any, port: int) -> uvicorn.Server:

@@ -78,6 +78,30 @@ async def embeddings(request: Request) -> Response:
     return await proxy.forward(request, state, prepared, body)
 
 
+@openai_router.post("/moderations")
+async def moderations(request: Request) -> Response:
+    """Passed to a deployment of ``model`` that offers moderation (OpenAI's shape), with the same policy and
+    metering as any call; an upstream without it fails over and ends in 502."""
+    _require_credentials(request)
+    body = await _body(request, ("model", "input"))
+    state = request.app.state.gateway
+    prepared = await proxy.admit(request, state, "moderations", body)
+    return await proxy.forward(request, state, prepared, body)
+
+
+@openai_router.post("/rerank")
+async def rerank(request: Request) -> Response:
+    """Passed to a deployment of ``model`` that reranks (the ``/rerank`` shape of vLLM, Infinity, Jina and
+    Cohere's v2: ``query``, ``documents``, ``top_n``)."""
+    _require_credentials(request)
+    body = await _body(request, ("model", "query", "documents"))
+    if not isinstance(body["documents"], list) or not body["documents"]:
+        raise BadInput("documents must be a non-empty list", field="documents")
+    state = request.app.state.gateway
+    prepared = await proxy.admit(request, state, "rerank", body)
+    return await proxy.forward(request, state, prepared, body)
+
+
 @openai_router.get("/models")
 def models(session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
     if not who.has_scope("gateway"):

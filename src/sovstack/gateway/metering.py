@@ -193,8 +193,14 @@ def estimate_tokens(ascii_chars: int, other_chars: int) -> int:
     return -(-ascii_chars // 4) + other_chars
 
 
-def text_of(messages: Any) -> str:
-    """The text of a chat request's messages (or an embeddings input), for a prompt-token estimate."""
+def text_of(body: dict[str, Any]) -> str:
+    """The text a request sends to the model (chat messages, an input, a prompt, a query and its documents),
+    for a prompt-token estimate."""
+    parts = [_text(body.get(name)) for name in ("messages", "input", "prompt", "query", "documents")]
+    return "\n".join(p for p in parts if p)
+
+
+def _text(messages: Any) -> str:
     if isinstance(messages, str):
         return messages
     parts: list[str] = []

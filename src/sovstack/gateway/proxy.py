@@ -36,7 +36,7 @@ T = TypeVar("T")
 CLASSIFICATION_HEADER = "x-sovstack-classification"
 STREAM_MAX_SECONDS = 900.0
 STREAM_TIMEOUT_FACTOR = 10  # a stream may last this many times its deployment's per-read timeout
-PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings"}
+PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "moderations": "/moderations", "rerank": "/rerank"}
 
 
 @dataclass
@@ -288,8 +288,11 @@ async def _post(state: GatewayState, cand: Candidate, path: str, body: dict[str,
 
 def _meter(call: Call, cand: Candidate, usage: dict[str, Any] | None) -> None:
     usage = usage or {}
-    call.tokens_in = int(usage.get("prompt_tokens") or 0)
     call.tokens_out = int(usage.get("completion_tokens") or 0)
+    prompt = usage.get("prompt_tokens")
+    if prompt is None:  # rerankers report only a total
+        prompt = int(usage.get("total_tokens") or 0) - call.tokens_out
+    call.tokens_in = max(0, int(prompt or 0))
     call.estimated = False
     _price(call, cand)
 
@@ -300,16 +303,15 @@ def _price(call: Call, cand: Candidate) -> None:
 
 def _estimate(call: Call, cand: Candidate, body: dict[str, Any]) -> None:
     """No usage from the upstream (it sent none, or the stream ended before it): count what was relayed."""
-    prompt = text_of(body.get("messages") if "messages" in body else body.get("input"))
-    call.tokens_in = estimate_tokens(len(prompt), 0) if prompt.isascii() else estimate_tokens(
-        *_split(prompt))
+    prompt = text_of(body)
+    call.tokens_in = estimate_tokens(*_split(prompt))
     call.tokens_out = estimate_tokens(call.relayed_ascii, call.relayed_other)
     call.estimated = True
     _price(call, cand)
 
 
 def _split(text: str) -> tuple[int, int]:
-    other = sum(1 for ch in text if ord(ch) > 127)
+    other = 0 if text.isascii() else sum(1 for ch in text if ord(ch) > 127)
     return len(text) - other, other
 
 
