@@ -23,6 +23,7 @@ from sovstack.gateway.schemas import (
     KeyPolicySet,
     ModelCreate,
     ModelPublic,
+    OrgCacheSet,
     OrgLoggingSet,
     OrgPolicyPublic,
     OrgPolicySet,
@@ -194,6 +195,25 @@ def org_logging(organisation_id: int, body: OrgLoggingSet, session: SessionDep, 
     with unit_of_work(session, who):
         service.set_org_logging(session, who, organisation_id, body)
     return body
+
+
+@router.put("/organisations/{organisation_id}/cache")
+def org_cache(organisation_id: int, body: OrgCacheSet, request: Request, session: SessionDep,
+              who: PrincipalDep) -> OrgCacheSet:
+    """Turn the organisation's exact-match answer cache on (with how long answers are kept) or off; off also
+    forgets every kept answer."""
+    with unit_of_work(session, who):
+        service.set_org_cache(session, who, organisation_id, body)
+        if not body.enabled:
+            service.purge_cache(session, who, organisation_id, request.app.state.gateway.answers)
+    return body
+
+
+@router.delete("/organisations/{organisation_id}/cache")
+def purge_org_cache(organisation_id: int, request: Request, session: SessionDep, who: PrincipalDep) -> dict[str, int]:
+    """Forget every answer kept for the organisation now (the cache stays on)."""
+    with unit_of_work(session, who):
+        return {"deleted": service.purge_cache(session, who, organisation_id, request.app.state.gateway.answers)}
 
 
 @router.get("/organisations/{organisation_id}/transcripts")

@@ -13,12 +13,14 @@ from sovstack.core.base import utcnow
 from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, emit_one, ref, say, session_of, state
 from sovstack.core.errors import BadInput
 from sovstack.gateway import service, usage
+from sovstack.gateway.cache import AnswerCache, store_for
 from sovstack.gateway.schemas import (
     BudgetSet,
     Catalogue,
     CutoffRequest,
     KeyPolicySet,
     ModelCreate,
+    OrgCacheSet,
     OrgLoggingSet,
     OrgPolicySet,
     TranscriptPublic,
@@ -159,6 +161,28 @@ def logging_cmd(ctx: typer.Context, organisation: str,
         org = identity.get_organisation(s, ref(organisation))
         service.set_org_logging(s, OPERATOR, org.id, OrgLoggingSet(enabled=enable, retention_days=retention_days))
     say(f"{org.name}: prompts and completions " + (f"kept {retention_days} days" if enable else "not kept"))
+
+
+@gateway_app.command("cache")
+def cache_cmd(ctx: typer.Context, organisation: str,
+              enable: bool | None = typer.Option(None, "--enable/--disable",
+                                                 help="Turn the exact-match answer cache on or off."),
+              ttl: int = typer.Option(300, min=1, max=86_400, help="Seconds an answer is kept."),
+              purge: bool = typer.Option(False, "--purge", help="Forget every kept answer now.")) -> None:
+    """An organisation's exact-match answer cache: on (answers kept --ttl seconds), off, or purged."""
+    if enable is None and not purge:
+        raise BadInput("say --enable, --disable or --purge", field="enable")
+    settings = state(ctx).settings
+    with change(ctx) as s:
+        org = identity.get_organisation(s, ref(organisation))
+        answers = AnswerCache(settings, store_for(settings, state(ctx).db))
+        if enable is not None:
+            service.set_org_cache(s, OPERATOR, org.id, OrgCacheSet(enabled=enable, ttl_seconds=ttl))
+        deleted = service.purge_cache(s, OPERATOR, org.id, answers) if purge or enable is False else None
+    if enable is not None:
+        say(f"{org.name}: answer cache " + (f"on, answers kept {ttl} s" if enable else "off"))
+    if deleted is not None:
+        say(f"{org.name}: {deleted} kept answers forgotten")
 
 
 @gateway_app.command("transcripts")

@@ -26,6 +26,7 @@ from sovstack.gateway.tables import (
     Generation,
     KeyPolicy,
     OrgBudget,
+    OrgCache,
     OrgLogging,
     OrgPolicy,
 )
@@ -109,6 +110,7 @@ class Snapshot:
     orgs: dict[int, OrgFacts]
     budgets: dict[int, tuple[int, str]]
     keep_days: dict[int, int]
+    cache_ttl: dict[int, int] = field(default_factory=dict)  # organisation → seconds answers are kept
     plans: dict[tuple[str, str], Plan] = field(default_factory=dict)
 
 
@@ -140,7 +142,8 @@ def load(session: Session, stamp: tuple[Any, ...], home: str, unseal: Callable[[
               for o in session.scalars(select(OrgPolicy))},
         budgets={b.organisation_id: (b.tokens, b.period) for b in session.scalars(select(OrgBudget))},
         keep_days={o.organisation_id: o.retention_days for o in session.scalars(select(OrgLogging))
-                   if o.enabled})
+                   if o.enabled},
+        cache_ttl={c.organisation_id: c.ttl_seconds for c in session.scalars(select(OrgCache))})
 
 
 class Facts:

@@ -259,8 +259,11 @@ def stage_many(session: Session, counters: Counters, calls: list[tuple[Call, str
             _keep_transcript(session, call)
     audit.record_many(session, [
         audit.Event(actor=call.actor, action=f"gateway.{call.endpoint}", target=f"model:{call.model}",
-                    outcome={"ok": "ok", "refused": "refused"}.get(call.outcome, "failed"), reasons=call.reasons,
+                    outcome=AUDIT_OUTCOMES.get(call.outcome, "failed"), reasons=call.reasons,
                     detail=call.detail()) for call, _ in calls])
+
+
+AUDIT_OUTCOMES = {"ok": "ok", "cached": "ok", "refused": "refused"}  # any other outcome is a failure
 
 
 def _keep_transcript(session: Session, call: Call) -> None:

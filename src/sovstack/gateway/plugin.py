@@ -13,7 +13,7 @@ from sovstack.core.api import handlers
 from sovstack.core.api.middleware import Direct
 from sovstack.core.plugins import ConsolePages, DemoContext, InventoryItem, hookimpl
 from sovstack.core.settings import Settings
-from sovstack.gateway import demo, http1, pages, service
+from sovstack.gateway import cache, demo, http1, pages, service
 from sovstack.gateway.api import chat_completions, embeddings, openai_router, router
 from sovstack.gateway.cli import gateway_app
 from sovstack.gateway.language import Detector
@@ -64,7 +64,8 @@ def sovstack_app_created(app: FastAPI) -> None:
     app.state.gateway = GatewayState(client=http1.Client(), probe=httpx.AsyncClient(limits=PROBE_LIMITS),
                                      breakers=Breakers(),
                                      counters=counters, detector=Detector(),
-                                     writer=MeterWriter(app.state.db))
+                                     writer=MeterWriter(app.state.db),
+                                     answers=cache.AnswerCache(settings, cache.store_for(settings, app.state.db)))
 
 
 @hookimpl

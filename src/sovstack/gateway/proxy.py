@@ -24,7 +24,7 @@ from sovstack.core.api.deps import authenticate
 from sovstack.core.base import utcnow
 from sovstack.core.db import Database
 from sovstack.core.errors import BadGateway, BadInput, NotFound, Refused, Unavailable
-from sovstack.gateway import http1, limits, routing, sse
+from sovstack.gateway import cache, http1, limits, routing, sse
 from sovstack.gateway.facts import Facts, ModelFacts, Snapshot
 from sovstack.gateway.language import Detector
 from sovstack.gateway.metering import Call, Counters, RateLeases, count_text, estimate_tokens, record, text_of
@@ -51,6 +51,7 @@ class GatewayState:
     writer: MeterWriter
     facts: Facts = field(default_factory=Facts)
     leases: RateLeases = field(default_factory=RateLeases)
+    answers: cache.AnswerCache | None = None  # the organisations' opt-in answer cache
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Prepared:
     call: Call
     candidates: list[Candidate]
     budget_period: str | None
+    cached: cache.Lookup | None = None
     wants_usage: bool = True
     started: float = field(default_factory=time.perf_counter)
 
@@ -193,7 +195,9 @@ def _prepare(request: Request, session: Session, transaction: Callable[[], Abstr
     candidates = [c for p, m in zip(plans, [model, *(snap.models[n] for n in model.fallbacks if n in snap.models)],
                                     strict=True)
                   for c in routing.order(p.allowed, language, strategy=m.routing, health=state.breakers)]
-    return Prepared(call, candidates, periods.organisation)
+    found = cache.lookup_for(organisation_id, snap.cache_ttl.get(organisation_id or 0), endpoint, model.name,
+                             classification, body, request.headers.get("cache-control", ""))
+    return Prepared(call, candidates, periods.organisation, found)
 
 
 def _plan(snap: Snapshot, model: ModelFacts, classification: str) -> routing.Plan:
@@ -405,8 +409,15 @@ def _settle(state: GatewayState, cand: Candidate, verdict: bool | None) -> None:
 
 
 async def forward(request: Request, state: GatewayState, prepared: Prepared, body: dict[str, Any]) -> Response:
-    """Try the allowed deployments in order until one answers (non-streaming)."""
-    call = prepared.call
+    """Try the allowed deployments in order until one answers (non-streaming); or the organisation's cache."""
+    call, found, answers = prepared.call, prepared.cached, state.answers
+    if found is not None and found.read and answers is not None:
+        kept = await run_in_threadpool(answers.get, found)
+        if kept is not None:
+            call.outcome = "cached"
+            await _finish(request, state, prepared)
+            return Response(kept, media_type="application/json",
+                            headers={**_response_headers(call), cache.HEADER: "hit"})
     cand, result = await _failover(request, state, prepared,
                                    lambda c: _post(state, c, PATHS[call.endpoint], body))
     _settle(state, cand, True)  # a client error proves the deployment alive as much as an answer does
@@ -426,7 +437,11 @@ async def forward(request: Request, state: GatewayState, prepared: Prepared, bod
         call.completion = [str(c.get("message", {}).get("content") or "") for c in result.get("choices") or []]
     result["model"] = cand.model or call.model
     await _finish(request, state, prepared)
-    return Response(orjson.dumps(result), media_type="application/json", headers=_response_headers(call))
+    answer, headers = orjson.dumps(result), _response_headers(call)
+    if found is not None and answers is not None:
+        await run_in_threadpool(answers.put, found, answer)
+        headers[cache.HEADER] = "miss"
+    return Response(answer, media_type="application/json", headers=headers)
 
 
 async def _open_stream(state: GatewayState, cand: Candidate, body: dict[str, Any]) -> http1.Response | Response:

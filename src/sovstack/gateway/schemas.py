@@ -161,6 +161,8 @@ class OrgPolicyPublic(BaseModel):
     budget_period: str | None
     transcripts_kept: bool
     retention_days: int | None
+    cache_ttl_seconds: int | None = Field(None, description="Answers kept this long by the exact-match cache; "
+                                                            "null when the cache is off.")
 
 
 class BudgetSet(Strict):
@@ -212,6 +214,13 @@ class OrgLoggingSet(Strict):
 
     enabled: bool
     retention_days: int = Field(30, ge=1, le=3650)
+
+
+class OrgCacheSet(Strict):
+    """Turn an organisation's exact-match answer cache on (answers kept ``ttl_seconds``) or off."""
+
+    enabled: bool
+    ttl_seconds: int = Field(300, ge=1, le=86_400)
 
 
 class TranscriptPublic(BaseModel):

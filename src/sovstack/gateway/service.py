@@ -14,6 +14,7 @@ from sovstack.core.errors import BadInput, Conflict, NotFound
 from sovstack.core.policy import rank
 from sovstack.core.settings import Settings
 from sovstack.core.tables import ApiKey
+from sovstack.gateway.cache import AnswerCache
 from sovstack.gateway.facts import bump
 from sovstack.gateway.schemas import (
     BudgetSet,
@@ -25,6 +26,7 @@ from sovstack.gateway.schemas import (
     LanguageTag,
     ModelCreate,
     ModelPublic,
+    OrgCacheSet,
     OrgLoggingSet,
     OrgPolicyPublic,
     OrgPolicySet,
@@ -35,6 +37,7 @@ from sovstack.gateway.tables import (
     GatewayModel,
     KeyPolicy,
     OrgBudget,
+    OrgCache,
     OrgLogging,
     OrgPolicy,
     Transcript,
@@ -296,12 +299,14 @@ def org_policy(session: Session, who: Principal, organisation_id: int) -> OrgPol
     budget = session.get(OrgBudget, org.id)
     logging = session.get(OrgLogging, org.id)
     kept = bool(logging and logging.enabled)
+    cached = session.get(OrgCache, org.id)
     return OrgPolicyPublic(
         organisation_id=org.id, organisation=org.name, floor_classification=row.floor_classification,
         requests_per_minute_per_person=row.requests_per_minute_per_person, tokens_per_person=row.tokens_per_person,
         tokens_period=row.tokens_period, budget_tokens=budget.tokens if budget else None,
         budget_period=budget.period if budget else None, transcripts_kept=kept,
-        retention_days=logging.retention_days if logging and kept else None)
+        retention_days=logging.retention_days if logging and kept else None,
+        cache_ttl_seconds=cached.ttl_seconds if cached else None)
 
 
 def org_policies(session: Session, who: Principal) -> list[OrgPolicyPublic]:
@@ -348,6 +353,33 @@ def set_org_logging(session: Session, who: Principal, organisation_id: int, data
     audit.record(session, actor=who.actor, action="gateway.logging", target=f"organisation:{org.id}",
                  detail=data.model_dump())
     return row
+
+
+def set_org_cache(session: Session, who: Principal, organisation_id: int, data: OrgCacheSet) -> None:
+    """Only the organisation's own admins (or a deployment admin) turn its answer cache on or off; the caller
+    forgets the kept answers (``purge_cache``) when it is turned off."""
+    org = identity.get_organisation(session, organisation_id)
+    who.require_role(org.id, "org_admin", action="gateway.cache", target=f"organisation:{org.id}")
+    row = session.get(OrgCache, org.id)
+    if data.enabled:
+        row = row or OrgCache(organisation_id=org.id)
+        row.ttl_seconds = data.ttl_seconds
+        session.add(row)
+    elif row is not None:
+        session.delete(row)
+    bump(session)
+    audit.record(session, actor=who.actor, action="gateway.cache", target=f"organisation:{org.id}",
+                 detail=data.model_dump())
+
+
+def purge_cache(session: Session, who: Principal, organisation_id: int, answers: AnswerCache) -> int:
+    """Forget every answer kept for the organisation now."""
+    org = identity.get_organisation(session, organisation_id)
+    who.require_role(org.id, "org_admin", action="gateway.cache.purge", target=f"organisation:{org.id}")
+    count = answers.store.purge(session, org.id)
+    audit.record(session, actor=who.actor, action="gateway.cache.purge", target=f"organisation:{org.id}",
+                 detail={"deleted": count})
+    return count
 
 
 def list_transcripts(session: Session, who: Principal, organisation_id: int, *, limit: int = 50,

@@ -148,6 +148,27 @@ class OrgLogging(Base):
     retention_days: Mapped[int] = mapped_column(Integer, default=30)
 
 
+class OrgCache(Base):
+    """An organisation's opt-in to the exact-match answer cache (gateway/cache.py): kept this long."""
+
+    __tablename__ = "gateway_org_cache"
+
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"),
+                                                 primary_key=True)
+    ttl_seconds: Mapped[int] = mapped_column(Integer)
+
+
+class CachedAnswer(Base):
+    """One kept answer, encrypted, until it expires."""
+
+    __tablename__ = "gateway_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(Integer, index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    body: Mapped[str] = mapped_column(Text)
+
+
 class Transcript(Base):
     """A prompt and its completion, kept only for organisations that opted in, until it expires."""
 
