@@ -28,7 +28,7 @@ def catalogue(ctx: DemoContext) -> Catalogue:
              {"name": "bharat-chat-ollama-local", "base_url": "http://127.0.0.1:11434/v1",
               "upstream_model": "bharat-chat:8b", "hosting_jurisdiction": home, "operator": domestic,
               "developer": "Synthetic Bharat Language Models", "licence": "Apache-2.0", "open_weights": True,
-              "languages": indic, "context_length": 8192, "priority": 10},
+              "languages": indic, "context_length": 8192, "priority": 10, "retries": 1},
              {"name": "bharat-chat-vllm-local", "base_url": "http://127.0.0.1:8001/v1",
               "upstream_model": "synthetic/bharat-chat-8b", "hosting_jurisdiction": home, "operator": domestic,
               "developer": "Synthetic Bharat Language Models", "licence": "Apache-2.0", "open_weights": True,
