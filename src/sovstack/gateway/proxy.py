@@ -34,7 +34,8 @@ T = TypeVar("T")
 CLASSIFICATION_HEADER = "x-sovstack-classification"
 STREAM_MAX_SECONDS = 900.0
 STREAM_TIMEOUT_FACTOR = 10  # a stream may last this many times its deployment's per-read timeout
-PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings"}
+PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings",
+         "responses": "/chat/completions"}  # /v1/responses is translated to chat for upstreams (responses.py)
 
 
 @dataclass
