@@ -347,8 +347,9 @@ class StreamTranslator:
         self.sequence = 0
         self.items: list[dict[str, Any]] = []  # output items, in output_index order
         self.message: dict[str, Any] | None = None  # the message item text is going to, while open
+        self.message_index = 0
         self.text: list[str] = []
-        self.calls: dict[int, dict[str, Any]] = {}  # the chat tool-call index -> its function_call item
+        self.calls: dict[int, tuple[int, dict[str, Any]]] = {}  # chat tool-call index -> (output_index, item)
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
         self.ended = False
@@ -364,7 +365,10 @@ class StreamTranslator:
 
     def event(self, raw: bytes) -> bytes:
         """The Responses events for one server-sent event of the relayed chat stream."""
-        data = b"\n".join(line[5:].lstrip(b" ") for line in raw.split(b"\n") if line.startswith(b"data:"))
+        if raw.startswith(b"data: ") and b"\n" not in raw:
+            data = raw[6:]  # the relay's usual event: one data line
+        else:
+            data = b"\n".join(line[5:].lstrip(b" ") for line in raw.split(b"\n") if line.startswith(b"data:"))
         if not data:
             return b""
         if data == b"[DONE]":
@@ -397,32 +401,34 @@ class StreamTranslator:
     def _text(self, delta: str) -> bytes:
         out = b""
         if self.message is None:
-            self.message = _message_item([], "in_progress")
+            self.message, self.message_index = _message_item([], "in_progress"), len(self.items)
             out += self._open(self.message)
             out += self._emit("response.content_part.added", {"item_id": self.message["id"],
-                                                              "output_index": len(self.items) - 1,
+                                                              "output_index": self.message_index,
                                                               "content_index": 0, "part": _text_part("")})
         self.text.append(delta)
         return out + self._emit("response.output_text.delta", {
-            "item_id": self.message["id"], "output_index": self.items.index(self.message), "content_index": 0,
+            "item_id": self.message["id"], "output_index": self.message_index, "content_index": 0,
             "delta": delta, "logprobs": []})
 
     def _call(self, call: dict[str, Any], position: int) -> bytes:
         index = call.get("index", position)
         function = call.get("function") or {}
-        item, out = self.calls.get(index), b""
-        if item is None:
+        known, out = self.calls.get(index), b""
+        if known is None:
             out += self._close_message()  # text after a tool call starts a new message item
-            item = self.calls[index] = _call_item(str(call.get("id") or _new_id("call_")),
-                                                  str(function.get("name") or ""), "", "in_progress")
+            item = _call_item(str(call.get("id") or _new_id("call_")), str(function.get("name") or ""), "",
+                              "in_progress")
+            known = self.calls[index] = (len(self.items), item)
             out += self._open(item)
-        elif function.get("name") and not item["name"]:
+        position, item = known
+        if function.get("name") and not item["name"]:
             item["name"] = str(function["name"])
         arguments = function.get("arguments")
         if arguments:
             item["arguments"] += arguments
             out += self._emit("response.function_call_arguments.delta", {
-                "item_id": item["id"], "output_index": self.items.index(item), "delta": arguments})
+                "item_id": item["id"], "output_index": position, "delta": arguments})
         return out
 
     def _close_message(self) -> bytes:
@@ -430,7 +436,7 @@ class StreamTranslator:
         if message is None:
             return b""
         self.message = None
-        index, text = self.items.index(message), "".join(self.text)
+        index, text = self.message_index, "".join(self.text)
         self.text = []
         part = _text_part(text)
         message["content"], message["status"] = [part], "completed"
@@ -442,8 +448,7 @@ class StreamTranslator:
 
     def _close_calls(self) -> bytes:
         out = b""
-        for item in self.calls.values():
-            index = self.items.index(item)
+        for index, item in self.calls.values():
             item["status"] = "completed"
             out += self._emit("response.function_call_arguments.done", {
                 "item_id": item["id"], "output_index": index, "name": item["name"], "arguments": item["arguments"]})
