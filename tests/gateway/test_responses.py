@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ from sqlalchemy import select
 
 from sovstack.core.tables import AuditEvent
 from sovstack.gateway.tables import Usage
-from tests.conftest import free_port
+from tests.conftest import free_port, make_key, make_user
 from tests.gateway.conftest import Gateway, deployment, register
 from tests.gateway.upstream import Upstream, serve
 
@@ -23,7 +24,7 @@ WEATHER = {"type": "function", "name": "get_weather", "description": "The weathe
 
 
 def client(gw: Gateway, **kw: Any) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=gw.key, max_retries=0, **kw)
+    return openai.OpenAI(**{"base_url": f"{gw.url}/v1", "api_key": gw.key, "max_retries": 0, **kw})
 
 
 class ToolUpstream(Upstream):
@@ -298,6 +299,33 @@ def test_missing_input_and_unknown_model(gateway: Gateway) -> None:
     assert nf.value.code == "model_not_found"
     r = httpx.post(f"{gateway.url}/v1/responses", json={"model": "m", "input": "hi"})
     assert r.status_code == 401
+
+
+def test_concurrent_streams_keep_apart(gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
+    register(gateway.db, "m", deployment("slow", upstreams("slow", "slow").url))
+    c = client(gateway)
+
+    def one(_: int) -> tuple[str, str, int]:
+        with c.responses.stream(model="m", input="hi") as stream:
+            events = list(stream)
+            final = stream.get_final_response()
+        assert [e.sequence_number for e in events] == list(range(len(events)))
+        return final.id, final.output_text, len(events)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(8)))
+    assert len({r[0] for r in results}) == 8
+    assert {r[1:] for r in results} == {("part0 part1 part2 ", 11)}
+    assert [r.outcome for r in usage_rows(gateway)] == ["ok"] * 8
+
+
+def test_a_key_without_the_gateway_scope_is_refused(gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
+    up = upstreams("local")
+    register(gateway.db, "m", deployment("local", up.url))
+    other = make_key(gateway.db, make_user(gateway.db, "reader@test.example")["id"], ["read"])
+    with pytest.raises(openai.PermissionDeniedError):
+        client(gateway, api_key=other).responses.create(model="m", input="hi", stream=True)
+    assert up.received == []
 
 
 def test_upstream_client_error_is_passed_on(gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:

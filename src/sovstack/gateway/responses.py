@@ -348,6 +348,7 @@ class StreamTranslator:
         self.items: list[dict[str, Any]] = []  # output items, in output_index order
         self.message: dict[str, Any] | None = None  # the message item text is going to, while open
         self.message_index = 0
+        self.delta_head = b""
         self.text: list[str] = []
         self.calls: dict[int, tuple[int, dict[str, Any]]] = {}  # chat tool-call index -> (output_index, item)
         self.finish_reason: str | None = None
@@ -406,10 +407,13 @@ class StreamTranslator:
             out += self._emit("response.content_part.added", {"item_id": self.message["id"],
                                                               "output_index": self.message_index,
                                                               "content_index": 0, "part": _text_part("")})
+            # The one event sent per chunk, so built from bytes prepared once per message item.
+            self.delta_head = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",' \
+                + b'"item_id":"' + self.message["id"].encode() + b'","output_index":' \
+                + str(self.message_index).encode() + b',"content_index":0,"logprobs":[],"sequence_number":'
         self.text.append(delta)
-        return out + self._emit("response.output_text.delta", {
-            "item_id": self.message["id"], "output_index": self.message_index, "content_index": 0,
-            "delta": delta, "logprobs": []})
+        self.sequence += 1
+        return out + self.delta_head + str(self.sequence - 1).encode() + b',"delta":' + orjson.dumps(delta) + b"}\n\n"
 
     def _call(self, call: dict[str, Any], position: int) -> bytes:
         index = call.get("index", position)
