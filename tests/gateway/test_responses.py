@@ -13,10 +13,15 @@ import openai
 import pytest
 from sqlalchemy import select
 
+from sovstack.core import identity
+from sovstack.core.context import unit_of_work
+from sovstack.core.schemas import MembershipCreate, OrganisationCreate, UserCreate
 from sovstack.core.tables import AuditEvent
-from sovstack.gateway.tables import Usage
+from sovstack.gateway import service
+from sovstack.gateway.schemas import OrgLoggingSet
+from sovstack.gateway.tables import Transcript, Usage
 from tests.conftest import free_port, make_key, make_user
-from tests.gateway.conftest import Gateway, deployment, register
+from tests.gateway.conftest import OPERATOR, Gateway, deployment, register
 from tests.gateway.upstream import Upstream, serve
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "The weather in a city",
@@ -97,6 +102,8 @@ def test_instructions_and_input_items_become_chat_messages(gateway: Gateway,
     register(gateway.db, "m", deployment("local", up.url))
     client(gateway).responses.create(
         model="m", instructions="Answer in Marathi.", max_output_tokens=64, temperature=0.2, top_p=0.9, store=True,
+        text={"format": {"type": "json_schema", "name": "city", "strict": True,
+                         "schema": {"type": "object", "properties": {"name": {"type": "string"}}}}},
         input=[{"role": "developer", "content": "Be brief."},
                {"role": "user", "content": [{"type": "input_text", "text": "What is"},
                                             {"type": "input_text", "text": "the capital?"}]},
@@ -116,6 +123,8 @@ def test_instructions_and_input_items_become_chat_messages(gateway: Gateway,
                                                                          "detail": "low"}}]}]
     assert (sent["max_tokens"], sent["temperature"], sent["top_p"]) == (64, 0.2, 0.9)
     assert "store" not in sent and "input" not in sent and "instructions" not in sent
+    assert sent["response_format"] == {"type": "json_schema", "json_schema": {
+        "name": "city", "strict": True, "schema": {"type": "object", "properties": {"name": {"type": "string"}}}}}
 
 
 def test_function_call_round_trip(gateway: Gateway, tool_upstream: ToolUpstream) -> None:
@@ -166,6 +175,7 @@ def test_raw_stream_has_event_lines_and_no_done(gateway: Gateway, upstreams: Cal
     r = httpx.post(f"{gateway.url}/v1/responses", json={"model": "m", "input": "hi", "stream": True},
                    headers={"Authorization": f"Bearer {gateway.key}"}, timeout=30)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    assert r.headers["x-sovstack-deployment"] == "local" and r.headers["x-sovstack-tries"] == "1"
     blocks = [b for b in r.text.split("\n\n") if b]
     for block in blocks:
         event, data = block.split("\n")
@@ -326,6 +336,28 @@ def test_a_key_without_the_gateway_scope_is_refused(gateway: Gateway, upstreams:
     with pytest.raises(openai.PermissionDeniedError):
         client(gateway, api_key=other).responses.create(model="m", input="hi", stream=True)
     assert up.received == []
+
+
+def test_transcripts_are_kept_for_opted_in_organisations(gateway: Gateway,
+                                                         upstreams: Callable[..., Upstream]) -> None:
+    register(gateway.db, "m", deployment("d", upstreams("d").url))
+    with gateway.db.session() as s, unit_of_work(s, OPERATOR):
+        org = identity.create_organisation(s, OPERATOR, OrganisationCreate(name="Kept", kind="government",
+                                                                           jurisdiction="IN"))
+        user = identity.create_user(s, OPERATOR, UserCreate(email="kept@test.example", name="kept",
+                                                            password="correct horse battery staple"))
+        identity.add_membership(s, OPERATOR, MembershipCreate(user_id=user.id, organisation_id=org.id,
+                                                              role="member"))
+        service.set_org_logging(s, OPERATOR, org.id, OrgLoggingSet(enabled=True, retention_days=7))
+        org_id, user_id = org.id, user.id
+    c = client(gateway, api_key=make_key(gateway.db, user_id, ["read", "gateway"], organisation_id=org_id))
+    c.responses.create(model="m", instructions="Be brief.", input="a confidential question")
+    with c.responses.stream(model="m", input="another one") as stream:
+        stream.get_final_response()
+    with gateway.db.session() as s:
+        rows = s.scalars(select(Transcript).order_by(Transcript.id)).all()
+    assert "Be brief." in rows[0].request and "a confidential question" in rows[0].request
+    assert [r.response for r in rows] == ["hello from d", "part0 part1 part2 "]
 
 
 def test_upstream_client_error_is_passed_on(gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
