@@ -49,7 +49,7 @@ def chat_body(body: dict[str, Any]) -> dict[str, Any]:
         raise BadInput("background responses need the server to keep them; this gateway keeps none",
                        field="background")
     chat: dict[str, Any] = {"model": body["model"], "messages": _messages(body)}
-    if "stream" in body:
+    if body.get("stream") is not None:
         if not isinstance(body["stream"], bool):
             raise BadInput("stream must be true or false", field="stream")
         if body["stream"]:
@@ -237,10 +237,10 @@ def _skeleton(body: dict[str, Any], status: str, created: int) -> dict[str, Any]
     return {"id": _new_id("resp_"), "object": "response", "created_at": created, "status": status,
             "model": body["model"], "output": [], "error": None, "incomplete_details": None,
             "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
-            "metadata": body.get("metadata") or {}, "parallel_tool_calls": body.get("parallel_tool_calls", True),
+            "metadata": body.get("metadata") or {}, "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
             "previous_response_id": None, "reasoning": {"effort": None, "summary": None}, "store": False,
             "temperature": body.get("temperature"), "top_p": body.get("top_p"),
-            "text": body.get("text") or {"format": {"type": "text"}}, "tool_choice": body.get("tool_choice", "auto"),
+            "text": body.get("text") or {"format": {"type": "text"}}, "tool_choice": body.get("tool_choice") or "auto",
             "tools": body.get("tools") or [], "truncation": "disabled", "usage": None, "user": body.get("user")}
 
 
