@@ -1,6 +1,6 @@
 """Benchmark of the model gateway: sovstack between OpenAI clients and a minimal upstream, against the upstream alone.
 
-    python bench/gateway.py [--quick] [--long] [--no-quotas] [--profile]
+    python bench/gateway.py [--quick] [--long] [--no-quotas] [--profile] [--responses]
 
 Starts a minimal OpenAI-compatible upstream (raw asyncio, its own process) and `sovstack serve
 --workers 2` on 127.0.0.1, on a fresh SQLite deployment in a temporary folder — or, when
@@ -72,6 +72,7 @@ LITELLM = {"rps_c1": 73.6, "p50_c1": 13.1, "added_p50_c1": 13.0, "rps_c32": 100.
 
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
         "max_tokens": 32}
+RESPONSES_BODY = {"model": MODEL, "input": "Say hello in one short sentence.", "max_output_tokens": 32}
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,9 @@ class ClientRun:
 
 async def _client(job: Job) -> ClientRun:
     headers = {"authorization": f"Bearer {job.key}"} if job.key else {}
-    body = orjson.dumps({**BODY, "model": job.model, "stream": job.stream})
+    responses = job.url.endswith("/v1/responses")  # --responses: the gateway's side speaks the Responses API
+    body = orjson.dumps({**(RESPONSES_BODY if responses else BODY), "model": job.model, "stream": job.stream})
+    end = b'"type":"response.completed"' if responses else b"data: [DONE]"
     headers["content-type"] = "application/json"
     latencies: list[float] = []
     first_bytes: list[float] = []
@@ -293,7 +296,7 @@ async def _client(job: Job) -> ClientRun:
                     first = first or time.perf_counter()
                     tail = (tail + chunk)[-64:]
                 status = resp.status_code
-        return status == 200 and (not job.stream or b"data: [DONE]" in tail), first
+        return status == 200 and (not job.stream or end in tail), first
 
     async def one(client: Any) -> None:
         nonlocal errors
@@ -394,7 +397,8 @@ def run(settings: Settings, db: Database, sizes: Sizes, args: argparse.Namespace
             profile(settings, key)
             return
         with running_server(settings, SERVER_WORKERS) as (url, server_pid):
-            chat, direct_chat = f"{url}/v1/chat/completions", f"{upstream}/chat/completions"
+            chat = f"{url}/v1/responses" if args.responses else f"{url}/v1/chat/completions"
+            direct_chat = f"{upstream}/chat/completions"
             lean = not args.httpx_client
             print(f"gateway: {SERVER_WORKERS} workers, database {db.dialect}, quotas "
                   f"{'off' if args.no_quotas else 'on'}; {sizes.seconds:.0f} s per run; c=32 is "
@@ -513,6 +517,8 @@ def main() -> None:
     parser.add_argument("--httpx-client", action="store_true",
                         help="Load with httpx on asyncio (as the figures before 2026-11-26 14:20 did).")
     parser.add_argument("--profile", action="store_true", help="cProfile the app in-process instead.")
+    parser.add_argument("--responses", action="store_true",
+                        help="Call the gateway's /v1/responses (translated to chat) instead of /v1/chat/completions.")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     print(f"sovstack gateway bench — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "

@@ -13,7 +13,7 @@ from sovstack.core.api.deps import SESSION_COOKIE, PrincipalDep, SessionDep, Set
 from sovstack.core.base import utcnow
 from sovstack.core.context import unit_of_work
 from sovstack.core.errors import BadInput, MalformedBody, Refused, Unauthenticated
-from sovstack.gateway import proxy, service, usage
+from sovstack.gateway import proxy, responses, service, usage
 from sovstack.gateway.schemas import (
     BudgetSet,
     Catalogue,
@@ -68,6 +68,19 @@ async def chat_completions(request: Request) -> Response:
     if body.get("stream"):
         return await proxy.stream(request, state, prepared, body)
     return await proxy.forward(request, state, prepared, body)
+
+
+@openai_router.post("/responses")
+async def create_response(request: Request) -> Response:
+    """A model response (OpenAI's Responses API), translated to a chat completion for the upstream."""
+    _require_credentials(request)
+    body = await _body(request, ("model", "input"))
+    chat = responses.chat_body(body)
+    state = request.app.state.gateway
+    prepared = await proxy.admit(request, state, "responses", chat)
+    if chat.get("stream"):
+        return responses.stream(await proxy.stream(request, state, prepared, chat), body)
+    return responses.answer(await proxy.forward(request, state, prepared, chat), body)
 
 
 @openai_router.post("/embeddings")

@@ -36,7 +36,8 @@ T = TypeVar("T")
 CLASSIFICATION_HEADER = "x-sovstack-classification"
 STREAM_MAX_SECONDS = 900.0
 STREAM_TIMEOUT_FACTOR = 10  # a stream may last this many times its deployment's per-read timeout
-PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "moderations": "/moderations", "rerank": "/rerank"}
+PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "moderations": "/moderations", "rerank": "/rerank",
+         "responses": "/chat/completions"}  # /v1/responses is translated to chat for upstreams (responses.py)
 
 
 @dataclass
