@@ -20,6 +20,7 @@ from sovstack.gateway.schemas import (
     CutoffRequest,
     DeploymentCreate,
     DeploymentPublic,
+    KeyPolicyPublic,
     KeyPolicySet,
     ModelCreate,
     ModelPublic,
@@ -135,11 +136,18 @@ def restore(body: CutoffRequest, session: SessionDep, who: PrincipalDep) -> list
         return [d.name for d in service.restore(session, who, body)]
 
 
+@router.get("/keys/{prefix}/policy")
+def get_key_policy(prefix: str, session: SessionDep, who: PrincipalDep) -> KeyPolicyPublic:
+    """The key's own policy (its owner or an admin); its organisation's policy may bind harder."""
+    return service.key_policy(session, who, prefix)
+
+
 @router.put("/keys/{prefix}/policy")
-def key_policy(prefix: str, body: KeyPolicySet, session: SessionDep, who: PrincipalDep) -> KeyPolicySet:
+def key_policy(prefix: str, body: KeyPolicySet, session: SessionDep, who: PrincipalDep) -> KeyPolicyPublic:
+    """Change only the fields sent; ``"requests_per_minute": null`` removes the key's limit."""
     with unit_of_work(session, who):
         service.set_key_policy(session, who, prefix, body)
-    return body
+    return service.key_policy(session, who, prefix)
 
 
 @router.get("/organisations/{organisation_id}/policy")

@@ -98,17 +98,27 @@ def restore(ctx: typer.Context, jurisdiction: str | None = None, party: str | No
 
 @gateway_app.command("key-policy")
 def key_policy(ctx: typer.Context, key: str = typer.Argument(..., help="Key prefix, sk-xxxxxxxx."),
-               default: str | None = typer.Option(None, help="open|restricted|sensitive [default: the floor]"),
+               default: str | None = typer.Option(None, help="open|restricted|sensitive [default: kept; raised "
+                                                  "to the floor if below it]"),
                floor: str | None = typer.Option(None, help="Lowest classification a request may claim "
-                                                "[default: open; its organisation's floor binds anyway]."),
-               rpm: int | None = typer.Option(None, help="Requests per minute.")) -> None:
-    """Set a key's default classification, floor and rate limit (stricter than its organisation's, never looser)."""
-    given = {"default_classification": default or floor, "floor_classification": floor, "requests_per_minute": rpm}
-    data = KeyPolicySet(**{k: v for k, v in given.items() if v is not None})
+                                                "[default: kept; its organisation's floor binds anyway]."),
+               rpm: int | None = typer.Option(None, help="Requests per minute [default: kept]."),
+               no_rpm: bool = typer.Option(False, "--no-rpm", help="Remove the key's requests-per-minute limit."),
+               as_json: bool = JsonOpt) -> None:
+    """Show a key's policy, or change what is given of its default classification, floor and rate limit
+    (stricter than its organisation's, never looser); what is not given is kept."""
+    if rpm is not None and no_rpm:
+        raise BadInput("give --rpm or --no-rpm, not both", field="rpm")
+    given: dict[str, object] = {"default_classification": default, "floor_classification": floor,
+                                "requests_per_minute": rpm}
+    changes = {k: v for k, v in given.items() if v is not None}
+    if no_rpm:
+        changes["requests_per_minute"] = None
     with change(ctx) as s:
-        service.set_key_policy(s, OPERATOR, key, data)
-    say(f"{key}: default {data.default_classification}, floor {data.floor_classification}, "
-        f"{rpm or 'no'} requests-per-minute limit")
+        if changes:
+            service.set_key_policy(s, OPERATOR, key, KeyPolicySet.model_validate(changes))
+        shown = service.key_policy(s, OPERATOR, key)
+    emit_one(shown, as_json)
 
 
 @gateway_app.command("org-policy")

@@ -21,6 +21,7 @@ from sovstack.gateway.schemas import (
     CutoffRequest,
     DeploymentCreate,
     DeploymentPublic,
+    KeyPolicyPublic,
     KeyPolicySet,
     LanguageTag,
     ModelCreate,
@@ -216,23 +217,62 @@ def public(dep: Deployment, circuit: str = "closed") -> DeploymentPublic:
         weight=dep.weight, withdrawn=dep.withdrawn, withdrawn_reason=dep.withdrawn_reason, circuit=circuit)
 
 
-def set_key_policy(session: Session, who: Principal, prefix: str, data: KeyPolicySet) -> KeyPolicy:
-    """A key's owner may only make its policy stricter; anything looser needs a deployment admin. Nobody
-    may set it looser than its organisation's policy, which binds the key's calls whatever it says."""
+def _key_policy_row(session: Session, prefix: str) -> KeyPolicy:
+    return session.get(KeyPolicy, prefix) or KeyPolicy(key_prefix=prefix, default_classification="open",
+                                                       floor_classification="open", requests_per_minute=None)
+
+
+def key_policy(session: Session, who: Principal, prefix: str) -> KeyPolicyPublic:
+    """A key's policy as stored (its organisation's may bind harder); its owner or an admin may read it."""
     key = identity.get_api_key(session, prefix)
-    if rank(data.default_classification) < rank(data.floor_classification):
+    if key.user_id != who.user_id:
+        who.require_admin("gateway.key_policy.read", f"key:{prefix}")
+    return _key_policy_public(_key_policy_row(session, key.prefix))
+
+
+def _key_policy_public(row: KeyPolicy) -> KeyPolicyPublic:
+    return KeyPolicyPublic(key_prefix=row.key_prefix, default_classification=row.default_classification,
+                           floor_classification=row.floor_classification,
+                           requests_per_minute=row.requests_per_minute)
+
+
+def _merged(row: KeyPolicy, data: KeyPolicySet) -> KeyPolicySet:
+    """The policy after the change: what ``data`` states replaces the stored value, the rest is kept.
+
+    A floor raised above the kept default carries the default up with it (a default below the floor
+    could never apply); an explicit ``requests_per_minute: null`` clears the limit.
+    """
+    given = data.model_fields_set
+    merged = {"default_classification": row.default_classification, "floor_classification": row.floor_classification,
+              "requests_per_minute": row.requests_per_minute, **data.model_dump(include=given)}
+    if "default_classification" not in given and rank(merged["default_classification"]) < rank(
+            merged["floor_classification"]):
+        merged["default_classification"] = merged["floor_classification"]
+    return KeyPolicySet(**merged)
+
+
+def set_key_policy(session: Session, who: Principal, prefix: str, data: KeyPolicySet) -> KeyPolicy:
+    """Change what ``data`` states of a key's policy, keeping the rest (a partial update).
+
+    A key's owner may only make its policy stricter; anything looser needs a deployment admin. Nobody
+    may set it looser than its organisation's policy, which binds the key's calls whatever it says.
+    Both rules judge the policy as it will be after the change, not the request alone.
+    """
+    key = identity.get_api_key(session, prefix)
+    row = _key_policy_row(session, key.prefix)
+    merged = _merged(row, data)
+    if rank(merged.default_classification) < rank(merged.floor_classification):
         raise BadInput("the default classification may not be below the floor", field="default_classification")
-    row = session.get(KeyPolicy, key.prefix) or KeyPolicy(key_prefix=key.prefix, default_classification="open",
-                                                          floor_classification="open", requests_per_minute=None)
-    if key.user_id != who.user_id or not _stricter(row, data):
+    if key.user_id != who.user_id or not _stricter(row, merged):
         who.require_admin("gateway.key_policy", f"key:{prefix}")
     _within_organisation(session, key, data)
-    row.default_classification, row.floor_classification = data.default_classification, data.floor_classification
-    row.requests_per_minute = data.requests_per_minute
+    row.default_classification = merged.default_classification
+    row.floor_classification = merged.floor_classification
+    row.requests_per_minute = merged.requests_per_minute
     session.add(row)
     bump(session)
     audit.record(session, actor=who.actor, action="gateway.key_policy", target=f"key:{key.prefix}",
-                 detail=data.model_dump())
+                 detail={"changed": sorted(data.model_fields_set), **merged.model_dump()})
     return row
 
 
