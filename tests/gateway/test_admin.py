@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,13 @@ import yaml
 from sqlalchemy import select
 
 from sovstack.cli import run
+from sovstack.core import audit
+from sovstack.core.base import utcnow
 from sovstack.core.context import unit_of_work
-from sovstack.core.tables import User
-from sovstack.gateway import service
+from sovstack.core.tables import AuditEvent, User
+from sovstack.gateway import routing, service
 from sovstack.gateway.schemas import KeyPolicySet
+from sovstack.gateway.tables import CircuitReport, Usage
 from tests.conftest import make_key
 from tests.gateway.conftest import OPERATOR, Gateway, deployment, register
 from tests.gateway.upstream import Upstream
@@ -166,3 +170,150 @@ def test_a_catalogue_file_with_a_line_break_in_a_key_is_exit_2(gateway: Gateway,
     assert run([*home(gateway), "gateway", "apply", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "api_key" in err and "control characters" in err
+
+
+# D10: circuits as the servers see them -----------------------------------------------------------------------
+
+def deployments_api(gw: Gateway) -> dict[str, dict[str, Any]]:
+    r = httpx.get(f"{gw.url}/api/v1/gateway/deployments", headers=bearer(gw.admin_key), timeout=10)
+    assert r.status_code == 200, r.text
+    return {d["name"]: d for d in r.json()}
+
+
+def deployments_cli(gw: Gateway, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, Any]]:
+    capsys.readouterr()
+    assert run([*home(gw), "gateway", "deployments", "--json"]) == 0
+    return {d["name"]: d for d in json.loads(capsys.readouterr().out)}
+
+
+def post(gw: Gateway, body: dict[str, Any] = CHAT) -> httpx.Response:
+    return httpx.post(f"{gw.url}/v1/chat/completions", json=body, headers=bearer(gw.key), timeout=30)
+
+
+def test_a_circuit_opened_in_the_server_shows_open_in_the_cli_and_the_api(
+        gateway: Gateway, upstreams: Callable[..., Upstream], capsys: pytest.CaptureFixture[str]) -> None:
+    bad, good = upstreams("bad", "500"), upstreams("good")
+    register(gateway.db, "m", deployment("first", bad.url, priority=1), deployment("second", good.url, priority=2))
+    for _ in range(routing.FAILURES_TO_OPEN):
+        assert post(gateway).headers["x-sovstack-deployment"] == "second"
+    reporter = gateway.app.state.circuits
+    reporter.flush()
+    seen = deployments_cli(gateway, capsys)  # another process: it knows only what the server wrote
+    assert (seen["first"]["circuit"], seen["second"]["circuit"]) == ("open", "closed")
+    assert seen["first"]["circuit_process"] == reporter.process and seen["first"]["circuit_at"]
+    assert "after 3 failures" in seen["first"]["circuit_detail"]
+    api = deployments_api(gateway)
+    assert api["first"]["circuit"] == "open" and api["first"]["circuit_process"] == reporter.process
+
+    # The cool-down passes, the upstream recovers: the probe closes the circuit, and the CLI hears of it.
+    bad.mode = "ok"
+    first_id = api["first"]["id"]
+    breaker = gateway.app.state.gateway.breakers.of(first_id)
+    assert breaker.opened_at is not None
+    breaker.opened_at -= routing.COOL_DOWN_SECONDS
+    for _ in range(20):  # weighted order may pick "second" first: priority 1 goes first, so one call does it
+        if post(gateway).headers["x-sovstack-deployment"] == "first":
+            break
+    reporter.flush()
+    assert deployments_cli(gateway, capsys)["first"]["circuit"] == "closed"
+    assert deployments_api(gateway)["first"]["circuit"] == "closed"
+
+
+def test_transitions_are_written_not_requests(gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
+    register(gateway.db, "m", deployment("ok", upstreams("ok").url))
+    for _ in range(5):
+        assert post(gateway).status_code == 200
+    gateway.app.state.circuits.flush()
+    with gateway.db.session() as s:
+        assert s.scalars(select(CircuitReport)).all() == []  # a healthy deployment costs no write at all
+
+
+def test_a_dead_processs_open_circuit_does_not_show_open_forever(gateway: Gateway,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    register(gateway.db, "m", deployment("d", "http://127.0.0.1:1/v1"))
+    dep_id = deployments_api(gateway)["d"]["id"]
+
+    def report(opened_seconds_ago: float) -> None:
+        with gateway.db.session() as s:
+            s.merge(CircuitReport(deployment_id=dep_id, process="gone-host:4242", state="open", failures=3,
+                                  opened_at=utcnow() - timedelta(seconds=opened_seconds_ago), at=utcnow()))
+            s.commit()
+
+    report(1)
+    assert deployments_cli(gateway, capsys)["d"]["circuit"] == "open"
+    assert deployments_api(gateway)["d"]["circuit_process"] == "gone-host:4242"  # another process's report
+    report(routing.COOL_DOWN_SECONDS + 1)
+    shown = deployments_cli(gateway, capsys)["d"]
+    assert shown["circuit"] == "half-open" and "cool-down has passed" in shown["circuit_detail"]
+
+
+# D11: disable, enable and delete one deployment or one model -------------------------------------------------
+
+def admin_call(gw: Gateway, method: str, path: str, key: str | None = None, **params: Any) -> httpx.Response:
+    return httpx.request(method, f"{gw.url}/api/v1/gateway{path}", headers=bearer(key or gw.admin_key),
+                         params=params, timeout=10)
+
+
+def test_a_disabled_deployment_is_skipped_with_a_reason(gateway: Gateway, upstreams: Callable[..., Upstream],
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    one, two = upstreams("one"), upstreams("two")
+    register(gateway.db, "m", deployment("first", one.url, priority=1), deployment("second", two.url, priority=2))
+    assert admin_call(gateway, "POST", "/deployments/first/disable", key=gateway.key).status_code == 403
+    r = admin_call(gateway, "POST", "/deployments/first/disable")
+    assert r.status_code == 200 and r.json()["enabled"] is False
+    answered = post(gateway)
+    assert answered.headers["x-sovstack-deployment"] == "second" and answered.headers["x-sovstack-tries"] == "1"
+    assert admin_call(gateway, "POST", "/deployments/second/disable").status_code == 200
+    refused = post(gateway)
+    assert refused.status_code == 403 and "disabled by an admin" in refused.json()["error"]["message"]
+    assert httpx.get(f"{gateway.url}/v1/models", headers=bearer(gateway.key), timeout=10).json()["data"] == []
+    assert run([*home(gateway), "gateway", "enable-deployment", "first"]) == 0
+    assert post(gateway).headers["x-sovstack-deployment"] == "first"
+    assert run([*home(gateway), "gateway", "disable-deployment", "nowhere"]) == 2
+    with gateway.db.session() as s:
+        actions = s.scalars(select(AuditEvent.action).where(AuditEvent.action.like("gateway.deployment.%"))).all()
+    assert actions.count("gateway.deployment.disable") == 2 and "gateway.deployment.enable" in actions
+
+
+def test_a_disabled_model_is_hidden_and_refused(gateway: Gateway, upstreams: Callable[..., Upstream],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    register(gateway.db, "m", deployment("d", upstreams("d").url))
+    assert run([*home(gateway), "gateway", "disable-model", "m"]) == 0
+    r = post(gateway)
+    assert r.status_code == 404 and "disabled" in r.json()["error"]["message"]
+    assert httpx.get(f"{gateway.url}/v1/models", headers=bearer(gateway.key), timeout=10).json()["data"] == []
+    models = httpx.get(f"{gateway.url}/api/v1/gateway/models", headers=bearer(gateway.admin_key), timeout=10).json()
+    assert [(m["name"], m["enabled"]) for m in models] == [("m", False)]
+    assert admin_call(gateway, "POST", "/models/m/enable").json()["enabled"] is True
+    assert post(gateway).status_code == 200
+    assert [m["id"] for m in httpx.get(f"{gateway.url}/v1/models", headers=bearer(gateway.key),
+                                       timeout=10).json()["data"]] == ["m"]
+
+
+def test_deleting_keeps_usage_and_a_model_with_deployments_needs_force(
+        gateway: Gateway, upstreams: Callable[..., Upstream], capsys: pytest.CaptureFixture[str]) -> None:
+    up = upstreams("up", "500")
+    register(gateway.db, "m", deployment("a", up.url), deployment("b", up.url))
+    for _ in range(routing.FAILURES_TO_OPEN):
+        post(gateway)
+    gateway.app.state.circuits.flush()
+    assert admin_call(gateway, "DELETE", "/deployments/a", key=gateway.key).status_code == 403
+    assert admin_call(gateway, "DELETE", "/deployments/a").json() == {"deleted": "a"}
+    assert set(deployments_api(gateway)) == {"b"}
+    r = admin_call(gateway, "DELETE", "/models/m")
+    assert r.status_code == 409 and "--force" in r.json()["error"]["message"]
+    assert run([*home(gateway), "gateway", "delete-model", "m"]) == 2
+    assert "still has deployments (b)" in capsys.readouterr().err
+    assert run([*home(gateway), "gateway", "delete-model", "m", "--force"]) == 0
+    assert "with its deployments b" in capsys.readouterr().out
+    with gateway.db.session() as s:
+        usage = s.scalars(select(Usage)).all()
+        assert len(usage) == routing.FAILURES_TO_OPEN and {u.model for u in usage} == {"m"}
+        assert s.scalars(select(CircuitReport)).all() == []
+        assert audit.verify(s).ok
+    assert post(gateway).status_code == 404
+    register(gateway.db, "m", deployment("a", upstreams("again").url))  # the names are free again
+    assert post(gateway).status_code == 200
+    report = httpx.get(f"{gateway.url}/api/v1/gateway/usage?by=deployment", headers=bearer(gateway.admin_key),
+                       timeout=10)
+    assert report.status_code == 200 and {r["group"] for r in report.json()["rows"]} >= {"a"}

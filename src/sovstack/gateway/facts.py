@@ -69,6 +69,7 @@ class DeploymentFacts:
     timeout_seconds: float
     withdrawn: bool
     withdrawn_reason: str
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class ModelFacts:
     name: str
     language_routing: bool
     deployments: tuple[DeploymentFacts, ...]
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,8 @@ def _deployment(d: Deployment, unseal: Callable[[str], str]) -> DeploymentFacts:
         api_key=unseal(d.api_key_encrypted), hosting_jurisdiction=d.hosting_jurisdiction, operator=_party(d.operator),
         developer=_party(d.developer), licence=d.licence, open_weights=d.open_weights, languages=list(d.languages),
         price_in=d.price_in, price_out=d.price_out, priority=d.priority, weight=d.weight,
-        timeout_seconds=d.timeout_seconds, withdrawn=d.withdrawn, withdrawn_reason=d.withdrawn_reason)
+        timeout_seconds=d.timeout_seconds, withdrawn=d.withdrawn, withdrawn_reason=d.withdrawn_reason,
+        enabled=d.enabled)
 
 
 def load(session: Session, stamp: tuple[Any, ...], home: str, unseal: Callable[[str], str]) -> Snapshot:
@@ -125,7 +128,7 @@ def load(session: Session, stamp: tuple[Any, ...], home: str, unseal: Callable[[
     return Snapshot(
         stamp=stamp, loaded=time.monotonic(), policy=policy.current(session, home),
         models={m.name: ModelFacts(m.id, m.name, m.language_routing,
-                                   tuple(_deployment(d, unseal) for d in m.deployments)) for m in models},
+                                   tuple(_deployment(d, unseal) for d in m.deployments), m.enabled) for m in models},
         keys={k.key_prefix: KeyFacts(k.default_classification, k.floor_classification, k.requests_per_minute)
               for k in session.scalars(select(KeyPolicy))},
         orgs={o.organisation_id: OrgFacts(o.floor_classification, o.requests_per_minute_per_person,

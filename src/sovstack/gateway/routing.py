@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 FAILURES_TO_OPEN = 3
 TIERS = {"high": 0, "medium": 1, "low": 2}
 COOL_DOWN_SECONDS = 30.0
+# Told of each transition (opened, probing, closed) with the deployment's id; it must not block (circuits.py).
+Observer = Callable[[int, "Breaker"], None]
 
 
 @dataclass
@@ -26,6 +28,12 @@ class Breaker:
     failures: int = 0
     opened_at: float | None = None
     probing: bool = False
+    deployment_id: int = 0
+    observer: Observer | None = field(default=None, repr=False, compare=False)
+
+    def _tell(self) -> None:
+        if self.observer is not None:
+            self.observer(self.deployment_id, self)
 
     def state(self, now: float | None = None) -> str:
         if self.opened_at is None:
@@ -39,17 +47,22 @@ class Breaker:
             return True
         if state == "half-open" and not self.probing:
             self.probing = True
+            self._tell()
             return True
         return False
 
     def succeeded(self) -> None:
+        was_open = self.opened_at is not None
         self.failures, self.opened_at, self.probing = 0, None, False
+        if was_open:
+            self._tell()
 
     def failed(self) -> None:
         self.failures += 1
         self.probing = False
         if self.failures >= FAILURES_TO_OPEN:
             self.opened_at = time.monotonic()
+            self._tell()
 
 
 @dataclass
@@ -57,9 +70,13 @@ class Breakers:
     """The circuits of one server process (each replica learns for itself)."""
 
     by_deployment: dict[int, Breaker] = field(default_factory=dict)
+    observer: Observer | None = None
 
     def of(self, deployment_id: int) -> Breaker:
-        return self.by_deployment.setdefault(deployment_id, Breaker())
+        found = self.by_deployment.get(deployment_id)
+        if found is None:
+            found = self.by_deployment[deployment_id] = Breaker(deployment_id=deployment_id, observer=self.observer)
+        return found
 
     def state(self, deployment_id: int) -> str:
         found = self.by_deployment.get(deployment_id)
@@ -98,6 +115,9 @@ def plan(doc: policy.PolicyDocument, who: Principal | None, classification: str,
     for dep in deployments:
         if dep.withdrawn:
             refused[dep.name] = [f"withdrawn: {dep.withdrawn_reason or 'cut off'}"]
+            continue
+        if not dep.enabled:
+            refused[dep.name] = ["disabled by an admin"]
             continue
         decision = policy.decide(doc, who, "process", policy.Resource(
             classification=classification, party=dep.operator, hosting_jurisdiction=dep.hosting_jurisdiction,

@@ -54,6 +54,7 @@ class ModelPublic(BaseModel):
     name: str
     description: str
     language_routing: bool
+    enabled: bool = True
     deployments: list[str]
 
 
@@ -107,7 +108,11 @@ class DeploymentPublic(BaseModel):
     weight: int
     withdrawn: bool
     withdrawn_reason: str
-    circuit: str = "closed"
+    enabled: bool = True
+    circuit: str = Field("closed", description="closed, open or half-open, as the server processes report it.")
+    circuit_process: str | None = Field(None, description="The server process (host:pid) whose report this is.")
+    circuit_at: UTCDateTime | None = Field(None, description="When that process reported it.")
+    circuit_detail: str = ""
 
 
 class ModelEntry(ModelCreate):

@@ -14,7 +14,9 @@ from sovstack.core.errors import BadInput, Conflict, NotFound
 from sovstack.core.policy import rank
 from sovstack.core.settings import Settings
 from sovstack.core.tables import ApiKey
+from sovstack.gateway.circuits import CLOSED, CircuitView, reported
 from sovstack.gateway.facts import bump
+from sovstack.gateway.routing import Breakers
 from sovstack.gateway.schemas import (
     BudgetSet,
     Catalogue,
@@ -32,6 +34,7 @@ from sovstack.gateway.schemas import (
 )
 from sovstack.gateway.secrets import seal, unseal
 from sovstack.gateway.tables import (
+    CircuitReport,
     Deployment,
     GatewayModel,
     KeyPolicy,
@@ -55,9 +58,15 @@ def get_model(session: Session, name: str) -> GatewayModel:
     return model
 
 
+def servable(model: GatewayModel) -> bool:
+    """Whether /v1/models lists the model: enabled, with a deployment neither withdrawn nor disabled."""
+    return model.enabled and any(d.enabled and not d.withdrawn for d in model.deployments)
+
+
 def model_public(model: GatewayModel) -> ModelPublic:
     return ModelPublic(id=model.id, name=model.name, description=model.description,
-                       language_routing=model.language_routing, deployments=[d.name for d in model.deployments])
+                       language_routing=model.language_routing, enabled=model.enabled,
+                       deployments=[d.name for d in model.deployments])
 
 
 def create_model(session: Session, who: Principal, data: ModelCreate) -> GatewayModel:
@@ -168,6 +177,68 @@ def _apply_deployment(session: Session, who: Principal, settings: Settings, data
     return "updated"
 
 
+def set_deployment_enabled(session: Session, who: Principal, name: str, enabled: bool) -> Deployment:
+    """Take one deployment out of routing (or put it back); every process reloads on its next request."""
+    action = "gateway.deployment." + ("enable" if enabled else "disable")
+    who.require_admin(action, f"deployment:{name}")
+    dep = get_deployment(session, name)
+    changed = dep.enabled != enabled
+    dep.enabled = enabled
+    bump(session)
+    audit.record(session, actor=who.actor, action=action, target=f"deployment:{name}", detail={"changed": changed})
+    return dep
+
+
+def set_model_enabled(session: Session, who: Principal, name: str, enabled: bool) -> GatewayModel:
+    """Hide a model from /v1/models and refuse calls to it (or undo that); its deployments keep their state."""
+    action = "gateway.model." + ("enable" if enabled else "disable")
+    who.require_admin(action, f"model:{name}")
+    model = get_model(session, name)
+    changed = model.enabled != enabled
+    model.enabled = enabled
+    bump(session)
+    audit.record(session, actor=who.actor, action=action, target=f"model:{name}", detail={"changed": changed})
+    return model
+
+
+def _forget_circuits(session: Session, deployment_ids: list[int]) -> None:
+    if deployment_ids:
+        session.execute(delete(CircuitReport).where(CircuitReport.deployment_id.in_(deployment_ids)))
+
+
+def delete_deployment(session: Session, who: Principal, name: str) -> None:
+    """Remove a deployment from the catalogue. Its usage and transcripts stay: they name it as text."""
+    who.require_admin("gateway.deployment.delete", f"deployment:{name}")
+    dep = get_deployment(session, name)
+    detail = {"model": dep.model.name, "base_url": dep.base_url, "upstream_model": dep.upstream_model}
+    _forget_circuits(session, [dep.id])
+    session.delete(dep)
+    session.flush()
+    bump(session)
+    audit.record(session, actor=who.actor, action="gateway.deployment.delete", target=f"deployment:{name}",
+                 detail=detail)
+
+
+def delete_model(session: Session, who: Principal, name: str, *, force: bool = False) -> list[str]:
+    """Remove a model; one that still has deployments only with ``force``, which deletes them with it.
+
+    Returns the names of the deployments deleted with it. Usage and transcripts stay (names as text).
+    """
+    who.require_admin("gateway.model.delete", f"model:{name}")
+    model = get_model(session, name)
+    deps = [d.name for d in model.deployments]
+    if deps and not force:
+        raise Conflict(f"model {name!r} still has deployments ({', '.join(deps)}): delete or move them first, "
+                       f"or delete them with it (--force, ?force=true)", field="model")
+    _forget_circuits(session, [d.id for d in model.deployments])
+    session.delete(model)  # its deployments go with it (delete-orphan)
+    session.flush()
+    bump(session)
+    audit.record(session, actor=who.actor, action="gateway.model.delete", target=f"model:{name}",
+                 detail={"deployments_deleted": deps})
+    return deps
+
+
 def _affected(session: Session, req: CutoffRequest) -> list[Deployment]:
     if not (req.jurisdiction or req.party):
         raise BadInput("name a --jurisdiction or a --party", field="jurisdiction")
@@ -205,7 +276,7 @@ def restore(session: Session, who: Principal, req: CutoffRequest) -> list[Deploy
     return affected
 
 
-def public(dep: Deployment, circuit: str = "closed") -> DeploymentPublic:
+def public(dep: Deployment, circuit: CircuitView = CLOSED) -> DeploymentPublic:
     return DeploymentPublic(
         id=dep.id, name=dep.name, model=dep.model.name, backend=dep.backend, base_url=dep.base_url,
         upstream_model=dep.upstream_model, has_api_key=bool(dep.api_key_encrypted),
@@ -214,7 +285,16 @@ def public(dep: Deployment, circuit: str = "closed") -> DeploymentPublic:
         developer=dep.developer.name, developer_jurisdiction=dep.developer.jurisdiction, licence=dep.licence,
         open_weights=dep.open_weights, languages=[LanguageTag(**t) for t in dep.languages],
         context_length=dep.context_length, price_in=dep.price_in, price_out=dep.price_out, priority=dep.priority,
-        weight=dep.weight, withdrawn=dep.withdrawn, withdrawn_reason=dep.withdrawn_reason, circuit=circuit)
+        weight=dep.weight, withdrawn=dep.withdrawn, withdrawn_reason=dep.withdrawn_reason, enabled=dep.enabled,
+        circuit=circuit.state, circuit_process=circuit.process, circuit_at=circuit.at,
+        circuit_detail=circuit.detail)
+
+
+def deployments_public(session: Session, model: str | None = None,
+                       local: tuple[str, Breakers] | None = None) -> list[DeploymentPublic]:
+    """Deployments with their circuits as the server processes report them (``local``: this server's own)."""
+    circuits = reported(session, local)
+    return [public(d, circuits.get(d.id, CLOSED)) for d in list_deployments(session, model)]
 
 
 def _key_policy_row(session: Session, prefix: str) -> KeyPolicy:
