@@ -112,6 +112,7 @@ def disable_model(name: str, session: SessionDep, who: PrincipalDep) -> ModelPub
 
 @router.post("/models/{name:path}/enable")
 def enable_model(name: str, session: SessionDep, who: PrincipalDep) -> ModelPublic:
+    """Serve a disabled model again."""
     with unit_of_work(session, who):
         service.set_model_enabled(session, who, name, True)
     return service.model_public(service.get_model(session, name))
@@ -144,6 +145,7 @@ def disable_deployment(request: Request, name: str, session: SessionDep, who: Pr
 
 @router.post("/deployments/{name:path}/enable")
 def enable_deployment(request: Request, name: str, session: SessionDep, who: PrincipalDep) -> DeploymentPublic:
+    """Put a disabled deployment back into routing."""
     with unit_of_work(session, who):
         service.set_deployment_enabled(session, who, name, True)
     return _one(request, session, name)

@@ -69,8 +69,11 @@ class CircuitReporter:
         self.db = db
         self.process = process or process_name()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sovstack-circuits")
+        self._closed = False
 
     def __call__(self, deployment_id: int, breaker: Breaker) -> None:
+        if self._closed:  # a stream ending while the app shuts down: nobody is left to read the report
+            return
         now_mono, now = time.monotonic(), utcnow()
         opened = None if breaker.opened_at is None else now - timedelta(seconds=now_mono - breaker.opened_at)
         self._writer.submit(self._write, Transition(deployment_id, breaker.state(now_mono), breaker.failures,
@@ -93,6 +96,7 @@ class CircuitReporter:
         self._writer.submit(lambda: None).result()
 
     def close(self) -> None:
+        self._closed = True
         self._writer.shutdown(wait=True)
 
 
