@@ -18,6 +18,7 @@ from sovstack.cli import run
 from sovstack.core import audit
 from sovstack.core.base import utcnow
 from sovstack.core.context import unit_of_work
+from sovstack.core.settings import Settings
 from sovstack.core.tables import AuditEvent, User
 from sovstack.gateway import routing, service
 from sovstack.gateway.schemas import KeyPolicySet
@@ -317,3 +318,40 @@ def test_deleting_keeps_usage_and_a_model_with_deployments_needs_force(
     report = httpx.get(f"{gateway.url}/api/v1/gateway/usage?by=deployment", headers=bearer(gateway.admin_key),
                        timeout=10)
     assert report.status_code == 200 and {r["group"] for r in report.json()["rows"]} >= {"a"}
+
+
+def test_the_migration_keeps_deployments_and_never_reuses_their_ids(tmp_path: Path) -> None:
+    """0009 rebuilds gateway_deployments on SQLite; a rebuild of gateway_models would cascade to every deployment."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from sovstack.core.db import Database
+    from tests.conftest import SECRET
+
+    db = Database(Settings(home=tmp_path, environment="test", secret_key=SECRET,
+                           database_url=f"sqlite:///{tmp_path}/old.db"))
+    command.upgrade(db._alembic(), "0008_authz")
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO parties (id, name, kinds, jurisdiction, ultimate_parent, parent_jurisdiction, "
+                          "website, notes, created_at) VALUES (1, 'P', '[]', 'IN', '', 'IN', '', '', '2026-01-01')"))
+        conn.execute(text("INSERT INTO gateway_models (id, name, description, language_routing, created_at) "
+                          "VALUES (1, 'm', '', 0, '2026-01-01')"))
+        conn.execute(text(INSERT_DEPLOYMENT.format(id_col="id, ", id_val="7, ", name="d")))
+    command.upgrade(db._alembic(), "head")
+    with db.engine.begin() as conn:
+        assert conn.execute(text("SELECT id, name, enabled FROM gateway_deployments")).all() == [(7, "d", 1)]
+        assert conn.execute(text("SELECT enabled FROM gateway_models")).scalar_one() == 1
+        conn.execute(text("DELETE FROM gateway_deployments"))
+        conn.execute(text(INSERT_DEPLOYMENT.format(id_col="", id_val="", name="e")))
+        assert conn.execute(text("SELECT id FROM gateway_deployments")).scalar_one() == 8
+    command.downgrade(db._alembic(), "0008_authz")
+    with db.engine.begin() as conn:
+        assert conn.execute(text("SELECT id, name FROM gateway_deployments")).all() == [(8, "e")]
+    db.dispose()
+
+
+INSERT_DEPLOYMENT = (
+    "INSERT INTO gateway_deployments ({id_col}name, model_id, backend, base_url, upstream_model, api_key_encrypted, "
+    "hosting_jurisdiction, operator_id, developer_id, licence, open_weights, languages, context_length, price_in, "
+    "price_out, priority, weight, timeout_seconds, withdrawn, withdrawn_reason, created_at) VALUES ({id_val}'{name}', "
+    "1, 'openai', 'http://x', 'u', '', 'IN', 1, 1, 'l', 0, '[]', 1, 0, 0, 1, 1, 1, 0, '', '2026-01-01')")

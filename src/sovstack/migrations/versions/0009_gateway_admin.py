@@ -16,8 +16,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("gateway_models") as batch:
-        batch.add_column(sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()))
+    # A plain ALTER TABLE, never a rebuild: with foreign keys on, dropping gateway_models to rebuild it
+    # would cascade to every deployment.
+    op.add_column("gateway_models", sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()))
     # SQLite: AUTOINCREMENT so a deleted deployment's id (which circuits are keyed by) is never reused;
     # the table is rebuilt for it. PostgreSQL sequences never reuse ids anyway.
     with op.batch_alter_table("gateway_deployments", recreate="auto",
@@ -40,5 +41,7 @@ def downgrade() -> None:
     op.drop_table("gateway_circuits")
     with op.batch_alter_table("gateway_deployments") as batch:
         batch.drop_column("enabled")
-    with op.batch_alter_table("gateway_models") as batch:
-        batch.drop_column("enabled")
+    if op.get_bind().dialect.name == "sqlite":  # SQLite ≥ 3.35 drops a column in place: no cascading rebuild
+        op.execute("ALTER TABLE gateway_models DROP COLUMN enabled")
+    else:
+        op.drop_column("gateway_models", "enabled")
