@@ -285,3 +285,48 @@ def test_catalogue_can_be_applied_from_the_console(console: TestClient, db: Data
     assert deep.status_code == 422 and "the catalogue: nested more than 100 levels deep" in deep.text
     bomb = console.post("/gateway/apply", data={"csrf_token": token, "catalogue": LAUGHS})
     assert bomb.status_code == 422 and "its YAML aliases expand it to over 100,000 values" in bomb.text
+
+
+def test_disable_enable_and_delete_from_the_catalogue_page(console: TestClient, catalogue: Callable[..., None],
+                                                           db: Database) -> None:
+    catalogue("indic-dead", DEAD)
+    catalogue("indic-other", DEAD)
+    page = console.get("/gateway")
+    token = csrf_of(page.text)
+    assert 'action="/gateway/manage/deployments/disable"' in page.text
+    r = console.post("/gateway/manage/deployments/disable", data={"name": "indic-dead", "csrf_token": token},
+                     follow_redirects=False)
+    assert r.status_code == 303
+    with db.session() as s:
+        assert {d.name: d.enabled for d in s.query(Deployment)} == {"indic-dead": False, "indic-other": True}
+    page = console.get(r.headers["location"])
+    row = page.text[page.text.index('id="deployment-indic-dead"'):]
+    assert "Disabled deployment indic-dead." in page.text and "disabled" in row[:row.index("</tr>")]
+    assert console.post("/gateway/manage/deployments/enable", data={"name": "indic-dead", "csrf_token": token},
+                        follow_redirects=False).status_code == 303
+    assert console.post("/gateway/manage/deployments/delete", data={"name": "indic-dead", "csrf_token": token},
+                        follow_redirects=False).status_code == 303
+    missing = console.post("/gateway/manage/deployments/delete", data={"name": "indic-dead", "csrf_token": token})
+    assert missing.status_code == 404 and "indic-dead" in missing.text
+    assert console.post("/gateway/manage/models/delete", data={"name": "indic-chat", "csrf_token": "forged"},
+                        follow_redirects=False).status_code == 403
+    gone = console.post("/gateway/manage/models/delete", data={"name": "indic-chat", "csrf_token": token},
+                        follow_redirects=False)
+    assert gone.status_code == 303
+    assert "Deleted model indic-chat and its deployments indic-other." in console.get(gone.headers["location"]).text
+    with db.session() as s:
+        assert s.query(Deployment).count() == 0
+
+
+def test_a_member_sees_no_manage_buttons_and_cannot_post_them(client: TestClient, catalogue: Callable[..., None],
+                                                              db: Database) -> None:
+    catalogue("indic-dead", DEAD)
+    member = make_user(db, "member@test.example")
+    assert post_login(client, member["email"], member["password"]).status_code == 303
+    page = client.get("/gateway")
+    assert "/gateway/manage/" not in page.text
+    r = client.post("/gateway/manage/deployments/disable",
+                    data={"name": "indic-dead", "csrf_token": csrf_of(page.text)})
+    assert r.status_code == 403
+    with db.session() as s:
+        assert s.query(Deployment).one().enabled

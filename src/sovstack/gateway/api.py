@@ -20,6 +20,7 @@ from sovstack.gateway.schemas import (
     CutoffRequest,
     DeploymentCreate,
     DeploymentPublic,
+    KeyPolicyPublic,
     KeyPolicySet,
     ModelCreate,
     ModelPublic,
@@ -121,7 +122,7 @@ def models(session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
     if not who.has_scope("gateway"):
         raise Refused("this API key lacks the gateway scope", action="gateway.auth")
     data = [{"id": m.name, "object": "model", "created": int(m.created_at.timestamp()), "owned_by": "sovstack"}
-            for m in service.list_models(session) if any(not d.withdrawn for d in m.deployments)]
+            for m in service.list_models(session) if service.servable(m)]
     return {"object": "list", "data": data}
 
 
@@ -139,11 +140,66 @@ def create_model(body: ModelCreate, session: SessionDep, who: PrincipalDep) -> M
     return service.model_public(service.get_model(session, model.name))
 
 
+@router.post("/models/{name:path}/disable")
+def disable_model(name: str, session: SessionDep, who: PrincipalDep) -> ModelPublic:
+    """Hide the model from /v1/models and refuse calls to it (404); its deployments are kept."""
+    with unit_of_work(session, who):
+        service.set_model_enabled(session, who, name, False)
+    return service.model_public(service.get_model(session, name))
+
+
+@router.post("/models/{name:path}/enable")
+def enable_model(name: str, session: SessionDep, who: PrincipalDep) -> ModelPublic:
+    """Serve a disabled model again."""
+    with unit_of_work(session, who):
+        service.set_model_enabled(session, who, name, True)
+    return service.model_public(service.get_model(session, name))
+
+
+@router.delete("/models/{name:path}")
+def delete_model(name: str, session: SessionDep, who: PrincipalDep,
+                 force: bool = Query(False, description="Delete its deployments with it.")) -> dict[str, Any]:
+    """Delete a model; one with deployments only with ``?force=true`` (409 otherwise). Usage is kept."""
+    with unit_of_work(session, who):
+        deployments = service.delete_model(session, who, name, force=force)
+    return {"deleted": name, "deployments_deleted": deployments}
+
+
 @router.get("/deployments")
 def list_deployments(request: Request, session: SessionDep, who: PrincipalDep,
                      model: str | None = None) -> list[DeploymentPublic]:
-    breakers = request.app.state.gateway.breakers
-    return [service.public(d, breakers.state(d.id)) for d in service.list_deployments(session, model)]
+    """Deployments, with each circuit as the server processes report it (which process, and when)."""
+    local = (request.app.state.circuits.process, request.app.state.gateway.breakers)
+    return service.deployments_public(session, model, local)
+
+
+@router.post("/deployments/{name:path}/disable")
+def disable_deployment(request: Request, name: str, session: SessionDep, who: PrincipalDep) -> DeploymentPublic:
+    """Take the deployment out of routing (calls go to the others); it is kept, and can be enabled again."""
+    with unit_of_work(session, who):
+        service.set_deployment_enabled(session, who, name, False)
+    return _one(request, session, name)
+
+
+@router.post("/deployments/{name:path}/enable")
+def enable_deployment(request: Request, name: str, session: SessionDep, who: PrincipalDep) -> DeploymentPublic:
+    """Put a disabled deployment back into routing."""
+    with unit_of_work(session, who):
+        service.set_deployment_enabled(session, who, name, True)
+    return _one(request, session, name)
+
+
+@router.delete("/deployments/{name:path}")
+def delete_deployment(name: str, session: SessionDep, who: PrincipalDep) -> dict[str, str]:
+    """Delete the deployment; its usage history is kept (it names the deployment as text)."""
+    with unit_of_work(session, who):
+        service.delete_deployment(session, who, name)
+    return {"deleted": name}
+
+
+def _one(request: Request, session: SessionDep, name: str) -> DeploymentPublic:
+    local = (request.app.state.circuits.process, request.app.state.gateway.breakers)
+    return next(d for d in service.deployments_public(session, None, local) if d.name == name)
 
 
 @router.post("/deployments", status_code=status.HTTP_201_CREATED)
@@ -173,11 +229,18 @@ def restore(body: CutoffRequest, session: SessionDep, who: PrincipalDep) -> list
         return [d.name for d in service.restore(session, who, body)]
 
 
+@router.get("/keys/{prefix}/policy")
+def get_key_policy(prefix: str, session: SessionDep, who: PrincipalDep) -> KeyPolicyPublic:
+    """The key's own policy (its owner or an admin); its organisation's policy may bind harder."""
+    return service.key_policy(session, who, prefix)
+
+
 @router.put("/keys/{prefix}/policy")
-def key_policy(prefix: str, body: KeyPolicySet, session: SessionDep, who: PrincipalDep) -> KeyPolicySet:
+def key_policy(prefix: str, body: KeyPolicySet, session: SessionDep, who: PrincipalDep) -> KeyPolicyPublic:
+    """Change only the fields sent; ``"requests_per_minute": null`` removes the key's limit."""
     with unit_of_work(session, who):
         service.set_key_policy(session, who, prefix, body)
-    return body
+    return service.key_policy(session, who, prefix)
 
 
 @router.get("/organisations/{organisation_id}/policy")

@@ -29,7 +29,7 @@ from sovstack.gateway.schemas import (
 gateway_app = typer.Typer(help="The model gateway: models, deployments, cut-offs, usage.", no_args_is_help=True)
 
 DEPLOYMENT_COLUMNS = ["name", "model", "hosting_jurisdiction", "operator", "developer", "open_weights", "licence",
-                      "priority", "withdrawn"]
+                      "priority", "withdrawn", "enabled", "circuit", "circuit_detail"]
 
 
 @gateway_app.command("models")
@@ -37,7 +37,7 @@ def models(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     """Logical models and the deployments behind them."""
     with session_of(ctx) as s:
         emit([service.model_public(m) for m in service.list_models(s)],
-             ["name", "language_routing", "deployments", "description"], as_json)
+             ["name", "enabled", "language_routing", "deployments", "description"], as_json)
 
 
 @gateway_app.command("add-model")
@@ -52,9 +52,59 @@ def add_model(ctx: typer.Context, name: str, description: str = "",
 
 @gateway_app.command("deployments")
 def deployments(ctx: typer.Context, model: str | None = None, as_json: bool = JsonOpt) -> None:
-    """Deployments with their sovereignty facts (upstream keys are never shown)."""
+    """Deployments with their sovereignty facts and circuits as the servers report them (upstream keys are
+    never shown)."""
     with session_of(ctx) as s:
-        emit([service.public(d) for d in service.list_deployments(s, model)], DEPLOYMENT_COLUMNS, as_json)
+        emit(service.deployments_public(s, model), DEPLOYMENT_COLUMNS, as_json)
+
+
+@gateway_app.command("disable-deployment")
+def disable_deployment(ctx: typer.Context, name: str) -> None:
+    """Take one deployment out of routing: calls go to the model's other deployments (audited)."""
+    with change(ctx) as s:
+        service.set_deployment_enabled(s, OPERATOR, name, False)
+    say(f"deployment {name} disabled")
+
+
+@gateway_app.command("enable-deployment")
+def enable_deployment(ctx: typer.Context, name: str) -> None:
+    """Put a disabled deployment back into routing."""
+    with change(ctx) as s:
+        service.set_deployment_enabled(s, OPERATOR, name, True)
+    say(f"deployment {name} enabled")
+
+
+@gateway_app.command("delete-deployment")
+def delete_deployment(ctx: typer.Context, name: str) -> None:
+    """Delete a deployment; its usage history is kept."""
+    with change(ctx) as s:
+        service.delete_deployment(s, OPERATOR, name)
+    say(f"deployment {name} deleted")
+
+
+@gateway_app.command("disable-model")
+def disable_model(ctx: typer.Context, name: str) -> None:
+    """Hide a model from /v1/models and refuse calls to it; its deployments are kept."""
+    with change(ctx) as s:
+        service.set_model_enabled(s, OPERATOR, name, False)
+    say(f"model {name} disabled")
+
+
+@gateway_app.command("enable-model")
+def enable_model(ctx: typer.Context, name: str) -> None:
+    """Serve a disabled model again."""
+    with change(ctx) as s:
+        service.set_model_enabled(s, OPERATOR, name, True)
+    say(f"model {name} enabled")
+
+
+@gateway_app.command("delete-model")
+def delete_model(ctx: typer.Context, name: str,
+                 force: bool = typer.Option(False, "--force", help="Delete its deployments with it.")) -> None:
+    """Delete a model; one that still has deployments only with --force. Usage history is kept."""
+    with change(ctx) as s:
+        gone = service.delete_model(s, OPERATOR, name, force=force)
+    say(f"model {name} deleted" + (f" with its deployments {', '.join(gone)}" if gone else ""))
 
 
 def _load(file: Path) -> Catalogue:
@@ -100,17 +150,27 @@ def restore(ctx: typer.Context, jurisdiction: str | None = None, party: str | No
 
 @gateway_app.command("key-policy")
 def key_policy(ctx: typer.Context, key: str = typer.Argument(..., help="Key prefix, sk-xxxxxxxx."),
-               default: str | None = typer.Option(None, help="open|restricted|sensitive [default: the floor]"),
+               default: str | None = typer.Option(None, help="open|restricted|sensitive [default: kept; raised "
+                                                  "to the floor if below it]"),
                floor: str | None = typer.Option(None, help="Lowest classification a request may claim "
-                                                "[default: open; its organisation's floor binds anyway]."),
-               rpm: int | None = typer.Option(None, help="Requests per minute.")) -> None:
-    """Set a key's default classification, floor and rate limit (stricter than its organisation's, never looser)."""
-    given = {"default_classification": default or floor, "floor_classification": floor, "requests_per_minute": rpm}
-    data = KeyPolicySet(**{k: v for k, v in given.items() if v is not None})
+                                                "[default: kept; its organisation's floor binds anyway]."),
+               rpm: int | None = typer.Option(None, help="Requests per minute [default: kept]."),
+               no_rpm: bool = typer.Option(False, "--no-rpm", help="Remove the key's requests-per-minute limit."),
+               as_json: bool = JsonOpt) -> None:
+    """Show a key's policy, or change what is given of its default classification, floor and rate limit
+    (stricter than its organisation's, never looser); what is not given is kept."""
+    if rpm is not None and no_rpm:
+        raise BadInput("give --rpm or --no-rpm, not both", field="rpm")
+    given: dict[str, object] = {"default_classification": default, "floor_classification": floor,
+                                "requests_per_minute": rpm}
+    changes = {k: v for k, v in given.items() if v is not None}
+    if no_rpm:
+        changes["requests_per_minute"] = None
     with change(ctx) as s:
-        service.set_key_policy(s, OPERATOR, key, data)
-    say(f"{key}: default {data.default_classification}, floor {data.floor_classification}, "
-        f"{rpm or 'no'} requests-per-minute limit")
+        if changes:
+            service.set_key_policy(s, OPERATOR, key, KeyPolicySet.model_validate(changes))
+        shown = service.key_policy(s, OPERATOR, key)
+    emit_one(shown, as_json)
 
 
 @gateway_app.command("org-policy")

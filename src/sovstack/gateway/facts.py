@@ -73,6 +73,7 @@ class DeploymentFacts:
     retries: int = 0
     failures_to_open: int = 3
     cool_down_seconds: float = 30.0
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class ModelFacts:
     deployments: tuple[DeploymentFacts, ...]
     routing: str = "priority"
     fallbacks: tuple[str, ...] = ()
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,8 @@ def _deployment(d: Deployment, unseal: Callable[[str], str]) -> DeploymentFacts:
         developer=_party(d.developer), licence=d.licence, open_weights=d.open_weights, languages=list(d.languages),
         price_in=d.price_in, price_out=d.price_out, priority=d.priority, weight=d.weight,
         timeout_seconds=d.timeout_seconds, withdrawn=d.withdrawn, withdrawn_reason=d.withdrawn_reason,
-        retries=d.retries, failures_to_open=d.failures_to_open, cool_down_seconds=d.cool_down_seconds)
+        retries=d.retries, failures_to_open=d.failures_to_open, cool_down_seconds=d.cool_down_seconds,
+        enabled=d.enabled)
 
 
 def load(session: Session, stamp: tuple[Any, ...], home: str, unseal: Callable[[str], str]) -> Snapshot:
@@ -133,8 +136,8 @@ def load(session: Session, stamp: tuple[Any, ...], home: str, unseal: Callable[[
     return Snapshot(
         stamp=stamp, loaded=time.monotonic(), policy=policy.current(session, home),
         models={m.name: ModelFacts(m.id, m.name, m.language_routing,
-                                   tuple(_deployment(d, unseal) for d in m.deployments), m.routing,
-                                   tuple(m.fallbacks or ())) for m in models},
+                                   tuple(_deployment(d, unseal) for d in m.deployments), routing=m.routing,
+                                   fallbacks=tuple(m.fallbacks or ()), enabled=m.enabled) for m in models},
         keys={k.key_prefix: KeyFacts(k.default_classification, k.floor_classification, k.requests_per_minute)
               for k in session.scalars(select(KeyPolicy))},
         orgs={o.organisation_id: OrgFacts(o.floor_classification, o.requests_per_minute_per_person,

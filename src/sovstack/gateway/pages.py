@@ -23,11 +23,11 @@ from sovstack.core import documents, identity, parties, policy
 from sovstack.core.api.deps import SessionDep, SettingsDep
 from sovstack.core.base import utcnow
 from sovstack.core.context import Principal, unit_of_work
-from sovstack.core.errors import BadInput, NotFound, Refused, SovstackError
+from sovstack.core.errors import BadInput, Conflict, NotFound, Refused, SovstackError
 from sovstack.core.jurisdictions import catalogue as jurisdiction_catalogue
 from sovstack.core.plugins import ConsolePages, NavEntry
 from sovstack.core.settings import Settings
-from sovstack.gateway import limits_pages, service, usage
+from sovstack.gateway import circuits, limits_pages, service, usage
 from sovstack.gateway.routing import Breakers
 from sovstack.gateway.schemas import Catalogue, CutoffRequest, DeploymentPublic, UsagePoint, UsageRow
 from sovstack.gateway.tables import Deployment
@@ -42,7 +42,7 @@ ROUND_STEPS = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
 GroupBy = Literal["organisation", "model", "deployment", "key"]
 FormStr = Annotated[str, Form()]
 # Errors a cut-off form can cause; each is shown on the catalogue page with its 4xx status.
-CutoffErrors = (BadInput, Refused, NotFound)
+CutoffErrors = (BadInput, Refused, NotFound, Conflict)
 
 
 def console_pages() -> ConsolePages:
@@ -76,16 +76,20 @@ class ModelView:
     description: str
     language_routing: bool
     deployments: list[DeploymentView] = field(default_factory=list)
+    enabled: bool = True
 
 
-def catalogue_view(session: Session, home: str, breakers: Breakers) -> list[ModelView]:
-    """Every logical model with its deployments' sovereignty facts and circuit state, as plain data."""
+def catalogue_view(session: Session, home: str, local: tuple[str, Breakers]) -> list[ModelView]:
+    """Every logical model with its deployments' sovereignty facts and circuit state (as the server
+    processes report it; ``local`` is this one's own), as plain data."""
+    reports = circuits.reported(session, local)
+
     def view(dep: Deployment) -> DeploymentView:
-        return DeploymentView(service.public(dep, breakers.state(dep.id)), dep.operator.ultimate_parent,
+        return DeploymentView(service.public(dep, reports.get(dep.id, circuits.CLOSED)), dep.operator.ultimate_parent,
                               parties.exposure(dep.operator, home))
 
     return [ModelView(m.name, m.description, m.language_routing,
-                      [view(d) for d in sorted(m.deployments, key=lambda d: (d.priority, d.name))])
+                      [view(d) for d in sorted(m.deployments, key=lambda d: (d.priority, d.name))], m.enabled)
             for m in service.list_models(session)]
 
 
@@ -127,7 +131,7 @@ async def catalogue_page(request: Request, session: Session, settings: Settings,
     def load() -> tuple[str, list[ModelView], list[str]]:
         home = policy.current(session, settings.home_jurisdiction).home_jurisdiction
         names = [p.name for p in parties.list_parties(session)]
-        return home, catalogue_view(session, home, state.breakers), names
+        return home, catalogue_view(session, home, (request.app.state.circuits.process, state.breakers)), names
 
     home, models, party_names = await run_in_threadpool(load)
     reach = await probe_all(state.probe, models)
@@ -208,6 +212,38 @@ async def apply(request: Request, session: SessionDep, settings: SettingsDep, us
         return await catalogue_page(request, session, settings, user[1], error=exc, form={"catalogue": catalogue})
     changed = result["created"] + result["updated"]
     return see_other("/gateway", f"Catalogue applied: {_names(changed)}." if changed else "Catalogue unchanged.")
+
+
+def manage(session: Session, who: Principal, kind: str, verb: str, name: str) -> str:
+    """Disable, enable or delete one deployment or model, in one unit of work; what happened, as a line."""
+    with unit_of_work(session, who):
+        if verb == "delete" and kind == "deployments":
+            service.delete_deployment(session, who, name)
+            return f"Deleted deployment {name}; its usage history is kept."
+        if verb == "delete":
+            gone = service.delete_model(session, who, name, force=True)
+            return f"Deleted model {name}" + (f" and its deployments {_names(gone)}." if gone else ".")
+        enabled = verb == "enable"
+        if kind == "deployments":
+            service.set_deployment_enabled(session, who, name, enabled)
+        else:
+            service.set_model_enabled(session, who, name, enabled)
+        return f"{verb.capitalize()}d {kind[:-1]} {name}."
+
+
+@router.post("/gateway/manage/{kind}/{verb}")
+async def manage_page(request: Request, session: SessionDep, settings: SettingsDep, user: ConsolePoster,
+                      kind: Literal["deployments", "models"], verb: Literal["disable", "enable", "delete"],
+                      name: FormStr = "") -> Response:
+    """The console's buttons on each deployment and model (admins only; every change is audited).
+
+    Deleting a model from the console deletes its deployments with it: the button says so and asks first.
+    """
+    try:
+        done = await run_in_threadpool(manage, session, user[1], kind, verb, name)
+    except CutoffErrors as exc:
+        return await catalogue_page(request, session, settings, user[1], error=exc)
+    return see_other("/gateway", done)
 
 
 # Usage --------------------------------------------------------------------------------------------
@@ -344,7 +380,7 @@ def usage_page(request: Request, session: SessionDep, user: ConsoleUser, by: Gro
 
 @router.get("/gateway/playground")
 def playground(request: Request, session: SessionDep, user: ConsoleUser) -> HTMLResponse:
-    models = [m.name for m in service.list_models(session) if any(not d.withdrawn for d in m.deployments)]
+    models = [m.name for m in service.list_models(session) if service.servable(m)]
     mine = [(o.id, o.name) for o in identity.list_organisations(session) if o.id in user[1].roles]
     return console_of(request).page(request, "gateway_playground.html", models=models, levels=policy.LEVELS,
                                     organisations=mine)

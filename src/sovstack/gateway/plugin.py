@@ -8,6 +8,7 @@ import httpx
 import typer
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from sovstack.core.api import handlers
 from sovstack.core.api.middleware import Direct
@@ -15,6 +16,7 @@ from sovstack.core.plugins import ConsolePages, DemoContext, InventoryItem, hook
 from sovstack.core.settings import Settings
 from sovstack.gateway import cache, demo, http1, pages, service
 from sovstack.gateway.api import chat_completions, create_response, embeddings, openai_router, router
+from sovstack.gateway.circuits import CircuitReporter
 from sovstack.gateway.cli import gateway_app
 from sovstack.gateway.language import Detector
 from sovstack.gateway.metering import Counters, DatabaseCounters, RedisCounters
@@ -62,8 +64,10 @@ def sovstack_app_created(app: FastAPI) -> None:
                                        ("POST", "/v1/responses"): create_response,
                                        ("POST", "/v1/embeddings"): embeddings}, on_error=handlers.respond_to,
                    handled=handlers.EXPECTED)
+    # Circuit transitions are written for other processes to read (gateway/circuits.py), never per request.
+    app.state.circuits = CircuitReporter(app.state.db)
     app.state.gateway = GatewayState(client=http1.Client(), probe=httpx.AsyncClient(limits=PROBE_LIMITS),
-                                     breakers=Breakers(),
+                                     breakers=Breakers(observer=app.state.circuits),
                                      counters=counters, detector=Detector(),
                                      writer=MeterWriter(app.state.db),
                                      answers=cache.AnswerCache(settings, cache.store_for(settings, app.state.db)))
@@ -72,13 +76,15 @@ def sovstack_app_created(app: FastAPI) -> None:
 @hookimpl
 def sovstack_app_shutdown(app: FastAPI) -> Awaitable[None] | None:
     state: GatewayState | None = getattr(app.state, "gateway", None)
-    return _close(state) if state else None
+    return _close(state, getattr(app.state, "circuits", None)) if state else None
 
 
-async def _close(state: GatewayState) -> None:
+async def _close(state: GatewayState, circuits: CircuitReporter | None) -> None:
     await state.writer.aclose()
     await state.client.aclose()
     await state.probe.aclose()
+    if circuits is not None:
+        await run_in_threadpool(circuits.close)  # the last transitions are written before the process ends
 
 
 @hookimpl
@@ -94,6 +100,7 @@ def sovstack_inventory(session: Session) -> list[InventoryItem]:
             module="gateway", kind="model_deployment", name=dep.name, layer="models",
             parties=(dep.operator.name, dep.developer.name), jurisdiction=dep.hosting_jurisdiction,
             detail={"model": dep.model.name, "licence": dep.licence, "open_weights": dep.open_weights,
-                    "withdrawn": dep.withdrawn, "developer_jurisdiction": dep.developer.jurisdiction,
+                    "withdrawn": dep.withdrawn, "enabled": dep.enabled,
+                    "developer_jurisdiction": dep.developer.jurisdiction,
                     "operator_parent_jurisdiction": dep.operator.parent_jurisdiction}))
     return items

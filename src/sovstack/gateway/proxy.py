@@ -172,8 +172,9 @@ def _prepare(request: Request, session: Session, transaction: Callable[[], Abstr
     classification = _classification(request, binding)
     periods = limits.admit(session, state.counters, state.leases, who, binding, utcnow())
     model = snap.models.get(body["model"])
-    if model is None:
-        raise NotFound(f"the model {body['model']!r} does not exist", field="model")
+    if model is None or not model.enabled:
+        state_of = "does not exist" if model is None else "is disabled by an admin"
+        raise NotFound(f"the model {body['model']!r} {state_of}", field="model")
     call = Call(actor=who.actor, key_prefix=who.key_prefix or "", organisation_id=organisation_id,
                 model=model.name, endpoint=endpoint, classification=classification, person_id=who.user_id,
                 person_period=periods.person)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 FAILURES_TO_OPEN = 3
 TIERS = {"high": 0, "medium": 1, "low": 2}
 COOL_DOWN_SECONDS = 30.0
+# Told of each transition (opened, probing, closed) with the deployment's id; it must not block (circuits.py).
+Observer = Callable[[int, "Breaker"], None]
 
 
 @dataclass
@@ -37,6 +39,12 @@ class Breaker:
     cool_down: float = COOL_DOWN_SECONDS
     in_flight: int = 0
     latency_ms: float | None = None
+    deployment_id: int = 0
+    observer: Observer | None = field(default=None, repr=False, compare=False)
+
+    def _tell(self) -> None:
+        if self.observer is not None:
+            self.observer(self.deployment_id, self)
 
     def state(self, now: float | None = None) -> str:
         if self.opened_at is None:
@@ -53,20 +61,28 @@ class Breaker:
         if self.probing and now - self.probe_started < self.cool_down:
             return False
         self.probing, self.probe_started = True, now
+        self._tell()
         return True
 
     def succeeded(self) -> None:
+        was_open = self.opened_at is not None
         self.failures, self.opened_at, self.probing = 0, None, False
+        if was_open:
+            self._tell()
 
     def failed(self) -> None:
         self.failures += 1
         if self.probing or self.failures >= self.threshold:
             self.opened_at = time.monotonic()  # a failed probe re-opens at once, for another cool-down
+            self.probing = False
+            self._tell()
         self.probing = False
 
     def released(self) -> None:
         """The call ended without saying anything about the deployment (the client went away): no verdict."""
-        self.probing = False
+        if self.probing:
+            self.probing = False
+            self._tell()
 
     def observe(self, ms: float) -> None:
         self.latency_ms = ms if self.latency_ms is None else 0.8 * self.latency_ms + 0.2 * ms
@@ -77,12 +93,13 @@ class Breakers:
     """The circuits of one server process (each replica learns for itself)."""
 
     by_deployment: dict[int, Breaker] = field(default_factory=dict)
+    observer: Observer | None = None
 
     def of(self, deployment_id: int, threshold: int = FAILURES_TO_OPEN,
            cool_down: float = COOL_DOWN_SECONDS) -> Breaker:
         breaker = self.by_deployment.get(deployment_id)
         if breaker is None:
-            breaker = self.by_deployment[deployment_id] = Breaker()
+            breaker = self.by_deployment[deployment_id] = Breaker(deployment_id=deployment_id, observer=self.observer)
         breaker.threshold, breaker.cool_down = threshold, cool_down  # the catalogue's settings may have changed
         return breaker
 
@@ -127,6 +144,9 @@ def plan(doc: policy.PolicyDocument, who: Principal | None, classification: str,
     for dep in deployments:
         if dep.withdrawn:
             refused[dep.name] = [f"withdrawn: {dep.withdrawn_reason or 'cut off'}"]
+            continue
+        if not dep.enabled:
+            refused[dep.name] = ["disabled by an admin"]
             continue
         decision = policy.decide(doc, who, "process", policy.Resource(
             classification=classification, party=dep.operator, hosting_jurisdiction=dep.hosting_jurisdiction,

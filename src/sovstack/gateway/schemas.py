@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+import unicodedata
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from sovstack.core.base import UTCDateTime
 from sovstack.core.jurisdictions import check_country
@@ -13,6 +14,20 @@ from sovstack.core.schemas import Strict
 
 Level = Literal["open", "restricted", "sensitive"]
 BCP47 = re.compile(r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*$")
+LINE_BREAKS = {"\u2028", "\u2029", "\x85"}
+
+
+def single_line(value: str) -> str:
+    """Refuse control characters: these values end up in upstream request lines and headers (a CR/LF
+    in an upstream key or URL would let a catalogue entry inject headers), in logs and in audit events."""
+    for ch in value:
+        if ch in LINE_BREAKS or unicodedata.category(ch) == "Cc":
+            raise ValueError(f"must not contain control characters (found {ch!r}): one line of printable text")
+    return value
+
+
+# Names, URLs and keys: one line of printable text (checked here so catalogue files are covered too).
+Line = Annotated[str, AfterValidator(single_line)]
 
 
 class LanguageTag(Strict):
@@ -28,7 +43,7 @@ class LanguageTag(Strict):
 
 
 class ModelCreate(Strict):
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+    name: Line = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
     description: str = Field("", max_length=2000)
     language_routing: bool = Field(False, description="Detect the prompt's language and prefer deployments "
                                                       "tagged for it.")
@@ -51,22 +66,23 @@ class ModelPublic(BaseModel):
     name: str
     description: str
     language_routing: bool
+    enabled: bool = True
     deployments: list[str]
     routing: str = "priority"
     fallbacks: list[str] = []
 
 
 class DeploymentCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
-    model: str = Field(description="The logical model it serves.")
+    name: Line = Field(min_length=1, max_length=200)
+    model: Line = Field(description="The logical model it serves.")
     backend: Literal["openai"] = "openai"
-    base_url: str = Field(pattern=r"^https?://", max_length=500)
-    upstream_model: str = Field(min_length=1, max_length=200)
-    api_key: str | None = Field(None, max_length=2000, description="Encrypted at rest; never shown again.")
+    base_url: Line = Field(pattern=r"^https?://", max_length=500)
+    upstream_model: Line = Field(min_length=1, max_length=200)
+    api_key: Line | None = Field(None, max_length=2000, description="Encrypted at rest; never shown again.")
     hosting_jurisdiction: str
-    operator: str = Field(description="Party that runs the server.")
-    developer: str = Field(description="Party that made the model (its origin).")
-    licence: str = Field("proprietary", max_length=100)
+    operator: Line = Field(description="Party that runs the server.")
+    developer: Line = Field(description="Party that made the model (its origin).")
+    licence: Line = Field("proprietary", max_length=100)
     open_weights: bool = False
     languages: list[LanguageTag] = []
     context_length: int = Field(8192, ge=1)
@@ -111,7 +127,11 @@ class DeploymentPublic(BaseModel):
     weight: int
     withdrawn: bool
     withdrawn_reason: str
-    circuit: str = "closed"
+    enabled: bool = True
+    circuit: str = Field("closed", description="closed, open or half-open, as the server processes report it.")
+    circuit_process: str | None = Field(None, description="The server process (host:pid) whose report this is.")
+    circuit_at: UTCDateTime | None = Field(None, description="When that process reported it.")
+    circuit_detail: str = ""
     retries: int = 0
     failures_to_open: int = 3
     cool_down_seconds: float = 30.0
@@ -122,7 +142,7 @@ class ModelEntry(ModelCreate):
 
 
 class DeploymentEntry(DeploymentCreate):
-    model: str = ""
+    model: Line = ""
 
 
 class Catalogue(Strict):
@@ -132,9 +152,21 @@ class Catalogue(Strict):
 
 
 class KeyPolicySet(Strict):
-    default_classification: Level = "open"
-    floor_classification: Level = "open"
-    requests_per_minute: int | None = Field(None, ge=1)
+    """A change to a key's policy: only the fields sent are changed; ``requests_per_minute: null`` clears it."""
+
+    default_classification: Level = Field("open", description="Kept when not sent; raised to the floor when "
+                                          "the floor is raised above it.")
+    floor_classification: Level = Field("open", description="Kept when not sent.")
+    requests_per_minute: int | None = Field(None, ge=1, description="Kept when not sent; null removes the limit.")
+
+
+class KeyPolicyPublic(BaseModel):
+    """A key's own policy as stored; its organisation's policy may bind its calls harder."""
+
+    key_prefix: str
+    default_classification: str
+    floor_classification: str
+    requests_per_minute: int | None
 
 
 class OrgPolicySet(Strict):

@@ -15,13 +15,16 @@ from sovstack.core.policy import rank
 from sovstack.core.settings import Settings
 from sovstack.core.tables import ApiKey
 from sovstack.gateway.cache import AnswerCache
+from sovstack.gateway.circuits import CLOSED, CircuitView, reported
 from sovstack.gateway.facts import bump
+from sovstack.gateway.routing import Breakers
 from sovstack.gateway.schemas import (
     BudgetSet,
     Catalogue,
     CutoffRequest,
     DeploymentCreate,
     DeploymentPublic,
+    KeyPolicyPublic,
     KeyPolicySet,
     LanguageTag,
     ModelCreate,
@@ -33,6 +36,7 @@ from sovstack.gateway.schemas import (
 )
 from sovstack.gateway.secrets import seal, unseal
 from sovstack.gateway.tables import (
+    CircuitReport,
     Deployment,
     GatewayModel,
     KeyPolicy,
@@ -57,9 +61,15 @@ def get_model(session: Session, name: str) -> GatewayModel:
     return model
 
 
+def servable(model: GatewayModel) -> bool:
+    """Whether /v1/models lists the model: enabled, with a deployment neither withdrawn nor disabled."""
+    return model.enabled and any(d.enabled and not d.withdrawn for d in model.deployments)
+
+
 def model_public(model: GatewayModel) -> ModelPublic:
     return ModelPublic(id=model.id, name=model.name, description=model.description,
-                       language_routing=model.language_routing, deployments=[d.name for d in model.deployments],
+                       language_routing=model.language_routing, enabled=model.enabled,
+                       deployments=[d.name for d in model.deployments],
                        routing=model.routing, fallbacks=list(model.fallbacks or []))
 
 
@@ -186,6 +196,68 @@ def _apply_deployment(session: Session, who: Principal, settings: Settings, data
     return "updated"
 
 
+def set_deployment_enabled(session: Session, who: Principal, name: str, enabled: bool) -> Deployment:
+    """Take one deployment out of routing (or put it back); every process reloads on its next request."""
+    action = "gateway.deployment." + ("enable" if enabled else "disable")
+    who.require_admin(action, f"deployment:{name}")
+    dep = get_deployment(session, name)
+    changed = dep.enabled != enabled
+    dep.enabled = enabled
+    bump(session)
+    audit.record(session, actor=who.actor, action=action, target=f"deployment:{name}", detail={"changed": changed})
+    return dep
+
+
+def set_model_enabled(session: Session, who: Principal, name: str, enabled: bool) -> GatewayModel:
+    """Hide a model from /v1/models and refuse calls to it (or undo that); its deployments keep their state."""
+    action = "gateway.model." + ("enable" if enabled else "disable")
+    who.require_admin(action, f"model:{name}")
+    model = get_model(session, name)
+    changed = model.enabled != enabled
+    model.enabled = enabled
+    bump(session)
+    audit.record(session, actor=who.actor, action=action, target=f"model:{name}", detail={"changed": changed})
+    return model
+
+
+def _forget_circuits(session: Session, deployment_ids: list[int]) -> None:
+    if deployment_ids:
+        session.execute(delete(CircuitReport).where(CircuitReport.deployment_id.in_(deployment_ids)))
+
+
+def delete_deployment(session: Session, who: Principal, name: str) -> None:
+    """Remove a deployment from the catalogue. Its usage and transcripts stay: they name it as text."""
+    who.require_admin("gateway.deployment.delete", f"deployment:{name}")
+    dep = get_deployment(session, name)
+    detail = {"model": dep.model.name, "base_url": dep.base_url, "upstream_model": dep.upstream_model}
+    _forget_circuits(session, [dep.id])
+    session.delete(dep)
+    session.flush()
+    bump(session)
+    audit.record(session, actor=who.actor, action="gateway.deployment.delete", target=f"deployment:{name}",
+                 detail=detail)
+
+
+def delete_model(session: Session, who: Principal, name: str, *, force: bool = False) -> list[str]:
+    """Remove a model; one that still has deployments only with ``force``, which deletes them with it.
+
+    Returns the names of the deployments deleted with it. Usage and transcripts stay (names as text).
+    """
+    who.require_admin("gateway.model.delete", f"model:{name}")
+    model = get_model(session, name)
+    deps = [d.name for d in model.deployments]
+    if deps and not force:
+        raise Conflict(f"model {name!r} still has deployments ({', '.join(deps)}): delete or move them first, "
+                       f"or delete them with it (--force, ?force=true)", field="model")
+    _forget_circuits(session, [d.id for d in model.deployments])
+    session.delete(model)  # its deployments go with it (delete-orphan)
+    session.flush()
+    bump(session)
+    audit.record(session, actor=who.actor, action="gateway.model.delete", target=f"model:{name}",
+                 detail={"deployments_deleted": deps})
+    return deps
+
+
 def _affected(session: Session, req: CutoffRequest) -> list[Deployment]:
     if not (req.jurisdiction or req.party):
         raise BadInput("name a --jurisdiction or a --party", field="jurisdiction")
@@ -223,7 +295,7 @@ def restore(session: Session, who: Principal, req: CutoffRequest) -> list[Deploy
     return affected
 
 
-def public(dep: Deployment, circuit: str = "closed") -> DeploymentPublic:
+def public(dep: Deployment, circuit: CircuitView = CLOSED) -> DeploymentPublic:
     return DeploymentPublic(
         id=dep.id, name=dep.name, model=dep.model.name, backend=dep.backend, base_url=dep.base_url,
         upstream_model=dep.upstream_model, has_api_key=bool(dep.api_key_encrypted),
@@ -232,27 +304,75 @@ def public(dep: Deployment, circuit: str = "closed") -> DeploymentPublic:
         developer=dep.developer.name, developer_jurisdiction=dep.developer.jurisdiction, licence=dep.licence,
         open_weights=dep.open_weights, languages=[LanguageTag(**t) for t in dep.languages],
         context_length=dep.context_length, price_in=dep.price_in, price_out=dep.price_out, priority=dep.priority,
-        weight=dep.weight, withdrawn=dep.withdrawn, withdrawn_reason=dep.withdrawn_reason, circuit=circuit,
-        retries=dep.retries, failures_to_open=dep.failures_to_open, cool_down_seconds=dep.cool_down_seconds)
+        weight=dep.weight, withdrawn=dep.withdrawn, withdrawn_reason=dep.withdrawn_reason, enabled=dep.enabled,
+        circuit=circuit.state, circuit_process=circuit.process, circuit_at=circuit.at,
+        circuit_detail=circuit.detail, retries=dep.retries,
+        failures_to_open=dep.failures_to_open, cool_down_seconds=dep.cool_down_seconds)
+
+
+def deployments_public(session: Session, model: str | None = None,
+                       local: tuple[str, Breakers] | None = None) -> list[DeploymentPublic]:
+    """Deployments with their circuits as the server processes report them (``local``: this server's own)."""
+    circuits = reported(session, local)
+    return [public(d, circuits.get(d.id, CLOSED)) for d in list_deployments(session, model)]
+
+
+def _key_policy_row(session: Session, prefix: str) -> KeyPolicy:
+    return session.get(KeyPolicy, prefix) or KeyPolicy(key_prefix=prefix, default_classification="open",
+                                                       floor_classification="open", requests_per_minute=None)
+
+
+def key_policy(session: Session, who: Principal, prefix: str) -> KeyPolicyPublic:
+    """A key's policy as stored (its organisation's may bind harder); its owner or an admin may read it."""
+    key = identity.get_api_key(session, prefix)
+    if key.user_id != who.user_id:
+        who.require_admin("gateway.key_policy.read", f"key:{prefix}")
+    return _key_policy_public(_key_policy_row(session, key.prefix))
+
+
+def _key_policy_public(row: KeyPolicy) -> KeyPolicyPublic:
+    return KeyPolicyPublic(key_prefix=row.key_prefix, default_classification=row.default_classification,
+                           floor_classification=row.floor_classification,
+                           requests_per_minute=row.requests_per_minute)
+
+
+def _merged(row: KeyPolicy, data: KeyPolicySet) -> KeyPolicySet:
+    """The policy after the change: what ``data`` states replaces the stored value, the rest is kept.
+
+    A floor raised above the kept default carries the default up with it (a default below the floor
+    could never apply); an explicit ``requests_per_minute: null`` clears the limit.
+    """
+    given = data.model_fields_set
+    merged = {"default_classification": row.default_classification, "floor_classification": row.floor_classification,
+              "requests_per_minute": row.requests_per_minute, **data.model_dump(include=given)}
+    if "default_classification" not in given and rank(merged["default_classification"]) < rank(
+            merged["floor_classification"]):
+        merged["default_classification"] = merged["floor_classification"]
+    return KeyPolicySet(**merged)
 
 
 def set_key_policy(session: Session, who: Principal, prefix: str, data: KeyPolicySet) -> KeyPolicy:
-    """A key's owner may only make its policy stricter; anything looser needs a deployment admin. Nobody
-    may set it looser than its organisation's policy, which binds the key's calls whatever it says."""
+    """Change what ``data`` states of a key's policy, keeping the rest (a partial update).
+
+    A key's owner may only make its policy stricter; anything looser needs a deployment admin. Nobody
+    may set it looser than its organisation's policy, which binds the key's calls whatever it says.
+    Both rules judge the policy as it will be after the change, not the request alone.
+    """
     key = identity.get_api_key(session, prefix)
-    if rank(data.default_classification) < rank(data.floor_classification):
+    row = _key_policy_row(session, key.prefix)
+    merged = _merged(row, data)
+    if rank(merged.default_classification) < rank(merged.floor_classification):
         raise BadInput("the default classification may not be below the floor", field="default_classification")
-    row = session.get(KeyPolicy, key.prefix) or KeyPolicy(key_prefix=key.prefix, default_classification="open",
-                                                          floor_classification="open", requests_per_minute=None)
-    if key.user_id != who.user_id or not _stricter(row, data):
+    if key.user_id != who.user_id or not _stricter(row, merged):
         who.require_admin("gateway.key_policy", f"key:{prefix}")
     _within_organisation(session, key, data)
-    row.default_classification, row.floor_classification = data.default_classification, data.floor_classification
-    row.requests_per_minute = data.requests_per_minute
+    row.default_classification = merged.default_classification
+    row.floor_classification = merged.floor_classification
+    row.requests_per_minute = merged.requests_per_minute
     session.add(row)
     bump(session)
     audit.record(session, actor=who.actor, action="gateway.key_policy", target=f"key:{key.prefix}",
-                 detail=data.model_dump())
+                 detail={"changed": sorted(data.model_fields_set), **merged.model_dump()})
     return row
 
 

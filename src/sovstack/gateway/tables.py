@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from sovstack.core.base import Base, utcnow
@@ -23,6 +35,8 @@ class GatewayModel(Base):
     language_routing: Mapped[bool] = mapped_column(Boolean, default=False)
     routing: Mapped[str] = mapped_column(String(16), default="priority")  # routing.STRATEGIES
     fallbacks: Mapped[list[str]] = mapped_column(JSON, default=list)  # models tried when all its deployments fail
+    # Disabled: hidden from /v1/models and refused on /v1, its deployments kept as they are.
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     deployments: Mapped[list[Deployment]] = relationship(back_populates="model", cascade="all, delete-orphan")
@@ -32,6 +46,9 @@ class Deployment(Base):
     """One place a model is served: an upstream OpenAI-compatible server, with its sovereignty facts."""
 
     __tablename__ = "gateway_deployments"
+    # Ids are never reused: circuits (in every process's memory and in gateway_circuits) are keyed by id,
+    # and a deployment created after a delete must not inherit the deleted one's open circuit.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -57,11 +74,26 @@ class Deployment(Base):
     cool_down_seconds: Mapped[float] = mapped_column(Float, default=30.0)
     withdrawn: Mapped[bool] = mapped_column(Boolean, default=False)
     withdrawn_reason: Mapped[str] = mapped_column(String(300), default="")
+    # Disabled by an admin, on its own (a cut-off withdraws by jurisdiction or party instead).
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     model: Mapped[GatewayModel] = relationship(back_populates="deployments")
     operator: Mapped[Party] = relationship(foreign_keys=[operator_id], lazy="joined")
     developer: Mapped[Party] = relationship(foreign_keys=[developer_id], lazy="joined")
+
+
+class CircuitReport(Base):
+    """The last circuit transition one server process saw for one deployment (written on transitions only)."""
+
+    __tablename__ = "gateway_circuits"
+
+    deployment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    process: Mapped[str] = mapped_column(String(200), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    failures: Mapped[int] = mapped_column(Integer)
+    opened_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class KeyPolicy(Base):

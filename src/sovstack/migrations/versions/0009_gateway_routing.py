@@ -22,15 +22,15 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("gateway_deployments") as batch:
-        batch.add_column(sa.Column("retries", sa.Integer(), nullable=False, server_default="0"))
-        batch.add_column(sa.Column("failures_to_open", sa.Integer(), nullable=False, server_default="3"))
-        batch.add_column(sa.Column("cool_down_seconds", sa.Float(), nullable=False, server_default="30"))
-    with op.batch_alter_table("gateway_models") as batch:
-        batch.add_column(sa.Column("routing", sa.String(16), nullable=False, server_default="priority"))
-        batch.add_column(sa.Column("fallbacks", sa.JSON(), nullable=False, server_default="[]"))
-    with op.batch_alter_table("gateway_usage") as batch:
-        batch.add_column(sa.Column("estimated", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # Plain ALTER TABLE … ADD COLUMN: never a rebuild (see downgrade).
+    op.add_column("gateway_deployments", sa.Column("retries", sa.Integer(), nullable=False, server_default="0"))
+    op.add_column("gateway_deployments", sa.Column("failures_to_open", sa.Integer(), nullable=False,
+                                                   server_default="3"))
+    op.add_column("gateway_deployments", sa.Column("cool_down_seconds", sa.Float(), nullable=False,
+                                                   server_default="30"))
+    op.add_column("gateway_models", sa.Column("routing", sa.String(16), nullable=False, server_default="priority"))
+    op.add_column("gateway_models", sa.Column("fallbacks", sa.JSON(), nullable=False, server_default="[]"))
+    op.add_column("gateway_usage", sa.Column("estimated", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_table(
         "gateway_org_cache",
         sa.Column("organisation_id", sa.Integer(), sa.ForeignKey("organisations.id", ondelete="CASCADE"),
@@ -53,12 +53,11 @@ def downgrade() -> None:
     op.drop_index("ix_gateway_cache_organisation_id", table_name="gateway_cache")
     op.drop_table("gateway_cache")
     op.drop_table("gateway_org_cache")
-    with op.batch_alter_table("gateway_usage") as batch:
-        batch.drop_column("estimated")
-    with op.batch_alter_table("gateway_models") as batch:
-        batch.drop_column("fallbacks")
-        batch.drop_column("routing")
-    with op.batch_alter_table("gateway_deployments") as batch:
-        batch.drop_column("cool_down_seconds")
-        batch.drop_column("failures_to_open")
-        batch.drop_column("retries")
+    # Plain ALTER TABLE … DROP COLUMN (SQLite 3.35+), never a batch rebuild: with foreign keys on, dropping
+    # gateway_models to rebuild it would cascade to every deployment.
+    op.drop_column("gateway_usage", "estimated")
+    op.drop_column("gateway_models", "fallbacks")
+    op.drop_column("gateway_models", "routing")
+    op.drop_column("gateway_deployments", "cool_down_seconds")
+    op.drop_column("gateway_deployments", "failures_to_open")
+    op.drop_column("gateway_deployments", "retries")
