@@ -21,7 +21,7 @@ from sovstack.core import policy
 from sovstack.core.api.deps import authenticate
 from sovstack.core.base import utcnow
 from sovstack.core.db import Database
-from sovstack.core.errors import BadInput, NotFound, Refused, Unavailable
+from sovstack.core.errors import BadInput, NotFound, RateLimited, Refused, Unavailable
 from sovstack.gateway import http1, limits, routing
 from sovstack.gateway.facts import Facts
 from sovstack.gateway.language import Detector
@@ -49,6 +49,7 @@ class GatewayState:
     writer: MeterWriter
     facts: Facts = field(default_factory=Facts)
     leases: RateLeases = field(default_factory=RateLeases)
+    inflight: limits.Inflight = field(default_factory=limits.Inflight)
 
 
 @dataclass
@@ -58,6 +59,21 @@ class Prepared:
     budget_period: str | None
     wants_usage: bool = True
     started: float = field(default_factory=time.perf_counter)
+    slot: str = ""  # the key holding one of its concurrency slots for this call, until ``release``
+
+    def release(self, state: GatewayState) -> None:
+        """Give back the call's concurrency slot (once, however the call ended)."""
+        if self.slot:
+            state.inflight.release(self.slot)
+            self.slot = ""
+
+
+class Turned(Exception):
+    """A limit refused the call: its usage row and audit event are written before the refusal is raised."""
+
+    def __init__(self, call: Call, error: RateLimited | Refused) -> None:
+        super().__init__(error.message)
+        self.call, self.error = call, error
 
 
 class UpstreamFailed(Exception):
@@ -97,12 +113,19 @@ async def admit(request: Request, state: GatewayState, endpoint: str, body: dict
     another process's write lock, and then the whole preparation moves to a thread instead of
     blocking the loop. Over a network database every statement is a round trip: always a thread.
     """
-    if request.app.state.db.dialect == "sqlite":
-        try:
-            return prepare(request, state, endpoint, body, wait=False)
-        except _WouldWait:
-            pass
-    return await run_in_threadpool(prepare, request, state, endpoint, body)
+    try:
+        if request.app.state.db.dialect == "sqlite":
+            try:
+                return prepare(request, state, endpoint, body, wait=False)
+            except _WouldWait:
+                pass
+        return await run_in_threadpool(prepare, request, state, endpoint, body)
+    except Turned as turned:
+        # Written by the group commit like any finished call: a flood of refusals shares commits.
+        await state.writer.submit(turned.call, None, state.counters)
+        if isinstance(turned.error, Refused):
+            turned.error.audited = True
+        raise turned.error from None
 
 
 def prepare(request: Request, state: GatewayState, endpoint: str, body: dict[str, Any], *,
@@ -140,13 +163,18 @@ def _prepare(request: Request, session: Session, transaction: Callable[[], Abstr
     organisation_id = limits.organisation_of(who, request.headers.get(limits.ORGANISATION_HEADER, ""))
     binding = limits.bind(snap, who, organisation_id)
     classification = _classification(request, binding)
-    periods = limits.admit(session, state.counters, state.leases, who, binding, utcnow())
+    call = Call(actor=who.actor, key_prefix=who.key_prefix or "", organisation_id=organisation_id,
+                model=body["model"], endpoint=endpoint, classification=classification, person_id=who.user_id,
+                spend=binding.spend, tpm_key=who.key_prefix or "" if binding.tokens_per_minute else "")
+    try:
+        limits.allowed_model(binding, who, call.model)
+        periods = limits.admit(session, state.counters, state.leases, who, binding, utcnow())
+    except (limits.OverLimit, Refused) as exc:
+        raise _turned(call, exc) from exc
+    call.person_period = periods.person
     model = snap.models.get(body["model"])
     if model is None:
         raise NotFound(f"the model {body['model']!r} does not exist", field="model")
-    call = Call(actor=who.actor, key_prefix=who.key_prefix or "", organisation_id=organisation_id,
-                model=model.name, endpoint=endpoint, classification=classification, person_id=who.user_id,
-                person_period=periods.person)
     if binding.keep_days:
         call.keep_days = binding.keep_days
         call.prompt = orjson.dumps(body.get("messages") or body.get("input")).decode()
@@ -160,7 +188,20 @@ def _prepare(request: Request, session: Session, transaction: Callable[[], Abstr
     if not plan.allowed:
         with transaction() as tx:
             _refuse(tx, state, call, plan.refused)
-    return Prepared(call, routing.order(plan.allowed, call.language or None), periods.organisation)
+    prepared = Prepared(call, routing.order(plan.allowed, call.language or None), periods.organisation)
+    if binding.max_concurrency and who.key_prefix:
+        if not state.inflight.acquire(who.key_prefix, binding.max_concurrency):
+            raise _turned(call, limits.OverLimit(
+                f"key {who.key_prefix} already has {binding.max_concurrency} calls in flight, its limit",
+                retry_after=1, outcome="over_concurrency"))
+        prepared.slot = who.key_prefix
+    return prepared
+
+
+def _turned(call: Call, exc: limits.OverLimit | Refused) -> Turned:
+    call.outcome = exc.outcome if isinstance(exc, limits.OverLimit) else "not_allowed"
+    call.reasons = exc.reasons or [exc.message]
+    return Turned(call, exc)
 
 
 def _refuse(session: Any, state: GatewayState, call: Call, refused: dict[str, list[str]]) -> None:
@@ -210,6 +251,7 @@ def _meter(call: Call, cand: Candidate, usage: dict[str, Any] | None) -> None:
     call.tokens_in = int(usage.get("prompt_tokens") or 0)
     call.tokens_out = int(usage.get("completion_tokens") or 0)
     call.cost = (call.tokens_in * cand.price_in + call.tokens_out * cand.price_out) / 1_000_000
+    call.currency = cand.facts.get("currency", "")
 
 
 def _response_headers(call: Call) -> dict[str, str]:
@@ -219,6 +261,7 @@ def _response_headers(call: Call) -> dict[str, str]:
 
 async def _finish(request: Request, state: GatewayState, prepared: Prepared) -> None:
     prepared.call.latency_ms = (time.perf_counter() - prepared.started) * 1000
+    prepared.release(state)
     await state.writer.submit(prepared.call, prepared.budget_period, state.counters)
 
 

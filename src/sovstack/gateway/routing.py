@@ -112,7 +112,7 @@ def plan(doc: policy.PolicyDocument, who: Principal | None, classification: str,
             languages=tuple(t["code"].split("-")[0].lower() for t in dep.languages),
             tiers={t["code"].split("-")[0].lower(): TIERS.get(t.get("tier", "medium"), 1) for t in dep.languages},
             facts={"hosting": dep.hosting_jurisdiction, "operator": dep.operator.name,
-                   "developer": dep.developer.name}))
+                   "developer": dep.developer.name, "currency": dep.currency}))
     return Plan(allowed, refused)
 
 

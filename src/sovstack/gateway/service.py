@@ -21,6 +21,7 @@ from sovstack.gateway.schemas import (
     CutoffRequest,
     DeploymentCreate,
     DeploymentPublic,
+    KeyPolicyPublic,
     KeyPolicySet,
     LanguageTag,
     ModelCreate,
@@ -212,7 +213,8 @@ def public(dep: Deployment, circuit: str = "closed") -> DeploymentPublic:
         operator_jurisdiction=dep.operator.jurisdiction, operator_parent_jurisdiction=dep.operator.parent_jurisdiction,
         developer=dep.developer.name, developer_jurisdiction=dep.developer.jurisdiction, licence=dep.licence,
         open_weights=dep.open_weights, languages=[LanguageTag(**t) for t in dep.languages],
-        context_length=dep.context_length, price_in=dep.price_in, price_out=dep.price_out, priority=dep.priority,
+        context_length=dep.context_length, price_in=dep.price_in, price_out=dep.price_out, currency=dep.currency,
+        priority=dep.priority,
         weight=dep.weight, withdrawn=dep.withdrawn, withdrawn_reason=dep.withdrawn_reason, circuit=circuit)
 
 
@@ -229,11 +231,52 @@ def set_key_policy(session: Session, who: Principal, prefix: str, data: KeyPolic
     _within_organisation(session, key, data)
     row.default_classification, row.floor_classification = data.default_classification, data.floor_classification
     row.requests_per_minute = data.requests_per_minute
+    _set_spend_limits(row, data)
     session.add(row)
     bump(session)
     audit.record(session, actor=who.actor, action="gateway.key_policy", target=f"key:{key.prefix}",
                  detail=data.model_dump())
     return row
+
+
+SPEND_FIELDS = ("models", "tokens_per_minute", "max_concurrency")
+
+
+def _set_spend_limits(row: KeyPolicy, data: KeyPolicySet) -> None:
+    """Change only the stated fields (null clears one): a request about the floor leaves the allowlist be."""
+    given = data.model_fields_set
+    if "models" in given:
+        row.models = sorted(set(data.models)) if data.models is not None else None
+    if "tokens_per_minute" in given:
+        row.tokens_per_minute = data.tokens_per_minute
+    if "max_concurrency" in given:
+        row.max_concurrency = data.max_concurrency
+
+
+def _lower(old: int | None, new: int | None) -> bool:
+    return new == old or (new is not None and (old is None or new <= old))
+
+
+def _spend_stricter(old: KeyPolicy, new: KeyPolicySet) -> bool:
+    """Whether the stated allowlist and limits only narrow what the key could do."""
+    given = new.model_fields_set
+    narrower = "models" not in given or new.models == old.models or (
+        new.models is not None and (old.models is None or set(new.models) <= set(old.models)))
+    return narrower and all(_lower(getattr(old, f), getattr(new, f)) for f in SPEND_FIELDS[1:] if f in given)
+
+
+def key_policy_public(session: Session, who: Principal, prefix: str) -> KeyPolicyPublic:
+    """A key's gateway policy; its owner and deployment admins may read it."""
+    key = identity.get_api_key(session, prefix)
+    if key.user_id != who.user_id:
+        who.require_admin("gateway.key_policy.read", f"key:{prefix}")
+    row = session.get(KeyPolicy, key.prefix)
+    return KeyPolicyPublic(
+        key_prefix=key.prefix, default_classification=row.default_classification if row else "open",
+        floor_classification=row.floor_classification if row else "open",
+        requests_per_minute=row.requests_per_minute if row else None, models=row.models if row else None,
+        tokens_per_minute=row.tokens_per_minute if row else None,
+        max_concurrency=row.max_concurrency if row else None)
 
 
 def _stricter(old: KeyPolicy, new: KeyPolicySet) -> bool:
@@ -242,7 +285,7 @@ def _stricter(old: KeyPolicy, new: KeyPolicySet) -> bool:
     same_rate = new.requests_per_minute == old.requests_per_minute
     return (rank(new.floor_classification) >= rank(old.floor_classification)
             and rank(new.default_classification) >= rank(old.default_classification)
-            and (lower_rate or same_rate))
+            and (lower_rate or same_rate) and _spend_stricter(old, new))
 
 
 def _key_organisation(session: Session, key: ApiKey) -> int | None:
