@@ -125,8 +125,9 @@ def bind(snap: Snapshot, who: Principal, organisation_id: int | None) -> Binding
     key = snap.keys.get(who.key_prefix or "")
     binding = _bind_organisation(snap, who, organisation_id)
     spend = _spend_of(snap, who, organisation_id)
-    if key is None and not spend:
-        return binding
+    if not spend and (key is None or (key.models is None and not key.tokens_per_minute
+                                      and not key.max_concurrency)):
+        return binding  # the common case: nothing of spend control configured, no copy made
     return replace(binding, spend=spend, models=key.models if key else None,
                    tokens_per_minute=key.tokens_per_minute if key else None,
                    max_concurrency=key.max_concurrency if key else None)
