@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-MODES = ("ok", "500", "429", "400", "stall", "garbage", "drop", "endless", "slow")
+MODES = ("ok", "500", "429", "400", "stall", "garbage", "drop", "endless", "slow", "hold")
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Upstream:
     headers: list[dict[str, str]] = field(default_factory=list)
     url: str = ""
     server: uvicorn.Server | None = None
+    gate: threading.Event = field(default_factory=threading.Event)  # "hold": answer only once it is set
 
     def completion(self, body: dict[str, Any]) -> dict[str, Any]:
         return {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
@@ -54,6 +55,8 @@ class Upstream:
             return JSONResponse({"error": {"message": f"injected {self.mode}"}}, status_code=int(self.mode))
         if self.mode == "stall":
             await asyncio.sleep(30)
+        while self.mode == "hold" and not self.gate.is_set():
+            await asyncio.sleep(0.01)
         if self.mode == "garbage":
             return Response(b"<html>not json", media_type="application/json")
         if body.get("stream"):
