@@ -21,6 +21,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("currency", sa.String(3), nullable=False, server_default="USD"))
     with op.batch_alter_table("gateway_usage") as batch:
         batch.add_column(sa.Column("currency", sa.String(3), nullable=False, server_default=""))
+    # Calls answered before currencies existed were priced by deployments that are now USD.
+    op.execute("UPDATE gateway_usage SET currency = 'USD' WHERE deployment <> ''")
     with op.batch_alter_table("gateway_key_policies") as batch:
         batch.add_column(sa.Column("models", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("tokens_per_minute", sa.Integer(), nullable=True))
