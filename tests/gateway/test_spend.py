@@ -18,7 +18,7 @@ from sovstack.cli import run
 from sovstack.core import identity
 from sovstack.core.tables import AuditEvent
 from sovstack.gateway.tables import Usage
-from tests.conftest import make_key, make_user
+from tests.conftest import PASSWORD, make_key, make_user
 from tests.gateway.conftest import Gateway, deployment, fresh_minute, register
 from tests.gateway.upstream import Upstream
 
@@ -232,3 +232,58 @@ def test_a_hung_up_stream_and_a_failed_call_give_their_slot_back(gateway: Gatewa
     assert chat(gateway, gateway.key).status_code == 200
     assert chat(gateway, gateway.key, stream=True).status_code == 200
     assert inflight.held(prefix(gateway.key)) == 0
+
+
+def test_the_console_shows_budgets_alerts_key_limits_and_costs_with_their_currency(
+        gateway: Gateway, priced: Upstream) -> None:
+    from tests.gateway.test_pages import post_login
+
+    owner = make_user(gateway.db, "owner@test.example")
+    key = make_key(gateway.db, owner["id"], ["read", "write", "gateway"])
+    assert budget(gateway, key, scope="key", subject=prefix(key), unit="EUR", amount=0.02, period="day",
+                  alerts=[50]).status_code == 200
+    assert policy(gateway, key, key, models=["m"], max_concurrency=3).status_code == 200
+    assert chat(gateway, key).status_code == 200  # 0.018 EUR: past 50 %
+    with httpx.Client(base_url=gateway.url, timeout=10) as browser:
+        assert post_login(browser, owner["email"], owner["password"]).status_code == 303  # type: ignore[arg-type]
+        page = browser.get("/gateway/limits").text
+        assert f"key: key {prefix(key)} (test)" in page and "0.02 EUR" in page and "0.02 EUR" in page
+        assert "50% of the key" in page and "0.018 of 0.02 EUR" in page
+        assert 'id="key-limits"' in page and ">m</td>" in page
+    with httpx.Client(base_url=gateway.url, timeout=10) as browser:  # the calls of no organisation: an admin's
+        assert post_login(browser, "gw-admin@test.example", PASSWORD).status_code == 303  # type: ignore[arg-type]
+        assert "0.0180 EUR" in browser.get("/gateway/usage?by=key").text
+
+
+def test_key_limits_and_budgets_from_the_cli(gateway: Gateway, priced: Upstream,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    home = ["--home", str(gateway.app.state.settings.home)]
+    key = prefix(gateway.key)
+    assert run([*home, "gateway", "key-policy", key, "--models", "m, other", "--tpm", "500",
+                "--max-concurrency", "2"]) == 0
+    capsys.readouterr()
+    assert run([*home, "gateway", "key-limits", key, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["models"], shown["tokens_per_minute"], shown["max_concurrency"]) == (["m", "other"], 500, 2)
+    assert run([*home, "gateway", "key-policy", key, "--models", "*", "--max-concurrency", "0"]) == 0
+    capsys.readouterr()
+    assert run([*home, "gateway", "key-limits", key, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["models"], shown["tokens_per_minute"], shown["max_concurrency"]) == (None, 500, None)
+    assert run([*home, "gateway", "spend-budget", "person", "dev@test.example", "--amount", "5", "--unit", "inr",
+                "--period", "week"]) == 0
+    assert "5 INR per week" in capsys.readouterr().out
+    assert run([*home, "gateway", "spend-budget", "person", "dev@test.example", "--amount", "5",
+                "--unit", "euros"]) == 2
+    assert "ISO 4217" in capsys.readouterr().err
+    assert run([*home, "gateway", "spend-budgets", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert (row["unit"], row["period"], row["spent"]) == ("INR", "week", 0)
+    assert run([*home, "gateway", "spend-budget-remove", str(row["id"])]) == 0
+    assert chat(gateway, gateway.key).status_code == 200
+    capsys.readouterr()
+    assert run([*home, "gateway", "usage", "--by", "key"]) == 0
+    assert "EUR" in capsys.readouterr().out  # the table shows each cost with its currency
+    assert run([*home, "gateway", "usage", "--by", "key", "--json"]) == 0
+    [used] = json.loads(capsys.readouterr().out)
+    assert (used["costs"], used["currency"]) == ({"EUR": 0.018}, "EUR")
