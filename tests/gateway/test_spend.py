@@ -158,6 +158,7 @@ def test_alerts_fire_once_per_threshold(gateway: Gateway, priced: Upstream,
     assert sorted(a["threshold"] for a in json.loads(capsys.readouterr().out)) == [25, 50, 100]
     assert run([*home, "gateway", "spend-budgets", "--json"]) == 0
     assert [(b["spent"], b["amount"]) for b in json.loads(capsys.readouterr().out)] == [(54, 40)]
+    assert run([*home, "audit", "verify"]) == 0  # the alerts' events sit in the chain with the calls'
 
 
 def test_tokens_per_minute(gateway: Gateway, priced: Upstream) -> None:
@@ -287,3 +288,13 @@ def test_key_limits_and_budgets_from_the_cli(gateway: Gateway, priced: Upstream,
     assert run([*home, "gateway", "usage", "--by", "key", "--json"]) == 0
     [used] = json.loads(capsys.readouterr().out)
     assert (used["costs"], used["currency"]) == ({"EUR": 0.018}, "EUR")
+
+
+def test_concurrent_calls_record_each_alert_once(gateway: Gateway, priced: Upstream) -> None:
+    assert budget(gateway, gateway.admin_key, scope="person", subject="dev@test.example", amount=500,
+                  alerts=[10, 20, 90]).status_code == 200
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(lambda _: chat(gateway, gateway.key).status_code, range(12)))
+    assert codes == [200] * 12  # 216 tokens: past 10 % (50) and 20 % (100), not 90 %
+    alerts = httpx.get(f"{gateway.url}/api/v1/gateway/alerts", headers=bearer(gateway.admin_key)).json()
+    assert sorted(a["threshold"] for a in alerts) == [10, 20]
