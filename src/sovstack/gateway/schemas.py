@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -16,6 +16,7 @@ BCP47 = re.compile(r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*$")
 CURRENCY = re.compile(r"^[A-Z]{3}$")
 DEFAULT_CURRENCY = "USD"  # of a deployment's prices when none is given (and of prices entered before 0.x)
 Period = Literal["day", "week", "month"]
+ModelName = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 def check_currency(value: str) -> str:
@@ -132,7 +133,7 @@ class KeyPolicySet(Strict):
     floor_classification: Level = "open"
     requests_per_minute: int | None = Field(None, ge=1)
     # Only the fields a request states change; null clears one.
-    models: list[str] | None = Field(None, max_length=1000, description="The only models the key may call; null: "
+    models: list[ModelName] | None = Field(None, max_length=1000, description="The only models the key may call; null: "
                                      "every model.")
     tokens_per_minute: int | None = Field(None, ge=1, le=10**12, description="Tokens (in + out) per minute, "
                                           "counted after each call.")
