@@ -62,13 +62,23 @@ def test_a_partial_key_policy_update_keeps_what_it_does_not_state(gateway: Gatew
     with gateway.db.session() as s, unit_of_work(s, OPERATOR):
         service.set_key_policy(s, OPERATOR, prefix, KeyPolicySet(requests_per_minute=5))
     assert {k: v for k, v in policy_of(gateway, prefix).items() if k != "key_prefix"} == {
-        "default_classification": "sensitive", "floor_classification": "restricted", "requests_per_minute": 5}
+        "default_classification": "sensitive", "floor_classification": "restricted", "requests_per_minute": 5,
+        "models": None, "tokens_per_minute": None, "max_concurrency": None}
 
     url = f"{gateway.url}/api/v1/gateway/keys/{prefix}/policy"
     r = httpx.put(url, json={"floor_classification": "sensitive"}, headers=bearer(gateway.admin_key), timeout=10)
     assert r.status_code == 200, r.text
     assert r.json() == {"key_prefix": prefix, "default_classification": "sensitive",
-                        "floor_classification": "sensitive", "requests_per_minute": 5}
+                        "floor_classification": "sensitive", "requests_per_minute": 5, "models": None,
+                        "tokens_per_minute": None, "max_concurrency": None}
+    # The spend limits are partial updates too: each keeps what the other states.
+    r = httpx.put(url, json={"models": ["m"], "max_concurrency": 2}, headers=bearer(gateway.admin_key), timeout=10)
+    assert r.status_code == 200 and r.json()["requests_per_minute"] == 5 and r.json()["models"] == ["m"]
+    r = httpx.put(url, json={"requests_per_minute": 6}, headers=bearer(gateway.admin_key), timeout=10)
+    assert r.json()["models"] == ["m"] and r.json()["max_concurrency"] == 2
+    r = httpx.put(url, json={"models": None, "max_concurrency": None}, headers=bearer(gateway.admin_key), timeout=10)
+    assert r.json()["models"] is None and r.json()["requests_per_minute"] == 6
+    r = httpx.put(url, json={"requests_per_minute": 5}, headers=bearer(gateway.admin_key), timeout=10)
     r = httpx.put(url, json={"requests_per_minute": None}, headers=bearer(gateway.admin_key), timeout=10)
     assert r.status_code == 200 and r.json()["requests_per_minute"] is None  # an explicit null clears it
     assert r.json()["floor_classification"] == "sensitive"

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 MODES = ("ok", "500", "429", "400", "401", "403", "404", "stall", "garbage", "drop", "endless", "slow",
-         "nospace", "cr", "nousage", "flaky")
+         "nospace", "cr", "nousage", "flaky", "hold")
 SECRET_DETAIL = "internal-trace-7f3a"  # what a 400 answer carries beyond the error's message: never relayed
 
 
@@ -33,6 +33,7 @@ class Upstream:
     server: uvicorn.Server | None = None
     failures_left: int = 2  # mode "flaky": this many 503s, then answers
     without: tuple[str, ...] = ()  # paths it does not serve (a chat-only server has no /v1/rerank)
+    gate: threading.Event = field(default_factory=threading.Event)  # "hold": answer only once it is set
 
     def completion(self, body: dict[str, Any]) -> dict[str, Any]:
         answer = {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
@@ -75,6 +76,8 @@ class Upstream:
             return JSONResponse({"error": {"message": f"injected {self.mode}"}}, status_code=int(self.mode))
         if self.mode == "stall":
             await asyncio.sleep(30)
+        while self.mode == "hold" and not self.gate.is_set():
+            await asyncio.sleep(0.01)
         if self.mode == "garbage":
             return Response(b"<html>not json", media_type="application/json")
         if body.get("stream"):

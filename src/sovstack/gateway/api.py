@@ -13,8 +13,9 @@ from sovstack.core.api.deps import SESSION_COOKIE, PrincipalDep, SessionDep, Set
 from sovstack.core.base import utcnow
 from sovstack.core.context import unit_of_work
 from sovstack.core.errors import BadInput, MalformedBody, Refused, Unauthenticated
-from sovstack.gateway import proxy, responses, service, usage
+from sovstack.gateway import budgets, proxy, responses, service, usage
 from sovstack.gateway.schemas import (
+    AlertPublic,
     BudgetSet,
     Catalogue,
     CutoffRequest,
@@ -28,6 +29,8 @@ from sovstack.gateway.schemas import (
     OrgLoggingSet,
     OrgPolicyPublic,
     OrgPolicySet,
+    SpendBudgetPublic,
+    SpendBudgetSet,
     TranscriptPublic,
     UsageReport,
 )
@@ -66,9 +69,17 @@ async def chat_completions(request: Request) -> Response:
         raise BadInput("messages must be a non-empty list", field="messages")
     state = request.app.state.gateway
     prepared = await proxy.admit(request, state, "chat", body)
-    if body.get("stream"):
-        return await proxy.stream(request, state, prepared, body)
-    return await proxy.forward(request, state, prepared, body)
+    try:
+        if body.get("stream"):
+            # The relay gives the concurrency slot back when the stream ends, however it ends.
+            return await proxy.stream(request, state, prepared, body)
+        return await proxy.forward(request, state, prepared, body)
+    except BaseException:
+        prepared.release(state)
+        raise
+    finally:
+        if not body.get("stream"):
+            prepared.release(state)
 
 
 @openai_router.post("/responses")
@@ -90,7 +101,10 @@ async def embeddings(request: Request) -> Response:
     body = await _body(request, ("model", "input"))
     state = request.app.state.gateway
     prepared = await proxy.admit(request, state, "embeddings", body)
-    return await proxy.forward(request, state, prepared, body)
+    try:
+        return await proxy.forward(request, state, prepared, body)
+    finally:
+        prepared.release(state)
 
 
 @openai_router.post("/moderations")
@@ -231,7 +245,8 @@ def restore(body: CutoffRequest, session: SessionDep, who: PrincipalDep) -> list
 
 @router.get("/keys/{prefix}/policy")
 def get_key_policy(prefix: str, session: SessionDep, who: PrincipalDep) -> KeyPolicyPublic:
-    """The key's own policy (its owner or an admin); its organisation's policy may bind harder."""
+    """The key's own policy — classification, rate limits, model allowlist, tokens per minute, concurrency (its
+    owner or an admin); its organisation's policy may bind harder."""
     return service.key_policy(session, who, prefix)
 
 
@@ -241,6 +256,33 @@ def key_policy(prefix: str, body: KeyPolicySet, session: SessionDep, who: Princi
     with unit_of_work(session, who):
         service.set_key_policy(session, who, prefix, body)
     return service.key_policy(session, who, prefix)
+
+
+@router.get("/spend-budgets")
+def spend_budgets(request: Request, session: SessionDep, who: PrincipalDep) -> list[SpendBudgetPublic]:
+    """The budgets you may read (your keys', your own, your organisations' as their admin) and their spend."""
+    return budgets.status(session, who, request.app.state.gateway.counters)
+
+
+@router.put("/spend-budgets")
+def set_spend_budget(body: SpendBudgetSet, request: Request, session: SessionDep,
+                     who: PrincipalDep) -> SpendBudgetPublic:
+    """Create or replace the budget of a key, person or organisation in one unit (tokens or a currency)."""
+    with unit_of_work(session, who):
+        row = budgets.set_budget(session, who, body)
+    return next(b for b in budgets.status(session, who, request.app.state.gateway.counters) if b.id == row.id)
+
+
+@router.delete("/spend-budgets/{budget_id}", status_code=status.HTTP_204_NO_CONTENT)
+def remove_spend_budget(budget_id: int, session: SessionDep, who: PrincipalDep) -> None:
+    with unit_of_work(session, who):
+        budgets.remove_budget(session, who, budget_id)
+
+
+@router.get("/alerts")
+def spend_alerts(session: SessionDep, who: PrincipalDep, limit: int = Query(100, ge=1, le=1000)) -> list[AlertPublic]:
+    """Budget thresholds reached, newest first (each recorded once per threshold per period)."""
+    return [AlertPublic.model_validate(a) for a in budgets.alerts(session, who, limit)]
 
 
 @router.get("/organisations/{organisation_id}/policy")

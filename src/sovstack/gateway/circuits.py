@@ -134,7 +134,7 @@ def reported(session: Session, local: tuple[str, Breakers] | None = None,
     """
     now = now or utcnow()
     process = local[0] if local else None
-    cool_downs = {i: c for i, c in session.execute(select(Deployment.id, Deployment.cool_down_seconds))}
+    cool_downs: dict[int, float] = dict(session.execute(select(Deployment.id, Deployment.cool_down_seconds)).all())
     views: list[tuple[int, CircuitView]] = [
         (r.deployment_id, _view(r.state, r.process, r.at, r.failures, r.opened_at, now,
                                 cool_downs.get(r.deployment_id, COOL_DOWN_SECONDS)))

@@ -12,9 +12,11 @@ from sovstack.core import documents, identity
 from sovstack.core.base import utcnow
 from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, emit_one, ref, say, session_of, state
 from sovstack.core.errors import BadInput
-from sovstack.gateway import service, usage
+from sovstack.gateway import budgets, service, usage
 from sovstack.gateway.cache import AnswerCache, store_for
+from sovstack.gateway.metering import counters_for
 from sovstack.gateway.schemas import (
+    AlertPublic,
     BudgetSet,
     Catalogue,
     CutoffRequest,
@@ -23,6 +25,7 @@ from sovstack.gateway.schemas import (
     OrgCacheSet,
     OrgLoggingSet,
     OrgPolicySet,
+    SpendBudgetSet,
     TranscriptPublic,
 )
 
@@ -156,9 +159,16 @@ def key_policy(ctx: typer.Context, key: str = typer.Argument(..., help="Key pref
                                                 "[default: kept; its organisation's floor binds anyway]."),
                rpm: int | None = typer.Option(None, help="Requests per minute [default: kept]."),
                no_rpm: bool = typer.Option(False, "--no-rpm", help="Remove the key's requests-per-minute limit."),
+               models: str | None = typer.Option(None, help="Comma-separated models the key may call; '*' for "
+                                                 "every model [default: kept]."),
+               tpm: int | None = typer.Option(None, min=0, help="Tokens per minute; 0 removes the limit "
+                                              "[default: kept]."),
+               max_concurrency: int | None = typer.Option(None, min=0, help="Calls in flight at once (per server "
+                                                          "process); 0 removes the limit [default: kept]."),
                as_json: bool = JsonOpt) -> None:
-    """Show a key's policy, or change what is given of its default classification, floor and rate limit
-    (stricter than its organisation's, never looser); what is not given is kept."""
+    """Show a key's policy, or change what is given of its default classification, floor, rate limit (stricter
+    than its organisation's, never looser), model allowlist, tokens per minute and concurrency; what is not
+    given is kept."""
     if rpm is not None and no_rpm:
         raise BadInput("give --rpm or --no-rpm, not both", field="rpm")
     given: dict[str, object] = {"default_classification": default, "floor_classification": floor,
@@ -166,11 +176,74 @@ def key_policy(ctx: typer.Context, key: str = typer.Argument(..., help="Key pref
     changes = {k: v for k, v in given.items() if v is not None}
     if no_rpm:
         changes["requests_per_minute"] = None
+    if models is not None:
+        changes["models"] = None if models.strip() == "*" else [m.strip() for m in models.split(",") if m.strip()]
+    if tpm is not None:
+        changes["tokens_per_minute"] = tpm or None
+    if max_concurrency is not None:
+        changes["max_concurrency"] = max_concurrency or None
     with change(ctx) as s:
         if changes:
             service.set_key_policy(s, OPERATOR, key, KeyPolicySet.model_validate(changes))
         shown = service.key_policy(s, OPERATOR, key)
     emit_one(shown, as_json)
+
+
+@gateway_app.command("key-limits")
+def key_limits(ctx: typer.Context, key: str = typer.Argument(..., help="Key prefix, sk-xxxxxxxx."),
+               as_json: bool = JsonOpt) -> None:
+    """Show a key's policy: classification, rate limits, model allowlist, concurrency."""
+    with session_of(ctx) as s:
+        shown = service.key_policy(s, OPERATOR, key)
+    emit_one(shown, as_json)
+
+
+@gateway_app.command("spend-budget")
+def spend_budget(ctx: typer.Context, scope: str = typer.Argument(..., help="key|person|organisation"),
+                 subject: str = typer.Argument(..., help="Key prefix, person's email or id, organisation's "
+                                               "name or id."),
+                 amount: float = typer.Option(..., min=0, help="Tokens, or money in --unit."),
+                 unit: str = typer.Option("tokens", help="tokens, or an ISO 4217 currency code (EUR, INR, USD): "
+                                          "only spend priced in that currency counts."),
+                 period: str = typer.Option("month", help="day|week|month"),
+                 alerts: str = typer.Option("50,80,100", help="Comma-separated percentages to alert at.")) -> None:
+    """Set the budget of a key, a person (all their keys) or an organisation, in tokens or money, per period."""
+    try:
+        thresholds = [int(a) for a in alerts.split(",") if a.strip()]
+    except ValueError as exc:
+        raise BadInput("--alerts must be comma-separated whole percentages, e.g. 50,80,100", field="alerts") from exc
+    data = SpendBudgetSet.model_validate({"scope": scope, "subject": subject, "amount": amount, "unit": unit,
+                                          "period": period, "alerts": thresholds})
+    with change(ctx) as s:
+        row = budgets.set_budget(s, OPERATOR, data)
+    say(f"budget {row.id}: {data.scope} {row.subject}, {data.amount:g} {data.unit} per {data.period}, alerts at "
+        f"{', '.join(f'{a}%' for a in data.alerts) or 'none'}")
+
+
+@gateway_app.command("spend-budget-remove")
+def spend_budget_remove(ctx: typer.Context, budget_id: int) -> None:
+    """Remove a spend budget."""
+    with change(ctx) as s:
+        budgets.remove_budget(s, OPERATOR, budget_id)
+    say(f"budget {budget_id} removed")
+
+
+@gateway_app.command("spend-budgets")
+def spend_budgets(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """Every spend budget and what it has spent in its current period."""
+    with session_of(ctx) as s:
+        rows = budgets.status(s, OPERATOR, counters_for(state(ctx).settings))
+    emit(rows, ["id", "scope", "label", "unit", "amount", "spent", "period", "window", "alerts"], as_json,
+         title="spend budgets")
+
+
+@gateway_app.command("alerts")
+def alerts_cmd(ctx: typer.Context, limit: int = typer.Option(50, min=1, max=1000), as_json: bool = JsonOpt) -> None:
+    """Budget thresholds reached, newest first (each once per threshold per period)."""
+    with session_of(ctx) as s:
+        rows = [AlertPublic.model_validate(a) for a in budgets.alerts(s, OPERATOR, limit)]
+    emit(rows, ["at", "budget_id", "scope", "subject", "threshold", "spent", "amount", "unit", "window"], as_json,
+         title="budget alerts, newest first")
 
 
 @gateway_app.command("org-policy")
@@ -274,5 +347,6 @@ def usage_cmd(ctx: typer.Context, by: str = typer.Option("model", help="organisa
         raise BadInput(f"--by must be one of {', '.join(usage.GROUPS)}", field="by")
     with session_of(ctx) as s:
         rep = usage.report(s, OPERATOR, by=by, since=utcnow() - timedelta(days=days))
-    emit(rep.rows, ["group", "requests", "tokens_in", "tokens_out", "cost", "errors", "p50_latency_ms"], as_json,
-         title=f"usage by {by}, last {days} days")
+    rows = rep.rows if as_json else [{**r.model_dump(), "cost": usage.money(r.costs)} for r in rep.rows]
+    emit(rows, ["group", "requests", "tokens_in", "tokens_out", "cost", "errors", "refused", "p50_latency_ms"],
+         as_json, title=f"usage by {by}, last {days} days")

@@ -29,9 +29,11 @@ from sovstack.gateway.tables import (
     OrgCache,
     OrgLogging,
     OrgPolicy,
+    SpendBudget,
 )
 
 MAX_AGE = 5.0
+MICRO = 1_000_000  # money counters count millionths of a currency unit
 _STAMP = text("SELECT (SELECT value FROM gateway_generation WHERE id = 1), (SELECT max(id) FROM policy_versions)")
 
 
@@ -65,6 +67,7 @@ class DeploymentFacts:
     languages: list[dict[str, Any]]
     price_in: float
     price_out: float
+    currency: str
     priority: int
     weight: int
     timeout_seconds: float
@@ -92,6 +95,31 @@ class KeyFacts:
     default_classification: str
     floor_classification: str
     requests_per_minute: int | None
+    models: frozenset[str] | None = None  # None: every model
+    tokens_per_minute: int | None = None
+    max_concurrency: int | None = None
+
+
+@dataclass(frozen=True)
+class SpendLimit:
+    """A budget of a key, a person or an organisation: tokens, or money in one currency, per period."""
+
+    id: int
+    scope: str  # key | person | organisation
+    subject: str  # the key's prefix, the person's user id, the organisation's id
+    unit: str  # "tokens" or an ISO 4217 currency code
+    amount: float
+    period: str
+    alerts: tuple[int, ...] = ()
+
+    @property
+    def counter(self) -> str:
+        return f"spend:{self.scope}:{self.subject}:{self.unit}"
+
+    @property
+    def limit(self) -> int:
+        """The amount in counter units: tokens, or millionths of the currency (counters are integers)."""
+        return int(self.amount) if self.unit == "tokens" else round(self.amount * MICRO)
 
 
 @dataclass(frozen=True)
@@ -113,6 +141,7 @@ class Snapshot:
     budgets: dict[int, tuple[int, str]]
     keep_days: dict[int, int]
     cache_ttl: dict[int, int] = field(default_factory=dict)  # organisation → seconds answers are kept
+    spend: dict[tuple[str, str], tuple[SpendLimit, ...]] = field(default_factory=dict)
     plans: dict[tuple[str, str], Plan] = field(default_factory=dict)
 
 
@@ -125,7 +154,7 @@ def _deployment(d: Deployment, unseal: Callable[[str], str]) -> DeploymentFacts:
         id=d.id, name=d.name, base_url=d.base_url.rstrip("/"), upstream_model=d.upstream_model,
         api_key=unseal(d.api_key_encrypted), hosting_jurisdiction=d.hosting_jurisdiction, operator=_party(d.operator),
         developer=_party(d.developer), licence=d.licence, open_weights=d.open_weights, languages=list(d.languages),
-        price_in=d.price_in, price_out=d.price_out, priority=d.priority, weight=d.weight,
+        price_in=d.price_in, price_out=d.price_out, currency=d.currency, priority=d.priority, weight=d.weight,
         timeout_seconds=d.timeout_seconds, withdrawn=d.withdrawn, withdrawn_reason=d.withdrawn_reason,
         retries=d.retries, failures_to_open=d.failures_to_open, cool_down_seconds=d.cool_down_seconds,
         enabled=d.enabled)
@@ -138,15 +167,29 @@ def load(session: Session, stamp: tuple[Any, ...], home: str, unseal: Callable[[
         models={m.name: ModelFacts(m.id, m.name, m.language_routing,
                                    tuple(_deployment(d, unseal) for d in m.deployments), routing=m.routing,
                                    fallbacks=tuple(m.fallbacks or ()), enabled=m.enabled) for m in models},
-        keys={k.key_prefix: KeyFacts(k.default_classification, k.floor_classification, k.requests_per_minute)
-              for k in session.scalars(select(KeyPolicy))},
+        keys={k.key_prefix: _key(k) for k in session.scalars(select(KeyPolicy))},
         orgs={o.organisation_id: OrgFacts(o.floor_classification, o.requests_per_minute_per_person,
                                           o.tokens_per_person, o.tokens_period)
               for o in session.scalars(select(OrgPolicy))},
         budgets={b.organisation_id: (b.tokens, b.period) for b in session.scalars(select(OrgBudget))},
         keep_days={o.organisation_id: o.retention_days for o in session.scalars(select(OrgLogging))
                    if o.enabled},
-        cache_ttl={c.organisation_id: c.ttl_seconds for c in session.scalars(select(OrgCache))})
+        cache_ttl={c.organisation_id: c.ttl_seconds for c in session.scalars(select(OrgCache))},
+
+        spend=_spend(session))
+
+
+def _key(k: KeyPolicy) -> KeyFacts:
+    return KeyFacts(k.default_classification, k.floor_classification, k.requests_per_minute,
+                    frozenset(k.models) if k.models is not None else None, k.tokens_per_minute, k.max_concurrency)
+
+
+def _spend(session: Session) -> dict[tuple[str, str], tuple[SpendLimit, ...]]:
+    found: dict[tuple[str, str], list[SpendLimit]] = {}
+    for b in session.scalars(select(SpendBudget).order_by(SpendBudget.id)):
+        found.setdefault((b.scope, b.subject), []).append(
+            SpendLimit(b.id, b.scope, b.subject, b.unit, b.amount, b.period, tuple(sorted(b.alerts or ()))))
+    return {k: tuple(v) for k, v in found.items()}
 
 
 class Facts:

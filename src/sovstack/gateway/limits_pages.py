@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 
 from sovstack.console.auth import ConsolePoster, ConsoleUser
 from sovstack.console.routes import console_of, parse, see_other
-from sovstack.core import policy
+from sovstack.core import identity, policy
 from sovstack.core.api.deps import SessionDep
 from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.errors import BadInput, NotFound, Refused, SovstackError
-from sovstack.gateway import service
+from sovstack.gateway import budgets, service
 from sovstack.gateway.schemas import OrgLoggingSet, OrgPolicySet
 
 router = APIRouter(include_in_schema=False)
@@ -25,8 +25,12 @@ FormErrors = (BadInput, Refused, NotFound)
 def limits_page(request: Request, session: Session, who: Principal, *, error: SovstackError | None = None,
                 form: dict[str, str] | None = None, form_org: int | None = None) -> HTMLResponse:
     rows = service.org_policies(session, who)
+    keys = [service.key_policy(session, who, k.prefix) for k in identity.list_api_keys(session, who)
+            if not k.revoked_at] if who.user_id is not None else []
     return console_of(request).page(
         request, "gateway_limits.html", error.status if error else 200, rows=rows, levels=policy.LEVELS,
+        budgets=budgets.status(session, who, request.app.state.gateway.counters), keys=keys,
+        alerts=budgets.alerts(session, who, 20),
         manages={r.organisation_id for r in rows if who.has_role(r.organisation_id, "org_admin")},
         error=error, form=form or {}, form_org=form_org)
 

@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session
 
 from sovstack.core import audit
 from sovstack.core.base import utcnow
-from sovstack.gateway.tables import Counter, Transcript, Usage
+from sovstack.core.settings import Settings
+from sovstack.gateway.facts import MICRO, SpendLimit
+from sovstack.gateway.tables import Counter, SpendAlert, Transcript, Usage
 
 _counters: Table = Counter.__table__  # type: ignore[assignment]
 _INSERT_USAGE = insert(Usage)
@@ -36,6 +38,9 @@ def window(period: str, now: datetime) -> tuple[str, int]:
     if period == "day":
         start = now.replace(hour=0, minute=0, second=0, microsecond=0)
         return start.strftime("%Y-%m-%d"), int((start + timedelta(days=1) - now).total_seconds()) + 1
+    if period == "week":  # ISO weeks, from Monday
+        start = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+        return start.strftime("%G-W%V"), int((start + timedelta(days=7) - now).total_seconds()) + 1
     days = calendar.monthrange(now.year, now.month)[1]
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     return start.strftime("%Y-%m"), int((start + timedelta(days=days) - now).total_seconds()) + 1
@@ -96,6 +101,15 @@ class RedisCounters:
         return int(self.client.get(f"sovstack:{name}:{window}") or 0)
 
 
+def counters_for(settings: Settings) -> Counters:
+    """The deployment's shared counters: Redis when ``SOVSTACK_REDIS_URL`` is set, else the database."""
+    if settings.redis_url:
+        import redis
+
+        return RedisCounters(redis.Redis.from_url(settings.redis_url))
+    return DatabaseCounters()
+
+
 LEASE_SHARE = 50  # a process claims at most 1/50 of a per-minute limit at a time …
 LEASE_MAX = 100  # … and never more than this many requests
 
@@ -152,12 +166,15 @@ class Call:
     tokens_in: int = 0
     tokens_out: int = 0
     cost: float = 0.0
+    currency: str = ""  # of ``cost``: the answering deployment's
     latency_ms: float = 0.0
     outcome: str = "ok"
     reasons: list[str] = field(default_factory=list)
     person_id: int | None = None
     person_period: str | None = None  # the period of the person's share of the organisation's tokens, if any
     keep_days: int = 0  # > 0: the organisation opted in to keeping prompts and completions this long
+    spend: tuple[SpendLimit, ...] = ()  # the budgets its tokens or cost are charged to
+    tpm_key: str = ""  # the key whose tokens-per-minute it counts towards, if that key has such a limit
     prompt: str = ""
     completion: list[str] = field(default_factory=list)
     estimated: bool = False  # no usage came from the upstream: tokens were estimated from the text relayed
@@ -169,7 +186,8 @@ class Call:
         return {"key": self.key_prefix, "organisation_id": self.organisation_id, "model": self.model,
                 "endpoint": self.endpoint, "classification": self.classification, "language": self.language,
                 "tried": self.tried, "answered": self.answered, "tokens_in": self.tokens_in,
-                "tokens_out": self.tokens_out, "cost": round(self.cost, 8), "latency_ms": round(self.latency_ms, 2),
+                "tokens_out": self.tokens_out, "cost": round(self.cost, 8), "currency": self.currency,
+                "latency_ms": round(self.latency_ms, 2),
                 "transcript_kept": self.keep_days > 0, "estimated": self.estimated, "fallback": self.fallback}
 
 
@@ -238,8 +256,8 @@ def stage_many(session: Session, counters: Counters, calls: list[tuple[Call, str
         "at": now, "key_prefix": call.key_prefix, "organisation_id": call.organisation_id, "model": call.model,
         "deployment": call.answered, "endpoint": call.endpoint, "classification": call.classification,
         "language": call.language, "tokens_in": call.tokens_in, "tokens_out": call.tokens_out, "cost": call.cost,
-        "latency_ms": call.latency_ms, "tries": len(call.tried), "outcome": call.outcome,
-        "estimated": call.estimated} for call, _ in calls])
+        "currency": call.currency, "latency_ms": call.latency_ms,
+        "tries": len(call.tried), "outcome": call.outcome, "estimated": call.estimated} for call, _ in calls])
     spent: dict[tuple[str, str], int] = {}  # (counter, period) -> tokens
     for call, period in calls:
         tokens = call.tokens_in + call.tokens_out
@@ -254,16 +272,61 @@ def stage_many(session: Session, counters: Counters, calls: list[tuple[Call, str
     for (name, period), tokens in spent.items():
         win, ttl = window(period, now)
         counters.add(session, name, win, tokens, ttl)
+    _charge_spend(session, counters, [call for call, _ in calls], now)
     for call, _ in calls:
         if call.keep_days and call.organisation_id is not None:
             _keep_transcript(session, call)
     audit.record_many(session, [
         audit.Event(actor=call.actor, action=f"gateway.{call.endpoint}", target=f"model:{call.model}",
-                    outcome=AUDIT_OUTCOMES.get(call.outcome, "failed"), reasons=call.reasons,
+                    outcome=_AUDIT_OUTCOME.get(call.outcome, "failed"), reasons=call.reasons,
                     detail=call.detail()) for call, _ in calls])
 
 
-AUDIT_OUTCOMES = {"ok": "ok", "cached": "ok", "refused": "refused"}  # any other outcome is a failure
+# A refused call is audited as refused, whatever refused it; anything else that went wrong as failed.
+REFUSALS = ("refused", "not_allowed", "rate_limited", "over_budget", "over_concurrency")
+_AUDIT_OUTCOME = {"ok": "ok", "cached": "ok", **dict.fromkeys(REFUSALS, "refused")}
+
+
+def _charge(call: Call, budget: SpendLimit) -> int:
+    if budget.unit == "tokens":
+        return call.tokens_in + call.tokens_out
+    return round(call.cost * MICRO) if call.currency == budget.unit else 0
+
+
+def _charge_spend(session: Session, counters: Counters, calls: list[Call], now: datetime) -> None:
+    """Add the calls' tokens and cost to their budgets and tokens-per-minute counters; record each alert
+    threshold a budget crossed (the counter's atomic add decides which call crossed it, so once per period)."""
+    charged: dict[str, tuple[SpendLimit, int]] = {}
+    tpm: dict[str, int] = {}
+    for call in calls:
+        for budget in call.spend:
+            units = _charge(call, budget)
+            if units:
+                charged[budget.counter] = (budget, charged.get(budget.counter, (budget, 0))[1] + units)
+        if call.tpm_key and call.tokens_in + call.tokens_out:
+            tpm[call.tpm_key] = tpm.get(call.tpm_key, 0) + call.tokens_in + call.tokens_out
+    for key, tokens in tpm.items():
+        win, ttl = window("minute", now)
+        counters.add(session, f"tpm:{key}", win, tokens, ttl)
+    for budget, units in charged.values():
+        win, ttl = window(budget.period, now)
+        total = counters.add(session, budget.counter, win, units, ttl)
+        for threshold in budget.alerts:
+            line = budget.limit * threshold / 100
+            if total - units < line <= total:
+                _alert(session, budget, win, threshold, total, now)
+
+
+def _alert(session: Session, budget: SpendLimit, win: str, threshold: int, total: int, now: datetime) -> None:
+    scale = 1 if budget.unit == "tokens" else MICRO
+    spent, amount = total / scale, budget.limit / scale
+    session.add(SpendAlert(at=now, budget_id=budget.id, scope=budget.scope, subject=budget.subject,
+                           unit=budget.unit, window=win, threshold=threshold, spent=spent, amount=amount))
+    audit.record(session, actor="gateway", action="gateway.budget_alert", target=f"{budget.scope}:{budget.subject}",
+                 reasons=[f"{threshold}% of the {budget.scope} budget of {amount:g} {budget.unit} per "
+                          f"{budget.period} reached ({spent:g} {budget.unit} spent in {win})"],
+                 detail={"budget_id": budget.id, "threshold": threshold, "spent": spent, "amount": amount,
+                         "unit": budget.unit, "period": budget.period, "window": win})
 
 
 def _keep_transcript(session: Session, call: Call) -> None:

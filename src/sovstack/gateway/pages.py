@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -318,7 +318,7 @@ def days_between(first: date, last: date, points: Sequence[UsagePoint]) -> list[
     known = {p.day: p for p in points}
     span = (last - first).days + 1
     days = [(first + timedelta(days=i)).isoformat() for i in range(span)]
-    return [known.get(d) or UsagePoint(day=d, requests=0, tokens=0, cost=0.0) for d in days]
+    return [known.get(d) or UsagePoint(day=d, requests=0, tokens=0, costs={}) for d in days]
 
 
 def daily_chart(points: list[UsagePoint], width: int = 960, height: int = 240) -> DailyChart:
@@ -357,6 +357,14 @@ def group_chart(rows: list[UsageRow], labels: dict[str, str], width: int = 960, 
     return GroupChart(width, height, left, out, x_ticks)
 
 
+def _summed(costs: Iterable[dict[str, float]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for each in costs:
+        for currency, value in each.items():
+            total[currency] = total.get(currency, 0.0) + value
+    return total
+
+
 @router.get("/gateway/usage")
 def usage_page(request: Request, session: SessionDep, user: ConsoleUser, by: GroupBy = "model",
                days: Annotated[int, Query(ge=1, le=366)] = 30) -> HTMLResponse:
@@ -368,10 +376,12 @@ def usage_page(request: Request, session: SessionDep, user: ConsoleUser, by: Gro
     series = days_between(min([first, *(date.fromisoformat(p.day) for p in report.daily)]), today, report.daily)
     totals = {"requests": sum(r.requests for r in report.rows),
               "tokens": sum(r.tokens_in + r.tokens_out for r in report.rows),
-              "cost": sum(r.cost for r in report.rows), "errors": sum(r.errors for r in report.rows)}
+              "cost": usage.money(_summed(r.costs for r in report.rows), 2),
+              "errors": sum(r.errors for r in report.rows), "refused": sum(r.refused for r in report.rows)}
     rows = sorted(report.rows, key=lambda r: labels.get(r.group, r.group).lower())
     return console_of(request).page(
-        request, "gateway_usage.html", report=report, rows=rows, by=by, days=days, labels=labels, totals=totals,
+        request, "gateway_usage.html", money=usage.money, report=report, rows=rows, by=by, days=days,
+        labels=labels, totals=totals,
         groups=usage.GROUPS, day_choices=sorted({*DAY_CHOICES, days}), daily=daily_chart(series),
         tokens=group_chart(report.rows, labels), sees_all=user[1].acts_as_admin)
 

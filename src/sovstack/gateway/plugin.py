@@ -19,7 +19,7 @@ from sovstack.gateway.api import chat_completions, create_response, embeddings, 
 from sovstack.gateway.circuits import CircuitReporter
 from sovstack.gateway.cli import gateway_app
 from sovstack.gateway.language import Detector
-from sovstack.gateway.metering import Counters, DatabaseCounters, RedisCounters
+from sovstack.gateway.metering import counters_for
 from sovstack.gateway.proxy import GatewayState
 from sovstack.gateway.routing import Breakers
 from sovstack.gateway.writer import MeterWriter
@@ -47,18 +47,10 @@ def sovstack_cli(app: typer.Typer) -> None:
     app.add_typer(gateway_app, name="gateway")
 
 
-def _counters(settings: Settings) -> Counters:
-    if settings.redis_url:
-        import redis
-
-        return RedisCounters(redis.Redis.from_url(settings.redis_url))
-    return DatabaseCounters()
-
-
 @hookimpl
 def sovstack_app_created(app: FastAPI) -> None:
     settings: Settings = app.state.settings
-    counters = _counters(settings)
+    counters = counters_for(settings)
     # The /v1 calls authenticate themselves; serve them without the router's dispatch (hot path).
     app.add_middleware(Direct, routes={("POST", "/v1/chat/completions"): chat_completions,
                                        ("POST", "/v1/responses"): create_response,

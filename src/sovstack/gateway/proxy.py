@@ -23,7 +23,7 @@ from sovstack.core import policy
 from sovstack.core.api.deps import authenticate
 from sovstack.core.base import utcnow
 from sovstack.core.db import Database
-from sovstack.core.errors import BadGateway, BadInput, NotFound, Refused, Unavailable
+from sovstack.core.errors import BadGateway, BadInput, NotFound, RateLimited, Refused, Unavailable
 from sovstack.gateway import cache, http1, limits, routing, sse
 from sovstack.gateway.facts import Facts, ModelFacts, Snapshot
 from sovstack.gateway.language import Detector
@@ -53,6 +53,7 @@ class GatewayState:
     facts: Facts = field(default_factory=Facts)
     leases: RateLeases = field(default_factory=RateLeases)
     answers: cache.AnswerCache | None = None  # the organisations' opt-in answer cache
+    inflight: limits.Inflight = field(default_factory=limits.Inflight)
 
 
 @dataclass
@@ -63,6 +64,21 @@ class Prepared:
     cached: cache.Lookup | None = None
     wants_usage: bool = True
     started: float = field(default_factory=time.perf_counter)
+    slot: str = ""  # the key holding one of its concurrency slots for this call, until ``release``
+
+    def release(self, state: GatewayState) -> None:
+        """Give back the call's concurrency slot (once, however the call ended)."""
+        if self.slot:
+            state.inflight.release(self.slot)
+            self.slot = ""
+
+
+class Turned(Exception):
+    """A limit refused the call: its usage row and audit event are written before the refusal is raised."""
+
+    def __init__(self, call: Call, error: RateLimited | Refused) -> None:
+        super().__init__(error.message)
+        self.call, self.error = call, error
 
 
 class UpstreamFailed(Exception):
@@ -127,12 +143,19 @@ async def admit(request: Request, state: GatewayState, endpoint: str, body: dict
     another process's write lock, and then the whole preparation moves to a thread instead of
     blocking the loop. Over a network database every statement is a round trip: always a thread.
     """
-    if request.app.state.db.dialect == "sqlite":
-        try:
-            return prepare(request, state, endpoint, body, wait=False)
-        except _WouldWait:
-            pass
-    return await run_in_threadpool(prepare, request, state, endpoint, body)
+    try:
+        if request.app.state.db.dialect == "sqlite":
+            try:
+                return prepare(request, state, endpoint, body, wait=False)
+            except _WouldWait:
+                pass
+        return await run_in_threadpool(prepare, request, state, endpoint, body)
+    except Turned as turned:
+        # Written by the group commit like any finished call: a flood of refusals shares commits.
+        await state.writer.submit(turned.call, None, state.counters)
+        if isinstance(turned.error, Refused):
+            turned.error.audited = True
+        raise turned.error from None
 
 
 def prepare(request: Request, state: GatewayState, endpoint: str, body: dict[str, Any], *,
@@ -170,14 +193,19 @@ def _prepare(request: Request, session: Session, transaction: Callable[[], Abstr
     organisation_id = limits.organisation_of(who, request.headers.get(limits.ORGANISATION_HEADER, ""))
     binding = limits.bind(snap, who, organisation_id)
     classification = _classification(request, binding)
-    periods = limits.admit(session, state.counters, state.leases, who, binding, utcnow())
+    call = Call(actor=who.actor, key_prefix=who.key_prefix or "", organisation_id=organisation_id,
+                model=body["model"], endpoint=endpoint, classification=classification, person_id=who.user_id,
+                spend=binding.spend, tpm_key=who.key_prefix or "" if binding.tokens_per_minute else "")
+    try:
+        limits.allowed_model(binding, who, call.model)
+        periods = limits.admit(session, state.counters, state.leases, who, binding, utcnow())
+    except (limits.OverLimit, Refused) as exc:
+        raise _turned(call, exc) from exc
+    call.person_period = periods.person
     model = snap.models.get(body["model"])
     if model is None or not model.enabled:
         state_of = "does not exist" if model is None else "is disabled by an admin"
         raise NotFound(f"the model {body['model']!r} {state_of}", field="model")
-    call = Call(actor=who.actor, key_prefix=who.key_prefix or "", organisation_id=organisation_id,
-                model=model.name, endpoint=endpoint, classification=classification, person_id=who.user_id,
-                person_period=periods.person)
     if binding.keep_days:
         call.keep_days = binding.keep_days
         call.prompt = orjson.dumps(body.get("messages") or body.get("input")).decode()
@@ -199,7 +227,14 @@ def _prepare(request: Request, session: Session, transaction: Callable[[], Abstr
                   for c in routing.order(p.allowed, language, strategy=m.routing, health=state.breakers)]
     found = cache.lookup_for(organisation_id, snap.cache_ttl.get(organisation_id or 0), endpoint, model.name,
                              classification, body, request.headers.get("cache-control", ""))
-    return Prepared(call, candidates, periods.organisation, found)
+    prepared = Prepared(call, candidates, periods.organisation, found)
+    if binding.max_concurrency and who.key_prefix:
+        if not state.inflight.acquire(who.key_prefix, binding.max_concurrency):
+            raise _turned(call, limits.OverLimit(
+                f"key {who.key_prefix} already has {binding.max_concurrency} calls in flight, its limit",
+                retry_after=1, outcome="over_concurrency"))
+        prepared.slot = who.key_prefix
+    return prepared
 
 
 def _plan(snap: Snapshot, model: ModelFacts, classification: str) -> routing.Plan:
@@ -208,6 +243,12 @@ def _plan(snap: Snapshot, model: ModelFacts, classification: str) -> routing.Pla
         plan = snap.plans[(model.name, classification)] = routing.plan(
             snap.policy, None, classification, model.deployments, model.name)
     return plan
+
+
+def _turned(call: Call, exc: limits.OverLimit | Refused) -> Turned:
+    call.outcome = exc.outcome if isinstance(exc, limits.OverLimit) else "not_allowed"
+    call.reasons = exc.reasons or [exc.message]
+    return Turned(call, exc)
 
 
 def _refuse(session: Any, state: GatewayState, call: Call, refused: dict[str, list[str]]) -> None:
@@ -305,6 +346,7 @@ def _meter(call: Call, cand: Candidate, usage: dict[str, Any] | None) -> None:
 
 def _price(call: Call, cand: Candidate) -> None:
     call.cost = (call.tokens_in * cand.price_in + call.tokens_out * cand.price_out) / 1_000_000
+    call.currency = cand.facts.get("currency", "")
 
 
 def _estimate(call: Call, cand: Candidate, body: dict[str, Any]) -> None:
@@ -331,6 +373,7 @@ def _response_headers(call: Call) -> dict[str, str]:
 
 async def _finish(request: Request, state: GatewayState, prepared: Prepared) -> None:
     prepared.call.latency_ms = (time.perf_counter() - prepared.started) * 1000
+    prepared.release(state)
     await state.writer.submit(prepared.call, prepared.budget_period, state.counters)
 
 

@@ -161,7 +161,7 @@ def plan(doc: policy.PolicyDocument, who: Principal | None, classification: str,
             languages=tuple(t["code"].split("-")[0].lower() for t in dep.languages),
             tiers={t["code"].split("-")[0].lower(): TIERS.get(t.get("tier", "medium"), 1) for t in dep.languages},
             facts={"hosting": dep.hosting_jurisdiction, "operator": dep.operator.name,
-                   "developer": dep.developer.name},
+                   "developer": dep.developer.name, "currency": dep.currency},
             model=model, retries=dep.retries, failures_to_open=dep.failures_to_open,
             cool_down_seconds=dep.cool_down_seconds))
     return Plan(allowed, refused)

@@ -28,6 +28,18 @@ def single_line(value: str) -> str:
 
 # Names, URLs and keys: one line of printable text (checked here so catalogue files are covered too).
 Line = Annotated[str, AfterValidator(single_line)]
+CURRENCY = re.compile(r"^[A-Z]{3}$")
+DEFAULT_CURRENCY = "USD"  # of a deployment's prices when none is given (and of prices entered before 0.x)
+Period = Literal["day", "week", "month"]
+ModelName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def check_currency(value: str) -> str:
+    """An ISO 4217 alphabetic code, upper-cased: ``EUR``, ``INR``."""
+    code = value.strip().upper()
+    if not CURRENCY.match(code):
+        raise ValueError("not an ISO 4217 currency code (three letters, e.g. EUR, INR, USD)")
+    return code
 
 
 class LanguageTag(Strict):
@@ -88,6 +100,7 @@ class DeploymentCreate(Strict):
     context_length: int = Field(8192, ge=1)
     price_in: float = Field(0.0, ge=0, le=1e9, description="Per million input tokens.")
     price_out: float = Field(0.0, ge=0, le=1e9, description="Per million output tokens.")
+    currency: str = Field(DEFAULT_CURRENCY, description="ISO 4217 code of price_in and price_out.")
     priority: int = Field(100, ge=0, description="Lower is tried first.")
     weight: int = Field(1, ge=1, description="Share of traffic within equal priority.")
     timeout_seconds: float = Field(60.0, gt=0, le=3600)
@@ -101,6 +114,11 @@ class DeploymentCreate(Strict):
     @classmethod
     def _j(cls, value: str) -> str:
         return check_country(value, "hosting_jurisdiction")
+
+    @field_validator("currency")
+    @classmethod
+    def _c(cls, value: str) -> str:
+        return check_currency(value)
 
 
 class DeploymentPublic(BaseModel):
@@ -123,6 +141,7 @@ class DeploymentPublic(BaseModel):
     context_length: int
     price_in: float
     price_out: float
+    currency: str
     priority: int
     weight: int
     withdrawn: bool
@@ -158,6 +177,12 @@ class KeyPolicySet(Strict):
                                           "the floor is raised above it.")
     floor_classification: Level = Field("open", description="Kept when not sent.")
     requests_per_minute: int | None = Field(None, ge=1, description="Kept when not sent; null removes the limit.")
+    models: list[ModelName] | None = Field(None, max_length=1000, description="The only models the key may call; "
+                                           "null: every model.")
+    tokens_per_minute: int | None = Field(None, ge=1, le=10**12, description="Tokens (in + out) per minute, "
+                                          "counted after each call.")
+    max_concurrency: int | None = Field(None, ge=1, le=100_000, description="Calls in flight at once (per "
+                                        "server process).")
 
 
 class KeyPolicyPublic(BaseModel):
@@ -167,6 +192,66 @@ class KeyPolicyPublic(BaseModel):
     default_classification: str
     floor_classification: str
     requests_per_minute: int | None
+    models: list[str] | None
+    tokens_per_minute: int | None
+    max_concurrency: int | None
+
+
+class SpendBudgetSet(Strict):
+    """A budget of a key, a person or an organisation: tokens, or money in one currency, per period."""
+
+    scope: Literal["key", "person", "organisation"]
+    subject: str = Field(min_length=1, max_length=64, description="The key's prefix, the person's email or user "
+                         "id, the organisation's name or id.")
+    unit: str = Field("tokens", description="tokens, or an ISO 4217 currency code: only spend priced in that "
+                      "currency counts.")
+    amount: float = Field(ge=0, le=1e15)
+    period: Period = "month"
+    alerts: list[int] = Field([50, 80, 100], max_length=10, description="Percentages of the amount at which an "
+                              "alert is recorded, once per period.")
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, value: str) -> str:
+        return "tokens" if value.strip().lower() == "tokens" else check_currency(value)
+
+    @field_validator("alerts")
+    @classmethod
+    def _alerts(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= v <= 1000 for v in value):
+            raise ValueError("alert thresholds are percentages from 1 to 1000")
+        return sorted(set(value))
+
+
+class SpendBudgetPublic(BaseModel):
+    """A budget and what it has spent in the current period."""
+
+    id: int
+    scope: str
+    subject: str
+    label: str
+    unit: str
+    amount: float
+    period: str
+    alerts: list[int]
+    window: str
+    spent: float
+    resets_in_seconds: int
+
+
+class AlertPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: UTCDateTime
+    budget_id: int
+    scope: str
+    subject: str
+    unit: str
+    window: str
+    threshold: int
+    spent: float
+    amount: float
 
 
 class OrgPolicySet(Strict):
@@ -219,8 +304,11 @@ class UsageRow(BaseModel):
     requests: int
     tokens_in: int
     tokens_out: int
-    cost: float
+    cost: float = Field(description="The sum of costs when they share one currency (see currency); else 0.")
+    currency: str = Field(description="The currency of cost; empty when no call was priced, 'mixed' when several.")
+    costs: dict[str, float] = Field(description="Cost per currency.")
     errors: int
+    refused: int = Field(description="Calls refused by a limit, budget, allowlist or policy (included in errors).")
     p50_latency_ms: float
 
 
@@ -228,7 +316,7 @@ class UsagePoint(BaseModel):
     day: str
     requests: int
     tokens: int
-    cost: float
+    costs: dict[str, float]
 
 
 class UsageReport(BaseModel):

@@ -303,7 +303,8 @@ def public(dep: Deployment, circuit: CircuitView = CLOSED) -> DeploymentPublic:
         operator_jurisdiction=dep.operator.jurisdiction, operator_parent_jurisdiction=dep.operator.parent_jurisdiction,
         developer=dep.developer.name, developer_jurisdiction=dep.developer.jurisdiction, licence=dep.licence,
         open_weights=dep.open_weights, languages=[LanguageTag(**t) for t in dep.languages],
-        context_length=dep.context_length, price_in=dep.price_in, price_out=dep.price_out, priority=dep.priority,
+        context_length=dep.context_length, price_in=dep.price_in, price_out=dep.price_out, currency=dep.currency,
+        priority=dep.priority,
         weight=dep.weight, withdrawn=dep.withdrawn, withdrawn_reason=dep.withdrawn_reason, enabled=dep.enabled,
         circuit=circuit.state, circuit_process=circuit.process, circuit_at=circuit.at,
         circuit_detail=circuit.detail, retries=dep.retries,
@@ -333,7 +334,8 @@ def key_policy(session: Session, who: Principal, prefix: str) -> KeyPolicyPublic
 def _key_policy_public(row: KeyPolicy) -> KeyPolicyPublic:
     return KeyPolicyPublic(key_prefix=row.key_prefix, default_classification=row.default_classification,
                            floor_classification=row.floor_classification,
-                           requests_per_minute=row.requests_per_minute)
+                           requests_per_minute=row.requests_per_minute, models=row.models,
+                           tokens_per_minute=row.tokens_per_minute, max_concurrency=row.max_concurrency)
 
 
 def _merged(row: KeyPolicy, data: KeyPolicySet) -> KeyPolicySet:
@@ -343,6 +345,7 @@ def _merged(row: KeyPolicy, data: KeyPolicySet) -> KeyPolicySet:
     could never apply); an explicit ``requests_per_minute: null`` clears the limit.
     """
     given = data.model_fields_set
+    # The allowlist, tokens per minute and concurrency stay as sent (given or not), for ``_spend_stricter``.
     merged = {"default_classification": row.default_classification, "floor_classification": row.floor_classification,
               "requests_per_minute": row.requests_per_minute, **data.model_dump(include=given)}
     if "default_classification" not in given and rank(merged["default_classification"]) < rank(
@@ -369,11 +372,38 @@ def set_key_policy(session: Session, who: Principal, prefix: str, data: KeyPolic
     row.default_classification = merged.default_classification
     row.floor_classification = merged.floor_classification
     row.requests_per_minute = merged.requests_per_minute
+    _set_spend_limits(row, data)
     session.add(row)
     bump(session)
     audit.record(session, actor=who.actor, action="gateway.key_policy", target=f"key:{key.prefix}",
                  detail={"changed": sorted(data.model_fields_set), **merged.model_dump()})
     return row
+
+
+SPEND_FIELDS = ("models", "tokens_per_minute", "max_concurrency")
+
+
+def _set_spend_limits(row: KeyPolicy, data: KeyPolicySet) -> None:
+    """Change only the stated fields (null clears one): a request about the floor leaves the allowlist be."""
+    given = data.model_fields_set
+    if "models" in given:
+        row.models = sorted(set(data.models)) if data.models is not None else None
+    if "tokens_per_minute" in given:
+        row.tokens_per_minute = data.tokens_per_minute
+    if "max_concurrency" in given:
+        row.max_concurrency = data.max_concurrency
+
+
+def _lower(old: int | None, new: int | None) -> bool:
+    return new == old or (new is not None and (old is None or new <= old))
+
+
+def _spend_stricter(old: KeyPolicy, new: KeyPolicySet) -> bool:
+    """Whether the stated allowlist and limits only narrow what the key could do."""
+    given = new.model_fields_set
+    narrower = "models" not in given or new.models == old.models or (
+        new.models is not None and (old.models is None or set(new.models) <= set(old.models)))
+    return narrower and all(_lower(getattr(old, f), getattr(new, f)) for f in SPEND_FIELDS[1:] if f in given)
 
 
 def _stricter(old: KeyPolicy, new: KeyPolicySet) -> bool:
@@ -382,7 +412,7 @@ def _stricter(old: KeyPolicy, new: KeyPolicySet) -> bool:
     same_rate = new.requests_per_minute == old.requests_per_minute
     return (rank(new.floor_classification) >= rank(old.floor_classification)
             and rank(new.default_classification) >= rank(old.default_classification)
-            and (lower_rate or same_rate))
+            and (lower_rate or same_rate) and _spend_stricter(old, new))
 
 
 def _key_organisation(session: Session, key: ApiKey) -> int | None:

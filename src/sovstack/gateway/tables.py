@@ -66,6 +66,7 @@ class Deployment(Base):
     context_length: Mapped[int] = mapped_column(Integer, default=8192)
     price_in: Mapped[float] = mapped_column(Float, default=0.0)
     price_out: Mapped[float] = mapped_column(Float, default=0.0)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")  # ISO 4217, of price_in and price_out
     priority: Mapped[int] = mapped_column(Integer, default=100)
     weight: Mapped[int] = mapped_column(Integer, default=1)
     timeout_seconds: Mapped[float] = mapped_column(Float, default=60.0)
@@ -105,6 +106,9 @@ class KeyPolicy(Base):
     default_classification: Mapped[str] = mapped_column(String(16), default="open")
     floor_classification: Mapped[str] = mapped_column(String(16), default="open")
     requests_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    models: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # None: every model
+    tokens_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class OrgPolicy(Base):
@@ -163,10 +167,49 @@ class Usage(Base):
     tokens_in: Mapped[int] = mapped_column(BigInteger, default=0)
     tokens_out: Mapped[int] = mapped_column(BigInteger, default=0)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
+    currency: Mapped[str] = mapped_column(String(3), default="")  # the answering deployment's; "" when none
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     tries: Mapped[int] = mapped_column(Integer, default=0)
     outcome: Mapped[str] = mapped_column(String(16))
     estimated: Mapped[bool] = mapped_column(Boolean, default=False)  # tokens estimated: the upstream gave no usage
+
+
+class SpendBudget(Base):
+    """A limit on tokens, or on money in one currency, per period, of a key, a person or an organisation.
+
+    ``subject`` is the key's prefix, the person's user id or the organisation's id; ``unit`` is ``tokens``
+    or an ISO 4217 currency code (only spend in that currency counts). ``alerts`` are percentages of the
+    limit at which an alert is recorded, once per period.
+    """
+
+    __tablename__ = "gateway_spend_budgets"
+    __table_args__ = (UniqueConstraint("scope", "subject", "unit", name="uq_gateway_spend_budget"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(64))
+    unit: Mapped[str] = mapped_column(String(8))
+    amount: Mapped[float] = mapped_column(Float)
+    period: Mapped[str] = mapped_column(String(8), default="month")
+    alerts: Mapped[list[int]] = mapped_column(JSON, default=list)
+
+
+class SpendAlert(Base):
+    """A budget reached one of its alert thresholds in one period (recorded once)."""
+
+    __tablename__ = "gateway_spend_alerts"
+    __table_args__ = (UniqueConstraint("budget_id", "window", "threshold", name="uq_gateway_spend_alert"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    budget_id: Mapped[int] = mapped_column(ForeignKey("gateway_spend_budgets.id", ondelete="CASCADE"), index=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(64))
+    unit: Mapped[str] = mapped_column(String(8))
+    window: Mapped[str] = mapped_column(String(32))
+    threshold: Mapped[int] = mapped_column(Integer)
+    spent: Mapped[float] = mapped_column(Float)
+    amount: Mapped[float] = mapped_column(Float)
 
 
 class OrgLogging(Base):
