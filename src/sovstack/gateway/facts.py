@@ -69,6 +69,7 @@ class DeploymentFacts:
     timeout_seconds: float
     withdrawn: bool
     withdrawn_reason: str
+    backend: str = "openai"
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,8 @@ def _deployment(d: Deployment, unseal: Callable[[str], str]) -> DeploymentFacts:
         api_key=unseal(d.api_key_encrypted), hosting_jurisdiction=d.hosting_jurisdiction, operator=_party(d.operator),
         developer=_party(d.developer), licence=d.licence, open_weights=d.open_weights, languages=list(d.languages),
         price_in=d.price_in, price_out=d.price_out, priority=d.priority, weight=d.weight,
-        timeout_seconds=d.timeout_seconds, withdrawn=d.withdrawn, withdrawn_reason=d.withdrawn_reason)
+        timeout_seconds=d.timeout_seconds, withdrawn=d.withdrawn, withdrawn_reason=d.withdrawn_reason,
+        backend=d.backend or "openai")
 
 
 def load(session: Session, stamp: tuple[Any, ...], home: str, unseal: Callable[[str], str]) -> Snapshot:

@@ -14,7 +14,7 @@ from sovstack.core.api.middleware import Direct
 from sovstack.core.plugins import ConsolePages, DemoContext, InventoryItem, hookimpl
 from sovstack.core.settings import Settings
 from sovstack.gateway import demo, http1, pages, service
-from sovstack.gateway.api import chat_completions, embeddings, openai_router, router
+from sovstack.gateway.api import chat_completions, completions, embeddings, messages, openai_router, router
 from sovstack.gateway.cli import gateway_app
 from sovstack.gateway.language import Detector
 from sovstack.gateway.metering import Counters, DatabaseCounters, RedisCounters
@@ -59,7 +59,9 @@ def sovstack_app_created(app: FastAPI) -> None:
     counters = _counters(settings)
     # The /v1 calls authenticate themselves; serve them without the router's dispatch (hot path).
     app.add_middleware(Direct, routes={("POST", "/v1/chat/completions"): chat_completions,
-                                       ("POST", "/v1/embeddings"): embeddings}, on_error=handlers.respond_to,
+                                       ("POST", "/v1/embeddings"): embeddings,
+                                       ("POST", "/v1/completions"): completions,
+                                       ("POST", "/v1/messages"): messages}, on_error=handlers.respond_to,
                    handled=handlers.EXPECTED)
     app.state.gateway = GatewayState(client=http1.Client(), probe=httpx.AsyncClient(limits=PROBE_LIMITS),
                                      breakers=Breakers(),

@@ -22,7 +22,7 @@ from sovstack.core.api.deps import authenticate
 from sovstack.core.base import utcnow
 from sovstack.core.db import Database
 from sovstack.core.errors import BadInput, NotFound, Refused, Unavailable
-from sovstack.gateway import http1, limits, routing
+from sovstack.gateway import backends, http1, limits, routing
 from sovstack.gateway.facts import Facts
 from sovstack.gateway.language import Detector
 from sovstack.gateway.metering import Call, Counters, RateLeases, record
@@ -34,7 +34,9 @@ T = TypeVar("T")
 CLASSIFICATION_HEADER = "x-sovstack-classification"
 STREAM_MAX_SECONDS = 900.0
 STREAM_TIMEOUT_FACTOR = 10  # a stream may last this many times its deployment's per-read timeout
-PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings"}
+# Upstream path per gateway endpoint ("messages" is Anthropic's API in front, sent on as chat).
+PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "completions": "/completions",
+         "messages": "/chat/completions"}
 
 
 @dataclass
@@ -75,6 +77,8 @@ def _classification(request: Request, binding: limits.Binding) -> str:
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
+    if isinstance(body.get("prompt"), str):  # a legacy completion
+        return str(body["prompt"])
     for message in reversed(body.get("messages") or []):
         if isinstance(message, dict) and message.get("role") == "user":
             content = message.get("content")
@@ -149,7 +153,7 @@ def _prepare(request: Request, session: Session, transaction: Callable[[], Abstr
                 person_period=periods.person)
     if binding.keep_days:
         call.keep_days = binding.keep_days
-        call.prompt = orjson.dumps(body.get("messages") or body.get("input")).decode()
+        call.prompt = orjson.dumps(body.get("messages") or body.get("input") or body.get("prompt")).decode()
     if model.language_routing:
         call.language = state.detector.detect(_last_user_text(body)) or ""
     # Process decisions do not depend on who asks, so a plan serves every request of its kind.
@@ -160,7 +164,10 @@ def _prepare(request: Request, session: Session, transaction: Callable[[], Abstr
     if not plan.allowed:
         with transaction() as tx:
             _refuse(tx, state, call, plan.refused)
-    return Prepared(call, routing.order(plan.allowed, call.language or None), periods.organisation)
+    candidates = backends.serving(routing.order(plan.allowed, call.language or None), endpoint)
+    if not candidates:
+        raise BadInput(f"no deployment of {model.name} serves /v1/{endpoint}", field="model")
+    return Prepared(call, candidates, periods.organisation)
 
 
 def _refuse(session: Any, state: GatewayState, call: Call, refused: dict[str, list[str]]) -> None:
@@ -173,21 +180,11 @@ def _refuse(session: Any, state: GatewayState, call: Call, refused: dict[str, li
     raise exc
 
 
-def _upstream_body(body: dict[str, Any], cand: Candidate) -> dict[str, Any]:
-    return {**body, "model": cand.upstream_model}
-
-
-def _headers(cand: Candidate) -> dict[str, str]:
-    headers = {"content-type": "application/json"}
-    if cand.api_key:
-        headers["authorization"] = f"Bearer {cand.api_key}"
-    return headers
-
-
 async def _post(state: GatewayState, cand: Candidate, path: str, body: dict[str, Any]) -> dict[str, Any] | Response:
+    backend = backends.of(cand)
+    url, payload, headers = backend.request(cand, path, body, False)
     try:
-        resp = await state.client.post(cand.base_url + path, orjson.dumps(_upstream_body(body, cand)),
-                                       _headers(cand), cand.timeout)
+        resp = await state.client.post(url, payload, headers, cand.timeout)
         content = await resp.read()
     except http1.UpstreamError as exc:
         raise UpstreamFailed(str(exc)) from exc
@@ -195,14 +192,14 @@ async def _post(state: GatewayState, cand: Candidate, path: str, body: dict[str,
         raise UpstreamFailed(f"HTTP {resp.status}")
     if resp.status >= 400:
         # The request itself is wrong (the upstream says so): pass its answer on, no failover.
-        return Response(content, status_code=resp.status, media_type="application/json")
+        return Response(backend.error(content, resp.status), status_code=resp.status, media_type="application/json")
     try:
         data = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
         raise UpstreamFailed("not JSON") from exc
     if not isinstance(data, dict):
         raise UpstreamFailed("not a JSON object")
-    return data
+    return backend.answer(data)
 
 
 def _meter(call: Call, cand: Candidate, usage: dict[str, Any] | None) -> None:
@@ -264,24 +261,24 @@ async def forward(request: Request, state: GatewayState, prepared: Prepared, bod
         return result
     _meter(call, cand, result.get("usage"))
     if call.keep_days:
-        call.completion = [str(c.get("message", {}).get("content") or "") for c in result.get("choices") or []]
+        call.completion = [str(c.get("message", {}).get("content") or c.get("text") or "")
+                           for c in result.get("choices") or []]
     result["model"] = call.model
     await _finish(request, state, prepared)
     return Response(orjson.dumps(result), media_type="application/json", headers=_response_headers(call))
 
 
-async def _open_stream(state: GatewayState, cand: Candidate, body: dict[str, Any]) -> http1.Response:
-    upstream = _upstream_body(body, cand)
-    upstream["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+async def _open_stream(state: GatewayState, cand: Candidate, path: str, body: dict[str, Any]) -> backends.Stream:
+    backend = backends.of(cand)
+    url, payload, headers = backend.request(cand, path, body, True)
     try:
-        resp = await state.client.post(cand.base_url + PATHS["chat"], orjson.dumps(upstream), _headers(cand),
-                                       cand.timeout)
+        resp = await state.client.post(url, payload, headers, cand.timeout)
     except http1.UpstreamError as exc:
         raise UpstreamFailed(str(exc)) from exc
     if resp.status == 429 or resp.status >= 400:
         resp.close()
         raise UpstreamFailed(f"HTTP {resp.status}")
-    return resp
+    return backend.stream(resp)
 
 
 async def stream(request: Request, state: GatewayState, prepared: Prepared, body: dict[str, Any]) -> Response:
@@ -290,7 +287,8 @@ async def stream(request: Request, state: GatewayState, prepared: Prepared, body
     Its circuit is told of success only at ``[DONE]``: a stream that dies half-way counts as a failure.
     """
     prepared.wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    cand, resp = await _failover(request, state, prepared, lambda c: _open_stream(state, c, body))
+    path = PATHS[prepared.call.endpoint]
+    cand, resp = await _failover(request, state, prepared, lambda c: _open_stream(state, c, path, body))
     return StreamingResponse(_relay(request, state, prepared, cand, resp), media_type="text/event-stream",
                              headers=_response_headers(prepared.call))
 
@@ -301,7 +299,7 @@ def _error_event(message: str) -> bytes:
 
 
 async def _relay(request: Request, state: GatewayState, prepared: Prepared, cand: Candidate,
-                 resp: http1.Response) -> AsyncIterator[bytes]:
+                 resp: backends.Stream) -> AsyncIterator[bytes]:
     call, breaker = prepared.call, state.breakers.of(cand.id)
     deadline = time.monotonic() + min(STREAM_MAX_SECONDS, cand.timeout * STREAM_TIMEOUT_FACTOR)
     finished, event = False, bytearray()
@@ -351,5 +349,6 @@ def _relay_line(call: Call, cand: Candidate, line: str, wants_usage: bool) -> by
                 return None  # the usage-only chunk we asked for on the client's behalf
         chunk["model"] = call.model
         if call.keep_days:
-            call.completion.extend(str((c.get("delta") or {}).get("content") or "") for c in chunk.get("choices") or [])
+            call.completion.extend(str((c.get("delta") or {}).get("content") or c.get("text") or "")
+                                   for c in chunk.get("choices") or [])
     return b"data: " + orjson.dumps(chunk) + b"\n"

@@ -83,6 +83,7 @@ class Candidate:
     languages: tuple[str, ...]
     facts: dict[str, Any]
     tiers: dict[str, int] = field(default_factory=dict)  # language → 0 high, 1 medium, 2 low
+    backend: str = "openai"  # how it is called: gateway/backends.py
 
 
 @dataclass
@@ -112,7 +113,7 @@ def plan(doc: policy.PolicyDocument, who: Principal | None, classification: str,
             languages=tuple(t["code"].split("-")[0].lower() for t in dep.languages),
             tiers={t["code"].split("-")[0].lower(): TIERS.get(t.get("tier", "medium"), 1) for t in dep.languages},
             facts={"hosting": dep.hosting_jurisdiction, "operator": dep.operator.name,
-                   "developer": dep.developer.name}))
+                   "developer": dep.developer.name}, backend=dep.backend))
     return Plan(allowed, refused)
 
 
