@@ -36,11 +36,22 @@ class Upstream:
                              "message": {"role": "assistant", "content": f"hello from {self.name}"}}],
                 "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}
 
+    def text_completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"id": "cmpl-1", "object": "text_completion", "created": int(time.time()), "model": body["model"],
+                "choices": [{"index": 0, "text": f" continued by {self.name}", "finish_reason": "stop",
+                             "logprobs": None}],
+                "usage": {"prompt_tokens": 6, "completion_tokens": 4, "total_tokens": 10}}
+
     def chunks(self, body: dict[str, Any], n: int = 3) -> list[dict[str, Any]]:
-        base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
-        out = [{**base, "choices": [{"index": 0, "delta": {"content": f"part{i} "}, "finish_reason": None}]}
-               for i in range(n)]
-        out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if "prompt" in body:  # a legacy completion streams text, not deltas
+            base = {"id": "cmpl-1", "object": "text_completion", "created": 1, "model": body["model"]}
+            out = [{**base, "choices": [{"index": 0, "text": f"part{i} ", "finish_reason": None}]} for i in range(n)]
+            out.append({**base, "choices": [{"index": 0, "text": "", "finish_reason": "stop"}]})
+        else:
+            base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
+            out = [{**base, "choices": [{"index": 0, "delta": {"content": f"part{i} "}, "finish_reason": None}]}
+                   for i in range(n)]
+            out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if (body.get("stream_options") or {}).get("include_usage"):
             out.append({**base, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": n,
                                                           "total_tokens": 5 + n}})
@@ -58,7 +69,7 @@ class Upstream:
             return Response(b"<html>not json", media_type="application/json")
         if body.get("stream"):
             return StreamingResponse(self.stream(body), media_type="text/event-stream")
-        return JSONResponse(self.completion(body))
+        return JSONResponse(self.text_completion(body) if "prompt" in body else self.completion(body))
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
         if self.mode == "endless":
@@ -86,7 +97,9 @@ class Upstream:
         return JSONResponse({"object": "list", "data": [{"id": "m", "object": "model"}]})
 
     def app(self) -> Starlette:
+        # A legacy completion is served by the same handler: the body ("prompt") says which it is.
         return Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                                 Route("/v1/completions", self.chat, methods=["POST"]),
                                  Route("/v1/embeddings", self.embeddings, methods=["POST"]),
                                  Route("/v1/models", self.models)])
 
