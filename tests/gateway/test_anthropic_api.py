@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -207,3 +208,51 @@ def test_an_upstream_dying_mid_stream_is_an_error_event(gateway: Gateway, upstre
     assert "failed mid-stream" in str(err.value)
     with gateway.db.session() as s:
         assert s.scalars(select(Usage.outcome)).one() == "interrupted"
+
+
+def test_a_claude_client_hanging_up_is_still_metered(gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
+    register(gateway.db, "m", deployment("slow", upstreams("slow", "slow").url))
+    with httpx.stream("POST", f"{gateway.url}/v1/messages", headers={"x-api-key": gateway.key}, timeout=30,
+                      json={"model": "m", "max_tokens": 9, "stream": True,
+                            "messages": [{"role": "user", "content": "hi"}]}) as resp:
+        next(resp.iter_lines())  # read the first line, then hang up
+    deadline = time.monotonic() + 5
+    outcomes: list[str] = []
+    while time.monotonic() < deadline and not outcomes:
+        with gateway.db.session() as s:
+            outcomes = list(s.scalars(select(Usage.outcome)))
+        time.sleep(0.1)
+    assert outcomes == ["client_closed"]
+
+
+def test_two_keys_at_once_get_their_own_answers(gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    register(gateway.db, "m", deployment("d", upstreams("d").url))
+    other = make_key(gateway.db, make_user(gateway.db, "other@test.example")["id"], ["read", "gateway"])
+
+    def ask(i: int) -> str:
+        with claude(gateway, key=(gateway.key, other)[i % 2]).messages.stream(
+                model="m", max_tokens=9, messages=[{"role": "user", "content": "hi"}]) as stream:
+            return "".join(stream.text_stream)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(ask, range(24))) == ["part0 part1 part2 "] * 24
+    with gateway.db.session() as s:
+        rows = s.execute(select(Usage.key_prefix, Usage.outcome)).all()
+    assert len(rows) == 24 and {o for _, o in rows} == {"ok"} and len({k for k, _ in rows}) == 2
+
+
+def test_count_tokens_is_an_estimate_for_a_gateway_key(gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
+    up = upstreams("local")
+    register(gateway.db, "m", deployment("local", up.url))
+    short = claude(gateway).messages.count_tokens(model="m", messages=[{"role": "user", "content": "hi"}])
+    long = claude(gateway).messages.count_tokens(model="m", system="You are careful. " * 50,
+                                                 messages=[{"role": "user", "content": "hi " * 400}])
+    assert 0 < short.input_tokens < 20 and 250 < long.input_tokens < 700
+    assert up.received == []
+    with pytest.raises(anthropic.NotFoundError):
+        claude(gateway).messages.count_tokens(model="nope", messages=[{"role": "user", "content": "hi"}])
+    reader = make_key(gateway.db, make_user(gateway.db, "reader@test.example")["id"], ["read"])
+    with pytest.raises(anthropic.PermissionDeniedError):
+        claude(gateway, key=reader).messages.count_tokens(model="m", messages=[{"role": "user", "content": "hi"}])

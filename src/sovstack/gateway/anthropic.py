@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import orjson
 from starlette.responses import Response, StreamingResponse
 
@@ -171,6 +172,12 @@ def chat_request(body: dict[str, Any]) -> dict[str, Any]:
     return chat
 
 
+def estimate_tokens(chat: dict[str, Any]) -> int:
+    """About four bytes of JSON per token: close enough to budget a prompt, and free."""
+    size = len(orjson.dumps(chat.get("messages"))) + len(orjson.dumps(chat.get("tools") or []))
+    return max(1, -(-size // 4))
+
+
 def message_id() -> str:
     return "msg_" + uuid.uuid4().hex[:24]
 
@@ -317,11 +324,19 @@ def stream_response(relayed: Response, model: str) -> StreamingResponse:
     source = relayed.body_iterator
 
     async def translated() -> AsyncIterator[bytes]:
-        yield events.start()
-        async for event in source:
-            out = events.feed(event if isinstance(event, bytes) else str(event).encode())
-            if out:
-                yield out
+        try:
+            yield events.start()
+            async for event in source:
+                out = events.feed(event if isinstance(event, bytes) else str(event).encode())
+                if out:
+                    yield out
+        finally:
+            # A client that hangs up while we hold an event cancels us, not the relay: close it now, so it
+            # meters the call and frees the upstream connection (not when the collector finds it).
+            close = getattr(source, "aclose", None)
+            if close is not None:
+                with anyio.CancelScope(shield=True):
+                    await close()
 
     headers = {k: v for k, v in relayed.headers.items() if k.startswith("x-sovstack-")}
     return StreamingResponse(translated(), media_type="text/event-stream", headers=headers)

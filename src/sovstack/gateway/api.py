@@ -8,8 +8,9 @@ from typing import Any, Literal
 import orjson
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
-from sovstack.core.api.deps import SESSION_COOKIE, PrincipalDep, SessionDep, SettingsDep
+from sovstack.core.api.deps import SESSION_COOKIE, PrincipalDep, SessionDep, SettingsDep, authenticate
 from sovstack.core.base import utcnow
 from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.errors import BadInput, MalformedBody, NotFound, Refused, Unauthenticated
@@ -105,6 +106,27 @@ async def messages(request: Request) -> Response:
         return anthropic.stream_response(relayed, prepared.call.model)
     answered = await proxy.forward(request, state, prepared, chat)
     return anthropic.answer_response(answered, prepared.call.model)
+
+
+@openai_router.post("/messages/count_tokens")
+async def count_tokens(request: Request) -> dict[str, int]:
+    """An estimate of a Messages request's input tokens (about four bytes a token; no upstream is asked)."""
+    _accept_api_key(request)
+    _require_credentials(request)
+    body = await _body(request, ("model", "messages"))
+    chat = anthropic.chat_request({**body, "max_tokens": 1, "stream": False})
+    await run_in_threadpool(_check_caller, request, body["model"])
+    return {"input_tokens": anthropic.estimate_tokens(chat)}
+
+
+def _check_caller(request: Request, model: str) -> None:
+    """The caller's key has the gateway scope and the model is offered (as a real call would check)."""
+    with request.app.state.db.session() as session:
+        who = authenticate(request, session)
+        request.state.principal = who
+        _require_gateway_scope(who)
+        if not _offered(service.get_model(session, model)):
+            raise NotFound(f"the model {model!r} has no deployment in service", field="model")
 
 
 def _accept_api_key(request: Request) -> None:
