@@ -150,7 +150,7 @@ def models(session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
 
 @openai_router.get("/models/{model_id:path}")
 def model(model_id: str, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
-    """One model, as ``/v1/models`` lists it; 404 when unknown or when every deployment is withdrawn."""
+    """One model, as /v1/models lists it; 404 when unknown or when every deployment is withdrawn."""
     _require_gateway_scope(who)
     found = service.get_model(session, model_id)  # NotFound in OpenAI's shape: code model_not_found
     if not _offered(found):
