@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import anthropic
 import httpx
 import openai
 import pytest
+import yaml
 from sqlalchemy import select
 
+from sovstack.cli import run
 from sovstack.gateway.tables import Usage
 from tests.gateway.anthropic_upstream import AnthropicUpstream
 from tests.gateway.conftest import Gateway, deployment, register
@@ -169,3 +172,20 @@ def test_the_backend_is_validated_and_shown(gateway: Gateway) -> None:
     assert httpx.post(f"{gateway.url}/api/v1/gateway/deployments", json=body, headers=auth).status_code == 422
     made = httpx.post(f"{gateway.url}/api/v1/gateway/deployments", json={**body, "backend": "anthropic"}, headers=auth)
     assert made.status_code == 201 and made.json()["backend"] == "anthropic"
+
+
+def test_an_anthropic_deployment_from_the_cli(gateway: Gateway, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              anthropic_upstreams: Callable[..., AnthropicUpstream]) -> None:
+    up = anthropic_upstreams("claude")
+    file = tmp_path / "models.yaml"
+    # No upstream key: the in-process CLI seals with its own home's secret, not the test server's.
+    file.write_text(yaml.safe_dump({"models": [{"name": "frontier-chat", "deployments": [
+        deployment("claude", up.url, backend="anthropic")]}]}))
+    home = ["--home", str(gateway.app.state.settings.home)]
+    assert run([*home, "gateway", "apply", str(file), "--json"]) == 0
+    capsys.readouterr()
+    assert run([*home, "gateway", "deployments", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["backend"] == "anthropic"
+    reply = client(gateway).chat.completions.create(model="frontier-chat", messages=[{"role": "user", "content": "x"}])
+    assert reply.choices[0].message.content == "hello from claude"
+    assert up.headers[-1]["anthropic-version"] == "2023-06-01" and "x-api-key" not in up.headers[-1]

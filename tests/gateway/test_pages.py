@@ -285,3 +285,13 @@ def test_catalogue_can_be_applied_from_the_console(console: TestClient, db: Data
     assert deep.status_code == 422 and "the catalogue: nested more than 100 levels deep" in deep.text
     bomb = console.post("/gateway/apply", data={"csrf_token": token, "catalogue": LAUGHS})
     assert bomb.status_code == 422 and "its YAML aliases expand it to over 100,000 values" in bomb.text
+
+
+def test_catalogue_names_an_anthropic_backend(console: TestClient, catalogue: Callable[..., None]) -> None:
+    catalogue("indic-openai", DEAD)
+    catalogue("indic-claude", DEAD, backend="anthropic")
+    html = console.get("/gateway").text
+    claude = html[html.index('id="deployment-indic-claude"'):]
+    assert "anthropic API" in claude[:claude.index("</tr>")]
+    plain = html[html.index('id="deployment-indic-openai"'):]
+    assert "API</span>" not in plain[:plain.index("</tr>")]
