@@ -94,7 +94,8 @@ def test_errors_in_anthropic_shape(gateway: Gateway, upstreams: Callable[..., Up
     assert resp.status_code == 400
     assert resp.json() == {"type": "error", "error": {"type": "invalid_request_error",
                                                       "message": "missing required field 'max_tokens'"}}
-    assert httpx.post(f"{gateway.url}/v1/messages", content=b"{").json()["error"]["type"] == "authentication_error"
+    anonymous = httpx.post(f"{gateway.url}/v1/messages", content=b"{").json()["error"]
+    assert anonymous["type"] == "authentication_error" and "x-api-key" in anonymous["message"]
     bad = httpx.post(f"{gateway.url}/v1/messages", headers={"x-api-key": gateway.key}, content=b"{not json")
     assert bad.status_code == 400 and bad.json()["type"] == "error"
 

@@ -34,6 +34,7 @@ from sovstack.gateway.tables import GatewayModel
 
 openai_router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 router = APIRouter(prefix="/api/v1/gateway", tags=["gateway"])
+X_API_KEY = "'x-api-key: sk-…' (or 'Authorization: Bearer sk-…')"  # how Claude clients send their key
 
 
 async def _body(request: Request, required: tuple[str, ...]) -> dict[str, Any]:
@@ -52,10 +53,10 @@ async def _body(request: Request, required: tuple[str, ...]) -> dict[str, Any]:
     return body
 
 
-def _require_credentials(request: Request) -> None:
+def _require_credentials(request: Request, how: str = "'Authorization: Bearer sk-…'") -> None:
     """Refuse anonymous calls before reading the body; credentials are checked in ``proxy.prepare``."""
     if not request.headers.get("authorization") and SESSION_COOKIE not in request.cookies:
-        raise Unauthenticated("authentication required: send 'Authorization: Bearer sk-…'")
+        raise Unauthenticated(f"authentication required: send {how}")
 
 
 @openai_router.post("/chat/completions")
@@ -96,7 +97,7 @@ async def completions(request: Request) -> Response:
 async def messages(request: Request) -> Response:
     """Anthropic's Messages API in front of the same catalogue (translated to chat and back)."""
     _accept_api_key(request)
-    _require_credentials(request)
+    _require_credentials(request, X_API_KEY)
     body = await _body(request, ("model", "messages", "max_tokens"))
     chat = anthropic.chat_request(body)
     state = request.app.state.gateway
@@ -112,7 +113,7 @@ async def messages(request: Request) -> Response:
 async def count_tokens(request: Request) -> dict[str, int]:
     """An estimate of a Messages request's input tokens (about four bytes a token; no upstream is asked)."""
     _accept_api_key(request)
-    _require_credentials(request)
+    _require_credentials(request, X_API_KEY)
     body = await _body(request, ("model", "messages"))
     chat = anthropic.chat_request({**body, "max_tokens": 1, "stream": False})
     await run_in_threadpool(_check_caller, request, body["model"])
