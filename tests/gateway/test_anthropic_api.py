@@ -123,6 +123,15 @@ def test_an_upstream_client_error_passes_on_in_anthropic_shape(gateway: Gateway,
                                                         "message": "injected 400"}}
 
 
+def test_an_upstream_client_error_that_is_not_json(gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
+    up = upstreams("picky", "400html")
+    register(gateway.db, "bharat-chat", deployment("picky", up.url))
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        claude(gateway).messages.create(model="bharat-chat", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    assert bad.value.body == {"type": "error", "error": {"type": "invalid_request_error",  # type: ignore[comparison-overlap]
+                                                        "message": "HTTP 400"}}
+
+
 def test_bearer_and_x_api_key_both_work(gateway: Gateway, upstreams: Callable[..., Upstream]) -> None:
     up = upstreams("local")
     register(gateway.db, "bharat-chat", deployment("local", up.url))

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-MODES = ("ok", "500", "429", "400", "stall", "garbage", "drop", "endless", "slow")
+MODES = ("ok", "500", "429", "400", "400html", "stall", "garbage", "drop", "endless", "slow")
 
 
 @dataclass
@@ -61,6 +61,8 @@ class Upstream:
         body = await request.json()
         self.received.append(body)
         self.headers.append(dict(request.headers))
+        if self.mode == "400html":
+            return Response(b"<html>bad request</html>", status_code=400, media_type="text/html")
         if self.mode in ("500", "429", "400"):
             return JSONResponse({"error": {"message": f"injected {self.mode}"}}, status_code=int(self.mode))
         if self.mode == "stall":

@@ -15,6 +15,7 @@ from sovstack.core.base import utcnow
 from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.errors import BadInput, MalformedBody, NotFound, Refused, Unauthenticated
 from sovstack.gateway import anthropic, proxy, service, usage
+from sovstack.gateway import messages as messages_api
 from sovstack.gateway.schemas import (
     BudgetSet,
     Catalogue,
@@ -104,9 +105,9 @@ async def messages(request: Request) -> Response:
     prepared = await proxy.admit(request, state, "messages", chat)
     if chat.get("stream"):
         relayed = await proxy.stream(request, state, prepared, chat)
-        return anthropic.stream_response(relayed, prepared.call.model)
+        return messages_api.stream_response(relayed, prepared.call.model)
     answered = await proxy.forward(request, state, prepared, chat)
-    return anthropic.answer_response(answered, prepared.call.model)
+    return messages_api.answer_response(answered, prepared.call.model)
 
 
 @openai_router.post("/messages/count_tokens")
