@@ -19,6 +19,7 @@ from sovstack.gateway import service
 from sovstack.gateway.metering import window
 from sovstack.gateway.schemas import Catalogue
 from tests.conftest import free_port, make_key, make_user
+from tests.gateway.anthropic_upstream import AnthropicUpstream
 from tests.gateway.upstream import Upstream, serve
 
 OPERATOR = Principal.system("test")
@@ -45,6 +46,24 @@ def upstreams() -> Iterator[Callable[[str], Upstream]]:
 
     def make(name: str, mode: str = "ok", without: tuple[str, ...] = ()) -> Upstream:
         up = Upstream(name, mode, without=without)
+        port = free_port()
+        up.server = serve(up.app(), port)
+        up.url = f"http://127.0.0.1:{port}/v1"
+        started.append(up)
+        return up
+
+    yield make
+    for up in started:
+        assert up.server is not None
+        up.server.should_exit = True
+
+
+@pytest.fixture
+def anthropic_upstreams() -> Iterator[Callable[[str], AnthropicUpstream]]:
+    started: list[AnthropicUpstream] = []
+
+    def make(name: str, mode: str = "ok") -> AnthropicUpstream:
+        up = AnthropicUpstream(name, mode)
         port = free_port()
         up.server = serve(up.app(), port)
         up.url = f"http://127.0.0.1:{port}/v1"

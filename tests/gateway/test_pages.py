@@ -330,3 +330,13 @@ def test_a_member_sees_no_manage_buttons_and_cannot_post_them(client: TestClient
     assert r.status_code == 403
     with db.session() as s:
         assert s.query(Deployment).one().enabled
+
+
+def test_catalogue_names_an_anthropic_backend(console: TestClient, catalogue: Callable[..., None]) -> None:
+    catalogue("indic-openai", DEAD)
+    catalogue("indic-claude", DEAD, backend="anthropic")
+    html = console.get("/gateway").text
+    claude = html[html.index('id="deployment-indic-claude"'):]
+    assert "anthropic API" in claude[:claude.index("</tr>")]
+    plain = html[html.index('id="deployment-indic-openai"'):]
+    assert "API</span>" not in plain[:plain.index("</tr>")]

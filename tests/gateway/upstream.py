@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-MODES = ("ok", "500", "429", "400", "401", "403", "404", "stall", "garbage", "drop", "endless", "slow",
+MODES = ("ok", "500", "429", "400", "400html", "401", "403", "404", "stall", "garbage", "drop", "endless", "slow",
          "nospace", "cr", "nousage", "flaky", "hold")
 SECRET_DETAIL = "internal-trace-7f3a"  # what a 400 answer carries beyond the error's message: never relayed
 
@@ -44,11 +44,22 @@ class Upstream:
             del answer["usage"]
         return answer
 
+    def text_completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"id": "cmpl-1", "object": "text_completion", "created": int(time.time()), "model": body["model"],
+                "choices": [{"index": 0, "text": f" continued by {self.name}", "finish_reason": "stop",
+                             "logprobs": None}],
+                "usage": {"prompt_tokens": 6, "completion_tokens": 4, "total_tokens": 10}}
+
     def chunks(self, body: dict[str, Any], n: int = 3) -> list[dict[str, Any]]:
-        base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
-        out = [{**base, "choices": [{"index": 0, "delta": {"content": f"part{i} "}, "finish_reason": None}]}
-               for i in range(n)]
-        out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if "prompt" in body:  # a legacy completion streams text, not deltas
+            base = {"id": "cmpl-1", "object": "text_completion", "created": 1, "model": body["model"]}
+            out = [{**base, "choices": [{"index": 0, "text": f"part{i} ", "finish_reason": None}]} for i in range(n)]
+            out.append({**base, "choices": [{"index": 0, "text": "", "finish_reason": "stop"}]})
+        else:
+            base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
+            out = [{**base, "choices": [{"index": 0, "delta": {"content": f"part{i} "}, "finish_reason": None}]}
+                   for i in range(n)]
+            out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if (body.get("stream_options") or {}).get("include_usage") and self.mode != "nousage":
             out.append({**base, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": n,
                                                           "total_tokens": 5 + n}})
@@ -58,6 +69,8 @@ class Upstream:
         body = await request.json()
         self.received.append(body)
         self.headers.append(dict(request.headers))
+        if self.mode == "400html":
+            return Response(b"<html>bad request</html>", status_code=400, media_type="text/html")
         if self.mode == "flaky" and self.failures_left > 0:
             self.failures_left -= 1
             return JSONResponse({"error": {"message": "injected 503"}}, status_code=503)
@@ -82,7 +95,7 @@ class Upstream:
             return Response(b"<html>not json", media_type="application/json")
         if body.get("stream"):
             return StreamingResponse(self.stream(body), media_type="text/event-stream")
-        return JSONResponse(self.completion(body))
+        return JSONResponse(self.text_completion(body) if "prompt" in body else self.completion(body))
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
         if self.mode == "endless":
@@ -134,7 +147,9 @@ class Upstream:
         return JSONResponse({"object": "list", "data": [{"id": "m", "object": "model"}]})
 
     def app(self) -> Starlette:
+        # A legacy completion is served by the same handler: the body ("prompt") says which it is.
         return Starlette(routes=[route for route in [Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                                 Route("/v1/completions", self.chat, methods=["POST"]),
                                  Route("/v1/embeddings", self.embeddings, methods=["POST"]),
                                  Route("/v1/moderations", self.moderations, methods=["POST"]),
                                  Route("/v1/rerank", self.rerank, methods=["POST"]),

@@ -52,6 +52,13 @@ class SovstackError(Exception):
         return {"error": {"message": self.message, "type": kind, "param": self.field, "code": code,
                           "reasons": self.reasons}}
 
+    def anthropic_body(self) -> dict[str, Any]:
+        """The same error in Anthropic's shape, for the Messages API under /v1/messages."""
+        kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                413: "request_too_large", 429: "rate_limit_error"}.get(
+            self.status, "invalid_request_error" if self.status < 500 else "api_error")
+        return {"type": "error", "error": {"type": kind, "message": self.line()}}
+
     def line(self) -> str:
         """One readable line for the CLI."""
         text = self.message

@@ -8,12 +8,14 @@ from typing import Any, Literal
 import orjson
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
-from sovstack.core.api.deps import SESSION_COOKIE, PrincipalDep, SessionDep, SettingsDep
+from sovstack.core.api.deps import SESSION_COOKIE, PrincipalDep, SessionDep, SettingsDep, authenticate
 from sovstack.core.base import utcnow
-from sovstack.core.context import unit_of_work
-from sovstack.core.errors import BadInput, MalformedBody, Refused, Unauthenticated
-from sovstack.gateway import budgets, proxy, responses, service, usage
+from sovstack.core.context import Principal, unit_of_work
+from sovstack.core.errors import BadInput, MalformedBody, NotFound, Refused, Unauthenticated
+from sovstack.gateway import anthropic, budgets, proxy, responses, service, usage
+from sovstack.gateway import messages as messages_api
 from sovstack.gateway.schemas import (
     AlertPublic,
     BudgetSet,
@@ -34,9 +36,11 @@ from sovstack.gateway.schemas import (
     TranscriptPublic,
     UsageReport,
 )
+from sovstack.gateway.tables import GatewayModel
 
 openai_router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 router = APIRouter(prefix="/api/v1/gateway", tags=["gateway"])
+X_API_KEY = "'x-api-key: sk-…' (or 'Authorization: Bearer sk-…')"  # how Claude clients send their key
 
 
 async def _body(request: Request, required: tuple[str, ...]) -> dict[str, Any]:
@@ -55,10 +59,10 @@ async def _body(request: Request, required: tuple[str, ...]) -> dict[str, Any]:
     return body
 
 
-def _require_credentials(request: Request) -> None:
+def _require_credentials(request: Request, how: str = "'Authorization: Bearer sk-…'") -> None:
     """Refuse anonymous calls before reading the body; credentials are checked in ``proxy.prepare``."""
     if not request.headers.get("authorization") and SESSION_COOKIE not in request.cookies:
-        raise Unauthenticated("authentication required: send 'Authorization: Bearer sk-…'")
+        raise Unauthenticated(f"authentication required: send {how}")
 
 
 @openai_router.post("/chat/completions")
@@ -131,13 +135,95 @@ async def rerank(request: Request) -> Response:
     return await proxy.forward(request, state, prepared, body)
 
 
+@openai_router.post("/completions")
+async def completions(request: Request) -> Response:
+    """Legacy text completions, passed through to the deployments like chat."""
+    _require_credentials(request)
+    body = await _body(request, ("model", "prompt"))
+    state = request.app.state.gateway
+    prepared = await proxy.admit(request, state, "completions", body)
+    if body.get("stream"):
+        return await proxy.stream(request, state, prepared, body)
+    return await proxy.forward(request, state, prepared, body)
+
+
+@openai_router.post("/messages")
+async def messages(request: Request) -> Response:
+    """Anthropic's Messages API in front of the same catalogue (translated to chat and back)."""
+    _accept_api_key(request)
+    _require_credentials(request, X_API_KEY)
+    body = await _body(request, ("model", "messages", "max_tokens"))
+    chat = anthropic.chat_request(body)
+    state = request.app.state.gateway
+    prepared = await proxy.admit(request, state, "messages", chat)
+    if chat.get("stream"):
+        relayed = await proxy.stream(request, state, prepared, chat)
+        return messages_api.stream_response(relayed, prepared.call.model)
+    answered = await proxy.forward(request, state, prepared, chat)
+    return messages_api.answer_response(answered, prepared.call.model)
+
+
+@openai_router.post("/messages/count_tokens")
+async def count_tokens(request: Request) -> dict[str, int]:
+    """An estimate of a Messages request's input tokens (about four bytes a token; no upstream is asked)."""
+    _accept_api_key(request)
+    _require_credentials(request, X_API_KEY)
+    body = await _body(request, ("model", "messages"))
+    chat = anthropic.chat_request({**body, "max_tokens": 1, "stream": False})
+    await run_in_threadpool(_check_caller, request, body["model"])
+    return {"input_tokens": anthropic.estimate_tokens(chat)}
+
+
+def _check_caller(request: Request, model: str) -> None:
+    """The caller's key has the gateway scope and the model is offered (as a real call would check)."""
+    with request.app.state.db.session() as session:
+        who = authenticate(request, session)
+        request.state.principal = who
+        _require_gateway_scope(who)
+        if not _offered(service.get_model(session, model)):
+            raise NotFound(f"the model {model!r} has no deployment in service", field="model")
+
+
+def _accept_api_key(request: Request) -> None:
+    """Claude clients send the key as ``x-api-key``: read it as the bearer token it is.
+
+    Done on the ASGI scope before anything reads the request's headers (Starlette caches them).
+    """
+    headers = request.scope["headers"]
+    if any(name == b"authorization" for name, _ in headers):
+        return
+    key = next((value for name, value in headers if name == b"x-api-key"), None)
+    if key:
+        request.scope["headers"] = [*headers, (b"authorization", b"Bearer " + key)]
+
+
 @openai_router.get("/models")
 def models(session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
+    _require_gateway_scope(who)
+    return {"object": "list", "data": [_model_object(m) for m in service.list_models(session) if _offered(m)]}
+
+
+@openai_router.get("/models/{model_id:path}")
+def model(model_id: str, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
+    """One model, as /v1/models lists it; 404 when unknown or when every deployment is withdrawn."""
+    _require_gateway_scope(who)
+    found = service.get_model(session, model_id)  # NotFound in OpenAI's shape: code model_not_found
+    if not _offered(found):
+        raise NotFound(f"the model {model_id!r} has no deployment in service", field="model")
+    return _model_object(found)
+
+
+def _require_gateway_scope(who: Principal) -> None:
     if not who.has_scope("gateway"):
         raise Refused("this API key lacks the gateway scope", action="gateway.auth")
-    data = [{"id": m.name, "object": "model", "created": int(m.created_at.timestamp()), "owned_by": "sovstack"}
-            for m in service.list_models(session) if service.servable(m)]
-    return {"object": "list", "data": data}
+
+
+def _offered(model: GatewayModel) -> bool:
+    return service.servable(model)
+
+
+def _model_object(model: GatewayModel) -> dict[str, Any]:
+    return {"id": model.name, "object": "model", "created": int(model.created_at.timestamp()), "owned_by": "sovstack"}
 
 
 # Management -------------------------------------------------------------------------------------

@@ -31,8 +31,8 @@ from sovstack.gateway.schemas import (
 
 gateway_app = typer.Typer(help="The model gateway: models, deployments, cut-offs, usage.", no_args_is_help=True)
 
-DEPLOYMENT_COLUMNS = ["name", "model", "hosting_jurisdiction", "operator", "developer", "open_weights", "licence",
-                      "priority", "withdrawn", "enabled", "circuit", "circuit_detail"]
+DEPLOYMENT_COLUMNS = ["name", "model", "backend", "hosting_jurisdiction", "operator", "developer", "open_weights",
+                      "licence", "priority", "withdrawn", "enabled", "circuit", "circuit_detail"]
 
 
 @gateway_app.command("models")

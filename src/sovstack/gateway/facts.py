@@ -77,6 +77,7 @@ class DeploymentFacts:
     failures_to_open: int = 3
     cool_down_seconds: float = 30.0
     enabled: bool = True
+    backend: str = "openai"
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def _deployment(d: Deployment, unseal: Callable[[str], str]) -> DeploymentFacts:
         price_in=d.price_in, price_out=d.price_out, currency=d.currency, priority=d.priority, weight=d.weight,
         timeout_seconds=d.timeout_seconds, withdrawn=d.withdrawn, withdrawn_reason=d.withdrawn_reason,
         retries=d.retries, failures_to_open=d.failures_to_open, cool_down_seconds=d.cool_down_seconds,
-        enabled=d.enabled)
+        enabled=d.enabled, backend=d.backend or "openai")
 
 
 def load(session: Session, stamp: tuple[Any, ...], home: str, unseal: Callable[[str], str]) -> Snapshot:

@@ -15,7 +15,15 @@ from sovstack.core.api.middleware import Direct
 from sovstack.core.plugins import ConsolePages, DemoContext, InventoryItem, hookimpl
 from sovstack.core.settings import Settings
 from sovstack.gateway import cache, demo, http1, pages, service
-from sovstack.gateway.api import chat_completions, create_response, embeddings, openai_router, router
+from sovstack.gateway.api import (
+    chat_completions,
+    completions,
+    create_response,
+    embeddings,
+    messages,
+    openai_router,
+    router,
+)
 from sovstack.gateway.circuits import CircuitReporter
 from sovstack.gateway.cli import gateway_app
 from sovstack.gateway.language import Detector
@@ -54,7 +62,9 @@ def sovstack_app_created(app: FastAPI) -> None:
     # The /v1 calls authenticate themselves; serve them without the router's dispatch (hot path).
     app.add_middleware(Direct, routes={("POST", "/v1/chat/completions"): chat_completions,
                                        ("POST", "/v1/responses"): create_response,
-                                       ("POST", "/v1/embeddings"): embeddings}, on_error=handlers.respond_to,
+                                       ("POST", "/v1/embeddings"): embeddings,
+                                       ("POST", "/v1/completions"): completions,
+                                       ("POST", "/v1/messages"): messages}, on_error=handlers.respond_to,
                    handled=handlers.EXPECTED)
     # Circuit transitions are written for other processes to read (gateway/circuits.py), never per request.
     app.state.circuits = CircuitReporter(app.state.db)

@@ -24,7 +24,7 @@ from sovstack.core.api.deps import authenticate
 from sovstack.core.base import utcnow
 from sovstack.core.db import Database
 from sovstack.core.errors import BadGateway, BadInput, NotFound, RateLimited, Refused, Unavailable
-from sovstack.gateway import cache, http1, limits, routing, sse
+from sovstack.gateway import backends, cache, http1, limits, routing, sse
 from sovstack.gateway.facts import Facts, ModelFacts, Snapshot
 from sovstack.gateway.language import Detector
 from sovstack.gateway.metering import Call, Counters, RateLeases, count_text, estimate_tokens, record, text_of
@@ -36,8 +36,10 @@ T = TypeVar("T")
 CLASSIFICATION_HEADER = "x-sovstack-classification"
 STREAM_MAX_SECONDS = 900.0
 STREAM_TIMEOUT_FACTOR = 10  # a stream may last this many times its deployment's per-read timeout
-PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "moderations": "/moderations", "rerank": "/rerank",
-         "responses": "/chat/completions"}  # /v1/responses is translated to chat for upstreams (responses.py)
+# Upstream path per gateway endpoint: /v1/responses and Anthropic's /v1/messages in front are sent on as chat.
+PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings", "completions": "/completions",
+         "moderations": "/moderations", "rerank": "/rerank", "responses": "/chat/completions",
+         "messages": "/chat/completions"}
 
 
 @dataclass
@@ -121,6 +123,8 @@ def _classification(request: Request, binding: limits.Binding) -> str:
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
+    if isinstance(body.get("prompt"), str):  # a legacy completion
+        return str(body["prompt"])
     for message in reversed(body.get("messages") or []):
         if isinstance(message, dict) and message.get("role") == "user":
             content = message.get("content")
@@ -208,7 +212,7 @@ def _prepare(request: Request, session: Session, transaction: Callable[[], Abstr
         raise NotFound(f"the model {body['model']!r} {state_of}", field="model")
     if binding.keep_days:
         call.keep_days = binding.keep_days
-        call.prompt = orjson.dumps(body.get("messages") or body.get("input")).decode()
+        call.prompt = orjson.dumps(body.get("messages") or body.get("input") or body.get("prompt")).decode()
     if model.language_routing:
         call.language = state.detector.detect(_last_user_text(body)) or ""
     # Process decisions do not depend on who asks, so a plan serves every request of its kind.
@@ -225,6 +229,9 @@ def _prepare(request: Request, session: Session, transaction: Callable[[], Abstr
     candidates = [c for p, m in zip(plans, [model, *(snap.models[n] for n in model.fallbacks if n in snap.models)],
                                     strict=True)
                   for c in routing.order(p.allowed, language, strategy=m.routing, health=state.breakers)]
+    candidates = backends.serving(candidates, endpoint)
+    if not candidates:
+        raise BadInput(f"no deployment of {model.name} serves /v1/{endpoint}", field="model")
     found = cache.lookup_for(organisation_id, snap.cache_ttl.get(organisation_id or 0), endpoint, model.name,
                              classification, body, request.headers.get("cache-control", ""))
     prepared = Prepared(call, candidates, periods.organisation, found)
@@ -259,17 +266,6 @@ def _refuse(session: Any, state: GatewayState, call: Call, refused: dict[str, li
                   f"candidates refused: {' | '.join(reasons)}", action=f"gateway.{call.endpoint}", reasons=reasons)
     exc.audited = True
     raise exc
-
-
-def _upstream_body(body: dict[str, Any], cand: Candidate) -> dict[str, Any]:
-    return {**body, "model": cand.upstream_model}
-
-
-def _headers(cand: Candidate) -> dict[str, str]:
-    headers = {"content-type": "application/json"}
-    if cand.api_key:
-        headers["authorization"] = f"Bearer {cand.api_key}"
-    return headers
 
 
 def _judge(cand: Candidate, status: int) -> None:
@@ -312,9 +308,10 @@ def _client_error(cand: Candidate, status: int, content: bytes) -> Response:
 
 
 async def _post(state: GatewayState, cand: Candidate, path: str, body: dict[str, Any]) -> dict[str, Any] | Response:
+    backend = backends.of(cand)
+    url, payload, headers = backend.request(cand, path, body, False)
     try:
-        resp = await state.client.post(cand.base_url + path, orjson.dumps(_upstream_body(body, cand)),
-                                       _headers(cand), cand.timeout)
+        resp = await state.client.post(url, payload, headers, cand.timeout)
         content = await resp.read()
     except http1.TimedOut as exc:
         raise UpstreamTimedOut(str(exc)) from exc
@@ -323,14 +320,14 @@ async def _post(state: GatewayState, cand: Candidate, path: str, body: dict[str,
     _judge(cand, resp.status)
     if resp.status >= 400:
         # The request itself is wrong (the upstream says so): pass its answer on, filtered; no failover.
-        return _client_error(cand, resp.status, content)
+        return _client_error(cand, resp.status, backends.of(cand).error(content, resp.status))
     try:
         data = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
         raise UpstreamFailed("not JSON") from exc
     if not isinstance(data, dict):
         raise UpstreamFailed("not a JSON object")
-    return data
+    return backend.answer(data)
 
 
 def _meter(call: Call, cand: Candidate, usage: dict[str, Any] | None) -> None:
@@ -476,10 +473,11 @@ async def forward(request: Request, state: GatewayState, prepared: Prepared, bod
     else:
         for choice in result.get("choices") or []:
             if isinstance(choice, dict):
-                count_text(call, str((choice.get("message") or {}).get("content") or ""))
+                count_text(call, str((choice.get("message") or {}).get("content") or choice.get("text") or ""))
         _estimate(call, cand, body)
     if call.keep_days:
-        call.completion = [str(c.get("message", {}).get("content") or "") for c in result.get("choices") or []]
+        call.completion = [str(c.get("message", {}).get("content") or c.get("text") or "")
+                           for c in result.get("choices") or []]
     result["model"] = cand.model or call.model
     await _finish(request, state, prepared)
     answer, headers = orjson.dumps(result), _response_headers(call)
@@ -489,12 +487,12 @@ async def forward(request: Request, state: GatewayState, prepared: Prepared, bod
     return Response(answer, media_type="application/json", headers=headers)
 
 
-async def _open_stream(state: GatewayState, cand: Candidate, body: dict[str, Any]) -> http1.Response | Response:
-    upstream = _upstream_body(body, cand)
-    upstream["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+async def _open_stream(state: GatewayState, cand: Candidate, path: str,
+                       body: dict[str, Any]) -> backends.Stream | Response:
+    backend = backends.of(cand)
+    url, payload, headers = backend.request(cand, path, body, True)
     try:
-        resp = await state.client.post(cand.base_url + PATHS["chat"], orjson.dumps(upstream), _headers(cand),
-                                       cand.timeout)
+        resp = await state.client.post(url, payload, headers, cand.timeout)
     except http1.TimedOut as exc:
         raise UpstreamTimedOut(str(exc)) from exc
     except http1.UpstreamError as exc:
@@ -507,8 +505,8 @@ async def _open_stream(state: GatewayState, cand: Candidate, body: dict[str, Any
             content = b""
         finally:
             resp.close()
-        return _client_error(cand, resp.status, content)
-    return resp
+        return _client_error(cand, resp.status, backend.error(content, resp.status))
+    return backend.stream(resp)
 
 
 async def stream(request: Request, state: GatewayState, prepared: Prepared, body: dict[str, Any]) -> Response:
@@ -520,7 +518,8 @@ async def stream(request: Request, state: GatewayState, prepared: Prepared, body
     """
     prepared.wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     call = prepared.call
-    cand, resp = await _failover(request, state, prepared, lambda c: _open_stream(state, c, body))
+    path = PATHS[call.endpoint]
+    cand, resp = await _failover(request, state, prepared, lambda c: _open_stream(state, c, path, body))
     if isinstance(resp, Response):
         _settle(state, cand, True)
         call.outcome, call.reasons = "upstream_error", [f"{cand.name}: HTTP {resp.status_code}"]
@@ -537,7 +536,7 @@ def _error_event(message: str) -> bytes:
 
 
 async def _relay(request: Request, state: GatewayState, prepared: Prepared, cand: Candidate,
-                 resp: http1.Response, body: dict[str, Any]) -> AsyncIterator[bytes]:
+                 resp: backends.Stream, body: dict[str, Any]) -> AsyncIterator[bytes]:
     """Relay the upstream's events as the client's; meter from the usage event, or estimate when none came.
 
     The events are parsed per the SSE specification (``sse.Parser``) and written back in one canonical
@@ -607,7 +606,7 @@ def _relay_event(call: Call, cand: Candidate, event: sse.Event, wants_usage: boo
         chunk["model"] = cand.model or call.model
         for choice in chunk.get("choices") or ():
             if isinstance(choice, dict):
-                content = (choice.get("delta") or {}).get("content")
+                content = (choice.get("delta") or {}).get("content") or choice.get("text")
                 if isinstance(content, str) and content:
                     count_text(call, content)
                     if call.keep_days:

@@ -129,6 +129,7 @@ class Candidate:
     retries: int = 0  # tries on the same deployment after a transient failure, before failing over
     failures_to_open: int = FAILURES_TO_OPEN
     cool_down_seconds: float = COOL_DOWN_SECONDS
+    backend: str = "openai"  # how it is called: gateway/backends.py
 
 
 @dataclass
@@ -163,7 +164,7 @@ def plan(doc: policy.PolicyDocument, who: Principal | None, classification: str,
             facts={"hosting": dep.hosting_jurisdiction, "operator": dep.operator.name,
                    "developer": dep.developer.name, "currency": dep.currency},
             model=model, retries=dep.retries, failures_to_open=dep.failures_to_open,
-            cool_down_seconds=dep.cool_down_seconds))
+            cool_down_seconds=dep.cool_down_seconds, backend=dep.backend))
     return Plan(allowed, refused)
 
 

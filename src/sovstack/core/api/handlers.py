@@ -26,6 +26,7 @@ from sovstack.core.errors import (
 
 log = logging.getLogger("sovstack")
 API_PREFIXES = ("/api/", "/v1/", "/healthz", "/readyz", "/metrics")
+ANTHROPIC_PREFIX = "/v1/messages"  # the gateway's Anthropic Messages API answers in Anthropic's error shape
 HTTP_TYPES = {400: "invalid_request", 401: "unauthenticated", 403: "refused", 404: "not_found",
               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 429: "rate_limited"}
 
@@ -42,9 +43,10 @@ def render(request: Request, exc: SovstackError) -> Response:
         if isinstance(exc, Unauthenticated):
             headers["www-authenticate"] = "Bearer"
         if request.url.path.startswith("/v1/"):
-            # OpenAI's clients expect 400 for any invalid request, and its error shape.
+            # OpenAI's and Anthropic's clients expect 400 for any invalid request, and their error shape.
             status = 400 if exc.status == 422 else exc.status
-            return JSONResponse(exc.openai_body(), status_code=status, headers=headers)
+            body = exc.anthropic_body() if request.url.path.startswith(ANTHROPIC_PREFIX) else exc.openai_body()
+            return JSONResponse(body, status_code=status, headers=headers)
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
     if isinstance(exc, Unauthenticated):
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")

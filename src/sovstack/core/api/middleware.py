@@ -65,13 +65,14 @@ class BodyLimit:
             return
         limit = self._limit(scope)
         declared = dict(scope["headers"]).get(b"content-length")
-        openai = scope["path"].startswith("/v1/")
+        shape = "anthropic" if scope["path"].startswith("/v1/messages") else \
+            "openai" if scope["path"].startswith("/v1/") else "api"
         if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
             # No name, id or filter has a NUL in it; file paths and PostgreSQL text cannot hold one.
-            await self._answer(send, openai, BadInput("NUL characters are not allowed in the URL", field="url"))
+            await self._answer(send, shape, BadInput("NUL characters are not allowed in the URL", field="url"))
             return
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._refuse(send, openai, limit)
+            await self._refuse(send, shape, limit)
             return
         seen = 0
         started = False
@@ -94,14 +95,16 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._refuse(send, openai, limit)
+                await self._refuse(send, shape, limit)
 
-    async def _refuse(self, send: Send, openai: bool, limit: int) -> None:
-        await self._answer(send, openai, PayloadTooLarge(f"request body larger than {limit} bytes", field="body"))
+    async def _refuse(self, send: Send, shape: str, limit: int) -> None:
+        await self._answer(send, shape, PayloadTooLarge(f"request body larger than {limit} bytes", field="body"))
 
-    async def _answer(self, send: Send, openai: bool, err: SovstackError) -> None:
-        body = json.dumps(err.openai_body() if openai else err.body()).encode()
-        status = 400 if openai and err.status == 422 else err.status
+    async def _answer(self, send: Send, shape: str, err: SovstackError) -> None:
+        """``shape``: "api" (/api), "openai" (/v1) or "anthropic" (/v1/messages)."""
+        payload = {"api": err.body, "openai": err.openai_body, "anthropic": err.anthropic_body}[shape]()
+        body = json.dumps(payload).encode()
+        status = 400 if shape != "api" and err.status == 422 else err.status
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})

@@ -1,0 +1,133 @@
+"""How a deployment's upstream is spoken to (its ``backend``): what to send, and how to read the answer.
+
+The proxy speaks OpenAI's chat and completions API on both sides. A backend adapts one upstream API
+to it: ``openai`` is the identity; ``anthropic`` translates to and from the Messages API
+(gateway/anthropic.py). Adapters hold no state between requests; a stream's state lives in the
+object ``stream`` returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Protocol
+
+import orjson
+
+from sovstack.gateway import anthropic, http1, sse
+from sovstack.gateway.routing import Candidate
+
+
+class Stream(Protocol):
+    """An upstream stream as OpenAI server-sent events (what ``proxy._relay`` parses, per the SSE spec)."""
+
+    def iter_bytes(self) -> AsyncIterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    endpoints: frozenset[str]  # the gateway endpoints this kind of upstream can serve
+
+    def request(self, cand: Candidate, path: str, body: dict[str, Any],
+                stream: bool) -> tuple[str, bytes, dict[str, str]]:
+        """The URL, body and headers of the upstream call for an OpenAI-shaped ``body``."""
+        ...
+
+    def answer(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The upstream's JSON answer in OpenAI's shape."""
+        ...
+
+    def error(self, content: bytes, status: int) -> bytes:
+        """The upstream's 4xx answer in OpenAI's error shape."""
+        ...
+
+    def stream(self, resp: http1.Response) -> Stream:
+        """The upstream's event stream as OpenAI chunk events."""
+        ...
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible server: the body goes as it came, with the deployment's model name."""
+
+    endpoints = frozenset({"chat", "completions", "embeddings", "messages", "responses", "moderations", "rerank"})
+
+    def request(self, cand: Candidate, path: str, body: dict[str, Any],
+                stream: bool) -> tuple[str, bytes, dict[str, str]]:
+        upstream = {**body, "model": cand.upstream_model}
+        if stream:  # usage arrives in a last chunk only when asked for: metering needs it
+            upstream["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        headers = {"content-type": "application/json"}
+        if cand.api_key:
+            headers["authorization"] = f"Bearer {cand.api_key}"
+        return cand.base_url + path, orjson.dumps(upstream), headers
+
+    def answer(self, data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+    def error(self, content: bytes, status: int) -> bytes:
+        return content
+
+    def stream(self, resp: http1.Response) -> Stream:
+        return resp
+
+
+class AnthropicBackend:
+    """Anthropic's Messages API (``POST {base_url}/messages``); chat only."""
+
+    endpoints = frozenset({"chat", "messages", "responses"})  # the Responses API is sent on as chat
+
+    def request(self, cand: Candidate, path: str, body: dict[str, Any],
+                stream: bool) -> tuple[str, bytes, dict[str, str]]:
+        headers = {"content-type": "application/json", "anthropic-version": anthropic.API_VERSION}
+        if cand.api_key:
+            headers["x-api-key"] = cand.api_key
+        payload = anthropic.messages_request(body, cand.upstream_model)
+        return cand.base_url + "/messages", orjson.dumps(payload), headers
+
+    def answer(self, data: dict[str, Any]) -> dict[str, Any]:
+        return anthropic.chat_from_message(data)
+
+    def error(self, content: bytes, status: int) -> bytes:
+        return anthropic.openai_error(content, status)
+
+    def stream(self, resp: http1.Response) -> Stream:
+        return AnthropicLines(resp)
+
+
+class AnthropicLines:
+    """An Anthropic event stream read as OpenAI chunk events; a broken stream is an upstream failure."""
+
+    def __init__(self, resp: http1.Response) -> None:
+        self._resp = resp
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        chunks, parser = anthropic.ChunkStream(), sse.Parser()  # read per the SSE specification, like OpenAI's
+        async for data in self._resp.iter_bytes():
+            lines: list[str] = []
+            for event in parser.feed(data):
+                try:
+                    lines += chunks.feed("data: " + event.data)
+                except orjson.JSONDecodeError as exc:
+                    raise http1.ProtocolFailed("garbage in the stream") from exc
+                except anthropic.StreamError as exc:
+                    raise http1.ProtocolFailed(f"the upstream sent an error event: {exc}") from exc
+            out = b"".join(line.encode() + b"\n\n" for line in lines if line)  # one event per data line
+            if out:
+                yield out
+
+    def close(self) -> None:
+        self._resp.close()
+
+
+# Read-only: the kinds are fixed at import; adapters keep no state.
+BACKENDS: Mapping[str, Backend] = MappingProxyType({"openai": OpenAIBackend(), "anthropic": AnthropicBackend()})
+
+
+def of(cand: Candidate) -> Backend:
+    return BACKENDS.get(cand.backend) or BACKENDS["openai"]
+
+
+def serving(candidates: Sequence[Candidate], endpoint: str) -> list[Candidate]:
+    """The candidates whose kind of upstream can serve ``endpoint`` (an Anthropic one has no embeddings)."""
+    return [c for c in candidates if endpoint in of(c).endpoints]
