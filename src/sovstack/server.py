@@ -6,8 +6,10 @@ import errno
 import socket
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn.supervisors import Multiprocess
 
+from sovstack.core import request_id
 from sovstack.core.errors import BadInput
 
 APP = "sovstack.app:app_from_environment"
@@ -51,7 +53,7 @@ def ensure_free(host: str, port: int) -> None:
 def run(host: str, port: int, workers: int, log_level: str) -> None:
     """Serve until interrupted."""
     config = _TcpConfig(APP, factory=True, host=host, port=port, workers=workers, log_level=log_level,
-                        server_header=False)
+                        server_header=False, log_config=request_id.log_config(LOGGING_CONFIG, log_level))
     if workers > 1:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:

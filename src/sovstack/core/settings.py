@@ -133,6 +133,10 @@ class Settings(BaseSettings):
         60, ge=0, description="Minimum interval between last-used updates of an API key."
     )
     log_level: str = Field("info", description="Server log level.")
+    otel_endpoint: str = Field(
+        "", description="OpenTelemetry: OTLP/HTTP traces endpoint of your own collector (e.g. "
+                        "http://127.0.0.1:4318/v1/traces); one span per gateway call. Empty: tracing off."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -177,6 +181,14 @@ class Settings(BaseSettings):
         value = value.strip()
         if value and value.partition("://")[0].lower() not in REDIS_SCHEMES:
             raise ValueError("write redis://HOST:6379/0 (or rediss:// with TLS, unix:///PATH), or leave it empty")
+        return value
+
+    @field_validator("otel_endpoint")
+    @classmethod
+    def _otel_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and value.partition("://")[0].lower() not in ("http", "https"):
+            raise ValueError("write http://HOST:4318/v1/traces (or https://), or leave it empty for no tracing")
         return value
 
     @field_validator("home_jurisdiction")

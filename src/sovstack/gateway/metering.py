@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from sovstack.core import audit
+from sovstack.core import audit, request_id
 from sovstack.core.base import utcnow
 from sovstack.gateway.tables import Counter, Transcript, Usage
 
@@ -160,13 +160,15 @@ class Call:
     keep_days: int = 0  # > 0: the organisation opted in to keeping prompts and completions this long
     prompt: str = ""
     completion: list[str] = field(default_factory=list)
+    # Taken where the call is made: its usage and audit are written later by the meter writer's own task.
+    request_id: str = field(default_factory=request_id.current)
 
     def detail(self) -> dict[str, Any]:
         return {"key": self.key_prefix, "organisation_id": self.organisation_id, "model": self.model,
                 "endpoint": self.endpoint, "classification": self.classification, "language": self.language,
                 "tried": self.tried, "answered": self.answered, "tokens_in": self.tokens_in,
                 "tokens_out": self.tokens_out, "cost": round(self.cost, 8), "latency_ms": round(self.latency_ms, 2),
-                "transcript_kept": self.keep_days > 0}
+                "transcript_kept": self.keep_days > 0, "request_id": self.request_id}
 
 
 def person_counter(kind: str, organisation_id: int, person_id: int) -> str:

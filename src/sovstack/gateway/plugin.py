@@ -20,6 +20,7 @@ from sovstack.gateway.language import Detector
 from sovstack.gateway.metering import Counters, DatabaseCounters, RedisCounters
 from sovstack.gateway.proxy import GatewayState
 from sovstack.gateway.routing import Breakers
+from sovstack.gateway.telemetry import GatewayMetrics, Telemetry, tracer_for
 from sovstack.gateway.writer import MeterWriter
 
 PROBE_LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=0)
@@ -61,10 +62,13 @@ def sovstack_app_created(app: FastAPI) -> None:
     app.add_middleware(Direct, routes={("POST", "/v1/chat/completions"): chat_completions,
                                        ("POST", "/v1/embeddings"): embeddings}, on_error=handlers.respond_to,
                    handled=handlers.EXPECTED)
+    breakers = Breakers()
+    telemetry = Telemetry(GatewayMetrics(app.state.metrics.registry, breakers),
+                          tracer_for(settings.otel_endpoint, settings.deployment_name))
     app.state.gateway = GatewayState(client=http1.Client(), probe=httpx.AsyncClient(limits=PROBE_LIMITS),
-                                     breakers=Breakers(),
+                                     breakers=breakers,
                                      counters=counters, detector=Detector(),
-                                     writer=MeterWriter(app.state.db))
+                                     writer=MeterWriter(app.state.db), telemetry=telemetry)
 
 
 @hookimpl

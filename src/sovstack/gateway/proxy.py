@@ -28,6 +28,7 @@ from sovstack.gateway.language import Detector
 from sovstack.gateway.metering import Call, Counters, RateLeases, record
 from sovstack.gateway.routing import Breakers, Candidate
 from sovstack.gateway.secrets import unseal
+from sovstack.gateway.telemetry import Telemetry, Timing
 from sovstack.gateway.writer import MeterWriter
 
 T = TypeVar("T")
@@ -47,6 +48,7 @@ class GatewayState:
     counters: Counters
     detector: Detector
     writer: MeterWriter
+    telemetry: Telemetry
     facts: Facts = field(default_factory=Facts)
     leases: RateLeases = field(default_factory=RateLeases)
 
@@ -58,6 +60,8 @@ class Prepared:
     budget_period: str | None
     wants_usage: bool = True
     started: float = field(default_factory=time.perf_counter)
+    upstream_seconds: float | None = None  # the answering deployment's, for the metrics
+    first_event: float | None = None  # when the first streamed event was relayed (time to first token)
 
 
 class UpstreamFailed(Exception):
@@ -167,6 +171,7 @@ def _refuse(session: Any, state: GatewayState, call: Call, refused: dict[str, li
     reasons = [f"{name}: {'; '.join(why)}" for name, why in refused.items()] or ["the model has no deployments"]
     call.outcome, call.reasons = "refused", reasons
     record(session, state.counters, call, None)
+    state.telemetry.finished(call, (), Timing(time.perf_counter()))
     exc = Refused(f"no deployment of {call.model} may serve a {call.classification} request; "
                   f"candidates refused: {' | '.join(reasons)}", action=f"gateway.{call.endpoint}", reasons=reasons)
     exc.audited = True
@@ -219,6 +224,8 @@ def _response_headers(call: Call) -> dict[str, str]:
 
 async def _finish(request: Request, state: GatewayState, prepared: Prepared) -> None:
     prepared.call.latency_ms = (time.perf_counter() - prepared.started) * 1000
+    state.telemetry.finished(prepared.call, prepared.candidates, Timing(
+        prepared.started, prepared.upstream_seconds, prepared.first_event), request.headers)
     await state.writer.submit(prepared.call, prepared.budget_period, state.counters)
 
 
@@ -240,13 +247,14 @@ async def _failover(request: Request, state: GatewayState, prepared: Prepared,
             failures.append(f"{cand.name}: circuit open")
             continue
         call.tried.append(cand.name)
+        sent = time.perf_counter()
         try:
             result = await attempt(cand)
         except UpstreamFailed as exc:
             breaker.failed()
             failures.append(f"{cand.name}: {exc}")
             continue
-        call.answered = cand.name
+        call.answered, prepared.upstream_seconds = cand.name, time.perf_counter() - sent
         return cand, result
     raise await _all_failed(request, state, prepared, failures)
 
@@ -319,6 +327,8 @@ async def _relay(request: Request, state: GatewayState, prepared: Prepared, cand
             if line:
                 event += _relay_line(call, cand, line, prepared.wants_usage) or b""
             elif event:  # a blank line ends an event: one write per event, not per line
+                if prepared.first_event is None:
+                    prepared.first_event = time.perf_counter()
                 yield bytes(event) + b"\n"
                 event.clear()
         raise UpstreamFailed("the upstream closed the stream before [DONE]")

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sovstack.core import request_id
 from sovstack.core.errors import BadInput, PayloadTooLarge, SovstackError
 
 # Pages and API answers may load only what this server serves: the console works air-gapped.
@@ -103,8 +104,9 @@ class BodyLimit:
 
 
 class Observe:
-    """Count and time every request by route template; add security headers to every answer, server
-    errors included (which is why an unexpected error is answered here, inside the headers)."""
+    """Count and time every request by route template; give it a request id (``x-request-id``, answered
+    back, in audit events and log lines); add security headers to every answer, server errors included
+    (which is why an unexpected error is answered here, inside the headers)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics,
                  on_unexpected: Callable[[Request, Exception], Awaitable[Response]] | None = None) -> None:
@@ -116,7 +118,10 @@ class Observe:
             return
         start = time.perf_counter()
         status, started = [500], [False]
-        extra = _security_headers(scope)
+        rid = request_id.accept(_header(scope, b"x-request-id"))
+        scope.setdefault("state", {})["request_id"] = rid
+        token = request_id.bind(rid)
+        extra = [*_security_headers(scope), (b"x-request-id", rid.encode())]
 
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -134,10 +139,18 @@ class Observe:
             response = await self.on_unexpected(Request(scope), exc)
             await response(scope, receive, wrapped)
         finally:
+            request_id.unbind(token)
             route = scope.get("route")
             name = getattr(route, "path", "unmatched")
             self.metrics.requests.labels(scope["method"], name, str(status[0])).inc()
             self.metrics.latency.labels(scope["method"], name).observe(time.perf_counter() - start)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _security_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
