@@ -29,6 +29,7 @@ from sovstack.core.tables import AuditEvent
 from sovstack.gateway import service
 from sovstack.gateway.schemas import OrgLoggingSet
 from sovstack.gateway.spans import CallTracer
+from tests.conftest import start_server, stop_server
 from tests.gateway.conftest import OPERATOR, Gateway, deployment, register
 from tests.gateway.test_transcripts import SECRET_PROMPT, _org_key
 from tests.gateway.upstream import Upstream
@@ -123,8 +124,8 @@ def test_log_lines_carry_the_request_id() -> None:
 
 # Metrics --------------------------------------------------------------------------------------------
 
-def _metrics(gw: Gateway) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    r = httpx.get(f"{gw.url}/metrics", headers={"Authorization": f"Bearer {gw.admin_key}"})
+def _metrics(gw: Gateway, url: str = "") -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    r = httpx.get(f"{url or gw.url}/metrics", headers={"Authorization": f"Bearer {gw.admin_key}"})
     assert r.status_code == 200
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(r.text) for s in family.samples}
@@ -180,6 +181,23 @@ def test_failures_are_counted_by_cause(gateway: Gateway, upstreams: Callable[...
                   result="failed") == 1
     assert _value(m, "sovstack_gateway_calls_total", model="secret", deployment="", endpoint="chat",
                   outcome="refused") == 1
+
+
+@pytest.mark.server
+def test_a_scrape_sums_every_worker(gateway: Gateway, settings: Settings, upstreams: Callable[..., Upstream]) -> None:
+    register(gateway.db, "m", deployment("d", upstreams("d").url))
+    srv = start_server(settings, workers=2)
+    try:
+        for _ in range(20):  # a new connection each: the two workers share them
+            r = httpx.post(f"{srv.url}/v1/chat/completions", json=BODY, timeout=30,
+                           headers={"Authorization": f"Bearer {gateway.key}", "connection": "close"})
+            assert r.status_code == 200
+        for _ in range(4):  # whichever worker answers the scrape
+            m = _metrics(gateway, srv.url)
+            assert _value(m, "sovstack_gateway_calls_total", model="m", deployment="d", endpoint="chat",
+                          outcome="ok") == 20
+    finally:
+        stop_server(srv)
 
 
 def test_metrics_need_an_admin_key(gateway: Gateway) -> None:

@@ -262,6 +262,20 @@ def describe() -> list[tuple[str, str, str]]:
     return rows
 
 
+# prometheus_client's own variable: when set before it is imported, every process counts into files there.
+METRICS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def shared_metrics_folder() -> str:
+    """The folder where server workers share their metrics (set by `sovstack serve --workers N`), or ""."""
+    return os.environ.get(METRICS_FOLDER_VARIABLE, "")
+
+
+def share_metrics(folder: str) -> None:
+    """Make worker processes started from now on count their metrics into ``folder``."""
+    os.environ[METRICS_FOLDER_VARIABLE] = folder
+
+
 def export_for_workers(settings: Settings) -> None:
     """Put explicitly chosen settings into the environment, so server worker processes see them too."""
     for name in settings.model_fields_set:

@@ -63,7 +63,7 @@ def sovstack_app_created(app: FastAPI) -> None:
                                        ("POST", "/v1/embeddings"): embeddings}, on_error=handlers.respond_to,
                    handled=handlers.EXPECTED)
     breakers = Breakers()
-    telemetry = Telemetry(GatewayMetrics(app.state.metrics.registry, breakers),
+    telemetry = Telemetry(GatewayMetrics(app.state.metrics, breakers),
                           tracer_for(settings.otel_endpoint, settings.deployment_name))
     app.state.gateway = GatewayState(client=http1.Client(), probe=httpx.AsyncClient(limits=PROBE_LIMITS),
                                      breakers=breakers,

@@ -14,10 +14,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from sovstack.core.api.middleware import Metrics
 from sovstack.gateway.metering import Call
 from sovstack.gateway.routing import Breakers, Candidate
 
@@ -52,8 +53,8 @@ class _Children:
 class GatewayMetrics:
     """The gateway's metrics, in the app's own registry (served at ``/metrics``)."""
 
-    def __init__(self, registry: CollectorRegistry, breakers: Breakers) -> None:
-        labels = ["model", "deployment"]
+    def __init__(self, metrics: Metrics, breakers: Breakers) -> None:
+        registry, labels = metrics.registry, ["model", "deployment"]
         self.calls = Counter("sovstack_gateway_calls", "Gateway calls by model, answering deployment (empty when "
                              "none answered), endpoint and outcome", [*labels, "endpoint", "outcome"],
                              registry=registry)
@@ -74,7 +75,7 @@ class GatewayMetrics:
                                 [*labels, "result"], registry=registry)
         self.names: dict[int, str] = {}  # deployment id → name, for the circuit gauge
         self._children: dict[tuple[str, str, str, str], _Children] = {}
-        registry.register(_Circuits(breakers, self.names))
+        metrics.add_per_process(_Circuits(breakers, self.names))
 
     def _of(self, call: Call) -> _Children:
         key = (call.model, call.answered, call.endpoint, call.outcome)
@@ -119,7 +120,7 @@ class GatewayMetrics:
 
 class _Circuits(Collector):
     """The circuit of each deployment this process has called, read when scraped (open turns half-open
-    with time, not with calls)."""
+    with time, not with calls). Circuits are per process: with several workers, the answering one's."""
 
     def __init__(self, breakers: Breakers, names: dict[int, str]) -> None:
         self.breakers, self.names = breakers, names

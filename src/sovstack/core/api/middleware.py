@@ -9,13 +9,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sovstack.core import request_id
 from sovstack.core.errors import BadInput, PayloadTooLarge, SovstackError
+from sovstack.core.settings import shared_metrics_folder
 
 # Pages and API answers may load only what this server serves: the console works air-gapped.
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -31,6 +34,24 @@ class Metrics:
                                 ["method", "route", "status"], registry=self.registry)
         self.latency = Histogram("sovstack_http_request_seconds", "HTTP request latency",
                                  ["method", "route"], registry=self.registry)
+        self.per_process: list[Collector] = []  # read at scrape time from this process only (circuits)
+
+    def add_per_process(self, collector: Collector) -> None:
+        """A collector of this process's own state, read when scraped."""
+        self.registry.register(collector)
+        self.per_process.append(collector)
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus text format: with several workers, counters and histograms summed over
+        all of them, plus the per-process state of the one answering."""
+        folder = shared_metrics_folder()
+        if not folder:
+            return bytes(generate_latest(self.registry))
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=folder)  # type: ignore[no-untyped-call]
+        for collector in self.per_process:
+            merged.register(collector)
+        return bytes(generate_latest(merged))
 
 
 class _TooLarge(Exception):
