@@ -75,6 +75,7 @@ class GatewayMetrics:
                                 [*labels, "result"], registry=registry)
         self.names: dict[int, str] = {}  # deployment id → name, for the circuit gauge
         self._children: dict[tuple[str, str, str, str], _Children] = {}
+        self._attempt_children: dict[tuple[str, str, str], Any] = {}
         metrics.add_per_process(_Circuits(breakers, self.names))
 
     def _of(self, call: Call) -> _Children:
@@ -114,8 +115,11 @@ class GatewayMetrics:
         # and the answer was whole.
         whole = call.answered and call.outcome not in ("interrupted", "failed")
         for i, name in enumerate(call.tried):
-            ok = whole and i == len(call.tried) - 1
-            self.attempts.labels(call.model, name, "ok" if ok else "failed").inc()
+            key = (call.model, name, "ok" if whole and i == len(call.tried) - 1 else "failed")
+            child = self._attempt_children.get(key)
+            if child is None:
+                child = self._attempt_children[key] = self.attempts.labels(*key)
+            child.inc()
 
 
 class _Circuits(Collector):
