@@ -8,7 +8,10 @@ import logging
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import httpx
@@ -27,8 +30,10 @@ from sovstack.core.context import unit_of_work
 from sovstack.core.settings import Settings
 from sovstack.core.tables import AuditEvent
 from sovstack.gateway import service
+from sovstack.gateway.metering import Call
 from sovstack.gateway.schemas import OrgLoggingSet
 from sovstack.gateway.spans import CallTracer
+from sovstack.gateway.telemetry import Timing, tracer_for
 from tests.conftest import start_server, stop_server
 from tests.gateway.conftest import OPERATOR, Gateway, deployment, register
 from tests.gateway.test_transcripts import SECRET_PROMPT, _org_key
@@ -288,3 +293,33 @@ def test_the_endpoint_must_be_a_url(settings: Settings) -> None:
         Settings(home=settings.home, environment="test", otel_endpoint="collector:4318")
     assert Settings(home=settings.home, environment="test",
                     otel_endpoint=" http://127.0.0.1:4318/v1/traces ").otel_endpoint.startswith("http://")
+
+
+def test_spans_are_exported_over_otlp_http_and_flushed_at_shutdown() -> None:
+    received: list[tuple[str, str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            received.append((self.path, self.headers.get("content-type", ""), body))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tracer = tracer_for(f"http://127.0.0.1:{server.server_port}/v1/traces", "sovstack-test")
+        assert tracer is not None and tracer_for("", "x") is None
+        call = Call(actor="a", key_prefix="k", organisation_id=1, model="m", endpoint="chat",
+                    classification="open", tokens_in=3, tokens_out=4)
+        tracer.span(call, (), Timing(time.perf_counter() - 0.01), time.perf_counter())
+        tracer.close()  # the batch is sent now, not in five seconds
+        (path, kind, body), = received
+        assert path == "/v1/traces" and kind == "application/x-protobuf"
+        assert b"chat m" in body and b"gen_ai.request.model" in body and b"sovstack-test" in body
+    finally:
+        server.shutdown()

@@ -81,6 +81,7 @@ async def _close(state: GatewayState) -> None:
     await state.writer.aclose()
     await state.client.aclose()
     await state.probe.aclose()
+    state.telemetry.close()  # the spans still batched are exported before the process ends
 
 
 @hookimpl

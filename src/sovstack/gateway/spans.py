@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -24,24 +25,28 @@ from sovstack.gateway.telemetry import Timing
 OPERATIONS = {"chat": "chat", "embeddings": "embeddings"}
 
 
-def otlp_tracer(endpoint: str, service_name: str) -> Tracer:
-    """A tracer of its own provider (not the process-wide one), batching spans to an OTLP/HTTP collector."""
+def otlp_provider(endpoint: str, service_name: str) -> TracerProvider:
+    """A tracer provider of its own (not the process-wide one), batching spans to an OTLP/HTTP collector."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-    return provider.get_tracer("sovstack.gateway")
+    return provider
 
 
 class CallTracer:
-    """Turns finished calls into spans on ``tracer``."""
+    """Turns finished calls into spans on ``tracer``; ``provider``, when given, is flushed at shutdown."""
 
-    def __init__(self, tracer: Tracer) -> None:
-        self.tracer = tracer
+    def __init__(self, tracer: Tracer, provider: TracerProvider | None = None) -> None:
+        self.tracer, self.provider = tracer, provider
         self.propagator = TraceContextTextMapPropagator()
+
+    def close(self) -> None:
+        """Export the spans still batched, then stop the exporter."""
+        if self.provider is not None:
+            self.provider.shutdown()
 
     def span(self, call: Call, candidates: Sequence[Candidate], timing: Timing, ended: float,
              headers: Any = None) -> None:

@@ -149,11 +149,16 @@ class Telemetry:
         if self.tracer is not None:
             self.tracer.span(call, candidates, timing, time.perf_counter(), headers)
 
+    def close(self) -> None:
+        if self.tracer is not None:
+            self.tracer.close()
+
 
 def tracer_for(endpoint: str, service_name: str) -> CallTracer | None:
     """A tracer exporting to the OTLP/HTTP ``endpoint``, or None (tracing off: OpenTelemetry is never imported)."""
     if not endpoint:
         return None
-    from sovstack.gateway.spans import CallTracer, otlp_tracer  # only when tracing is on: it costs memory
+    from sovstack.gateway.spans import CallTracer, otlp_provider  # only when tracing is on: it costs memory
 
-    return CallTracer(otlp_tracer(endpoint, service_name))
+    provider = otlp_provider(endpoint, service_name)
+    return CallTracer(provider.get_tracer("sovstack.gateway"), provider)
