@@ -449,6 +449,30 @@ def run(settings: Settings, db: Database, sizes: Sizes, args: argparse.Namespace
                 long_run(chat, key, server_pid, lean)
 
 
+MEMORY_REQUESTS = 1_000
+
+
+def memory_run(settings: Settings, db: Database) -> None:
+    """One worker's resident memory after start-up and after MEMORY_REQUESTS gateway calls (half streams)."""
+    with running_upstream() as (upstream, _):
+        key = provision(db, upstream, quotas=True)
+        db.dispose()
+        with running_server(settings, 1) as (url, server_pid):
+            time.sleep(1.0)
+            start, end = _memory_load(url, key, server_pid)
+    print(f"memory: 1 worker, RSS {start:.0f} MiB after start-up → {end:.0f} MiB after {MEMORY_REQUESTS:,} "
+          f"gateway requests ({MEMORY_REQUESTS // 2:,} streamed)", flush=True)
+
+
+def _memory_load(url: str, key: str, server_pid: int) -> tuple[float, float]:
+    """RSS before and after the requests; with one worker the server process is the worker."""
+    start = rss_mib(workers_of(server_pid) or [server_pid])
+    for stream in (False, True):
+        load(f"{url}/v1/chat/completions", key, MODEL, stream=stream, concurrency=1, seconds=600,
+             server_pid=server_pid, bound=MEMORY_REQUESTS // 2)
+    return start, rss_mib(workers_of(server_pid) or [server_pid])
+
+
 def long_run(chat: str, key: str, server_pid: int, lean: bool) -> None:
     """LONG_REQUESTS requests at c=32: does resident memory stay flat?"""
     start = rss_mib(workers_of(server_pid))
@@ -519,6 +543,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the app in-process instead.")
     parser.add_argument("--responses", action="store_true",
                         help="Call the gateway's /v1/responses (translated to chat) instead of /v1/chat/completions.")
+    parser.add_argument("--memory", action="store_true",
+                        help=f"Only one worker's RSS after start-up and after {MEMORY_REQUESTS:,} requests.")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     print(f"sovstack gateway bench — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
@@ -526,6 +552,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sovstack-bench-") as tmp:
         settings, db = fresh_deployment(Path(tmp) / "home")
         try:
+            if args.memory:
+                memory_run(settings, db)
+                return
             run(settings, db, sizes, args)
         finally:
             db.dispose()

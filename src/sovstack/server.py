@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import errno
 import socket
+import tempfile
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn.supervisors import Multiprocess
 
+from sovstack.core import request_id
 from sovstack.core.errors import BadInput
+from sovstack.core.settings import share_metrics
 
 APP = "sovstack.app:app_from_environment"
 
@@ -51,8 +55,12 @@ def ensure_free(host: str, port: int) -> None:
 def run(host: str, port: int, workers: int, log_level: str) -> None:
     """Serve until interrupted."""
     config = _TcpConfig(APP, factory=True, host=host, port=port, workers=workers, log_level=log_level,
-                        server_header=False)
+                        server_header=False, log_config=request_id.log_config(LOGGING_CONFIG, log_level))
     if workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        # The workers count into files in one fresh folder, so that a scrape, whichever worker answers
+        # it, sums them all (prometheus_client's multiprocess mode); it goes when the server stops.
+        with tempfile.TemporaryDirectory(prefix="sovstack-metrics-") as folder:
+            share_metrics(folder)
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
         uvicorn.Server(config).run()

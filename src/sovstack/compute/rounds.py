@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sovstack.compute import allocator as alloc
+from sovstack.compute import model as alloc  # the solver's types; the solver itself is loaded when a round runs
 from sovstack.compute import programmes, providers
 from sovstack.compute.schemas import RequestCreate
 from sovstack.compute.tables import Allocation, AllocationRound, ComputeOffer, ComputeRequest, Programme
@@ -144,7 +144,11 @@ def plan(session: Session, programme: Programme, rnd: AllocationRound | None, de
         caps=alloc.Caps(**programme.caps) if caps else alloc.Caps(),
         previous=previous, stability_bonus=stability, cost_weight=1e-6, gap_limit=programme.gap_limit,
         time_limit=programme.time_limit, workers=2)
-    return Plan(programme, rnd, decided, alloc.solve(problem), rows, reasons)
+    # Imported here: the solvers (OR-Tools with pandas and pyarrow, HiGHS, numpy) take ~150 MiB that a
+    # server process serving only API and gateway calls should not carry.
+    from sovstack.compute.allocator import solve
+
+    return Plan(programme, rnd, decided, solve(problem), rows, reasons)
 
 
 def spent_outside(session: Session, programme: Programme) -> float:

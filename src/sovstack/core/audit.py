@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Select, Table, event, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
+from sovstack.core import request_id
 from sovstack.core.base import naive_utc
 from sovstack.core.tables import AuditEvent, AuditHead
 
@@ -88,6 +89,14 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
+def _detail(detail: dict[str, Any] | None) -> str:
+    """The detail as stored: with the id of the request being served, so an event leads to its log lines."""
+    rid = request_id.current()
+    if rid and (detail is None or "request_id" not in detail):
+        detail = {**(detail or {}), "request_id": rid}
+    return _json(detail or {})
+
+
 def digest(prev: str, seq: int, at: str, actor: str, action: str, target: str,
            outcome: str, reasons: str, detail: str) -> str:
     """The hash of one event: its fields and its predecessor's hash, unambiguously encoded."""
@@ -129,7 +138,7 @@ def record(session: Session, *, actor: str, action: str, target: str = "", outco
         raise ValueError(f"outcome must be one of {OUTCOMES}")
     tip = _tip(session)
     seq, at = tip.seq + 1, _now()
-    reasons_json, detail_json = _json(list(reasons)), _json(detail or {})
+    reasons_json, detail_json = _json(list(reasons)), _detail(detail)
     h = digest(tip.hash, seq, at, actor, action, target, outcome, reasons_json, detail_json)
     tip.cursor.execute(_INSERT.format(marks=", ".join([tip.mark] * 10)),
                        (seq, at, actor, action, target, outcome, reasons_json, detail_json, tip.hash, h))
@@ -159,7 +168,7 @@ def record_many(session: Session, events: Sequence[Event]) -> list[int]:
         if e.outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {OUTCOMES}")
         seq, at = seq + 1, _now()
-        reasons_json, detail_json = _json(list(e.reasons)), _json(e.detail or {})
+        reasons_json, detail_json = _json(list(e.reasons)), _detail(e.detail)
         h = digest(prev, seq, at, e.actor, e.action, e.target, e.outcome, reasons_json, detail_json)
         rows.append((seq, at, e.actor, e.action, e.target, e.outcome, reasons_json, detail_json, prev, h))
         prev = h

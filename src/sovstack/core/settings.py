@@ -136,6 +136,10 @@ class Settings(BaseSettings):
         60, ge=0, description="Minimum interval between last-used updates of an API key."
     )
     log_level: str = Field("info", description="Server log level.")
+    otel_endpoint: str = Field(
+        "", description="OpenTelemetry: OTLP/HTTP traces endpoint of your own collector (e.g. "
+                        "http://127.0.0.1:4318/v1/traces); one span per gateway call. Empty: tracing off."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -180,6 +184,14 @@ class Settings(BaseSettings):
         value = value.strip()
         if value and value.partition("://")[0].lower() not in REDIS_SCHEMES:
             raise ValueError("write redis://HOST:6379/0 (or rediss:// with TLS, unix:///PATH), or leave it empty")
+        return value
+
+    @field_validator("otel_endpoint")
+    @classmethod
+    def _otel_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and value.partition("://")[0].lower() not in ("http", "https"):
+            raise ValueError("write http://HOST:4318/v1/traces (or https://), or leave it empty for no tracing")
         return value
 
     @field_validator("home_jurisdiction")
@@ -251,6 +263,20 @@ def describe() -> list[tuple[str, str, str]]:
         default = "" if field.default_factory is not None else repr(field.default)
         rows.append((f"SOVSTACK_{name.upper()}", default, field.description or ""))
     return rows
+
+
+# prometheus_client's own variable: when set before it is imported, every process counts into files there.
+METRICS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def shared_metrics_folder() -> str:
+    """The folder where server workers share their metrics (set by `sovstack serve --workers N`), or ""."""
+    return os.environ.get(METRICS_FOLDER_VARIABLE, "")
+
+
+def share_metrics(folder: str) -> None:
+    """Make worker processes started from now on count their metrics into ``folder``."""
+    os.environ[METRICS_FOLDER_VARIABLE] = folder
 
 
 def export_for_workers(settings: Settings) -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,6 +20,9 @@ from sovstack.data.ingest import object_path
 from sovstack.data.schemas import AccessRequestCreate, RequestDecision
 from sovstack.data.service import STEWARDS, get_visible, request_sla
 from sovstack.data.tables import AccessGrant, AccessRequest, Dataset
+
+if TYPE_CHECKING:
+    pass
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,8 @@ def preview(session: Session, who: Principal | None, settings: Settings, dataset
         return None
     version = next(v for v in dataset.versions if v.number == dataset.current_version)
     path = object_path(settings.home / "objects", version.sha256)
+    import duckdb  # loaded at first use: a server process serving other modules need not carry DuckDB
+
     con = duckdb.connect(":memory:", config={"memory_limit": "256MB", "threads": 1})
     try:
         cursor = con.execute(f"SELECT * FROM read_parquet('{path}') LIMIT {PREVIEW_ROWS}")

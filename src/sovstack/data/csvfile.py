@@ -16,10 +16,12 @@ import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from sovstack.core.errors import BadInput
+
+if TYPE_CHECKING:
+    import duckdb
 
 DELIMITERS = (",", ";", "\t", "|")
 ENCODINGS = ("utf-8", "latin-1")
@@ -83,6 +85,8 @@ def copy(source: Path, d: Dialect, target: Path, con: duckdb.DuckDBPyConnection,
 
     Returns "" or, for a confirmed parse that differs from the header, the remark for the version's note.
     """
+    import duckdb  # loaded at first use: a server process serving other modules need not carry DuckDB
+
     failure: duckdb.Error | None = None
     for sample in ("", ", sample_size=-1"):  # types from the first rows, else (a late value did not fit) all
         try:
@@ -113,6 +117,8 @@ def _text_columns(count: int) -> str:
 def _diagnose(source: Path, d: Dialect) -> tuple[bool, BadInput | None]:
     """Whether rows differ from the header in their number of fields, and the refusal naming the lines at
     fault (None when no line is: then the fault was a type inferred from too few rows)."""
+    import duckdb  # loaded at first use: a server process serving other modules need not carry DuckDB
+
     width = len(d.header)
     with duckdb.connect(":memory:", config={"threads": 2, "memory_limit": "512MB"}) as con:
         try:
@@ -157,6 +163,8 @@ def _delimiter_hint(d: Dialect) -> str:
 
 def ragged_copy(source: Path, d: Dialect, target: Path, con: duckdb.DuckDBPyConnection) -> str:
     """Write every row of the file to Parquet at ``target``, as text, however many fields it has; say how."""
+    import duckdb  # loaded at first use: a server process serving other modules need not carry DuckDB
+
     width = len(d.header) + EXTRA_COLUMNS
     reader = (f"read_csv({_sql_string(str(source))}, {_options(d)}, strict_mode=true, null_padding=true, "
               f"parallel=false, auto_detect=false, columns={_text_columns(width)})")

@@ -6,7 +6,6 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-import duckdb
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -64,6 +63,8 @@ def seed(session: Session, ctx: DemoContext) -> None:
     """Publish the three demo datasets once, and one approved request so grants show up."""
     if session.scalar(select(Dataset.id).where(Dataset.name == "district_rainfall")) is not None:
         return
+    import duckdb  # loaded at first use: a server process serving other modules need not carry DuckDB
+
     seeder = Principal.system("demo")
     with tempfile.TemporaryDirectory(prefix="sovstack-demo-") as tmp:
         for data in _datasets(ctx):

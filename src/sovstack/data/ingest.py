@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from sovstack.core.errors import BadInput
 from sovstack.data import csvfile
+
+if TYPE_CHECKING:
+    import duckdb
 
 FORMATS = ("csv", "parquet", "jsonl")
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -94,6 +95,8 @@ def _convert(objects: Path, write: Callable[[duckdb.DuckDBPyConnection, Path], s
     Whatever goes wrong, the half-written file is removed and nothing else changes. ``write`` returns
     "" or a remark on how it read its source.
     """
+    import duckdb  # loaded at first use: a server process serving other modules need not carry DuckDB
+
     tmp = staging(objects) / f"{uuid.uuid4().hex}.parquet"
     con = duckdb.connect(":memory:", config={"memory_limit": INGEST_MEMORY, "threads": 2})
     try:
@@ -135,6 +138,8 @@ def ingest(source: Path, fmt: str, objects: Path, *, statistics: bool, csv: CsvO
     dialect = csvfile.dialect(source, options.delimiter, options.encoding) if fmt == "csv" else None
 
     def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> str:
+        import duckdb  # loaded at first use: a server process serving other modules need not carry DuckDB
+
         if dialect is not None:
             return csvfile.copy(source, dialect, tmp, con, allow_ragged_rows=options.allow_ragged_rows)
         try:
@@ -233,6 +238,8 @@ def max_rows_per_entity(objects: Path, sha256: str, column: str) -> int:
     cache = path.with_name(f"{sha256}.rows-per-{hashlib.sha256(column.encode()).hexdigest()[:16]}")
     if cache.is_file():
         return int(cache.read_text())
+    import duckdb  # loaded at first use: a server process serving other modules need not carry DuckDB
+
     quoted = '"' + column.replace('"', '""') + '"'
     with duckdb.connect(":memory:", config={"memory_limit": INGEST_MEMORY, "threads": 2}) as con:
         found = con.execute(f"SELECT coalesce(max(n), 0), coalesce(bool_or(e IS NULL), false) FROM "

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from sovstack.core import audit
+from sovstack.core import audit, request_id
 from sovstack.core.base import utcnow
 from sovstack.core.settings import Settings
 from sovstack.gateway.facts import MICRO, SpendLimit
@@ -181,6 +181,8 @@ class Call:
     fallback: str = ""  # the model that answered, when it is a declared fallback of the one asked for
     relayed_ascii: int = 0  # characters of completion text relayed so far, for an estimate when usage never comes
     relayed_other: int = 0
+    # Taken where the call is made: its usage and audit are written later by the meter writer's own task.
+    request_id: str = field(default_factory=request_id.current)
 
     def detail(self) -> dict[str, Any]:
         return {"key": self.key_prefix, "organisation_id": self.organisation_id, "model": self.model,
@@ -188,7 +190,8 @@ class Call:
                 "tried": self.tried, "answered": self.answered, "tokens_in": self.tokens_in,
                 "tokens_out": self.tokens_out, "cost": round(self.cost, 8), "currency": self.currency,
                 "latency_ms": round(self.latency_ms, 2),
-                "transcript_kept": self.keep_days > 0, "estimated": self.estimated, "fallback": self.fallback}
+                "transcript_kept": self.keep_days > 0, "estimated": self.estimated, "fallback": self.fallback,
+                "request_id": self.request_id}
 
 
 def count_text(call: Call, text: str) -> None:

@@ -30,6 +30,7 @@ from sovstack.gateway.language import Detector
 from sovstack.gateway.metering import counters_for
 from sovstack.gateway.proxy import GatewayState
 from sovstack.gateway.routing import Breakers
+from sovstack.gateway.telemetry import GatewayMetrics, Telemetry, tracer_for
 from sovstack.gateway.writer import MeterWriter
 
 PROBE_LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=0)
@@ -68,10 +69,13 @@ def sovstack_app_created(app: FastAPI) -> None:
                    handled=handlers.EXPECTED)
     # Circuit transitions are written for other processes to read (gateway/circuits.py), never per request.
     app.state.circuits = CircuitReporter(app.state.db)
+    breakers = Breakers(observer=app.state.circuits)
+    telemetry = Telemetry(GatewayMetrics(app.state.metrics, breakers),
+                          tracer_for(settings.otel_endpoint, settings.deployment_name))
     app.state.gateway = GatewayState(client=http1.Client(), probe=httpx.AsyncClient(limits=PROBE_LIMITS),
-                                     breakers=Breakers(observer=app.state.circuits),
+                                     breakers=breakers,
                                      counters=counters, detector=Detector(),
-                                     writer=MeterWriter(app.state.db),
+                                     writer=MeterWriter(app.state.db), telemetry=telemetry,
                                      answers=cache.AnswerCache(settings, cache.store_for(settings, app.state.db)))
 
 
@@ -85,6 +89,7 @@ async def _close(state: GatewayState, circuits: CircuitReporter | None) -> None:
     await state.writer.aclose()
     await state.client.aclose()
     await state.probe.aclose()
+    state.telemetry.close()  # the spans still batched are exported before the process ends
     if circuits is not None:
         await run_in_threadpool(circuits.close)  # the last transitions are written before the process ends
 

@@ -30,6 +30,7 @@ from sovstack.gateway.language import Detector
 from sovstack.gateway.metering import Call, Counters, RateLeases, count_text, estimate_tokens, record, text_of
 from sovstack.gateway.routing import Breakers, Candidate
 from sovstack.gateway.secrets import unseal
+from sovstack.gateway.telemetry import Telemetry, Timing
 from sovstack.gateway.writer import MeterWriter
 
 T = TypeVar("T")
@@ -52,6 +53,7 @@ class GatewayState:
     counters: Counters
     detector: Detector
     writer: MeterWriter
+    telemetry: Telemetry
     facts: Facts = field(default_factory=Facts)
     leases: RateLeases = field(default_factory=RateLeases)
     answers: cache.AnswerCache | None = None  # the organisations' opt-in answer cache
@@ -67,6 +69,8 @@ class Prepared:
     wants_usage: bool = True
     started: float = field(default_factory=time.perf_counter)
     slot: str = ""  # the key holding one of its concurrency slots for this call, until ``release``
+    upstream_seconds: float | None = None  # the answering deployment's, for the metrics
+    first_event: float | None = None  # when the first streamed event was relayed (time to first token)
 
     def release(self, state: GatewayState) -> None:
         """Give back the call's concurrency slot (once, however the call ended)."""
@@ -262,6 +266,7 @@ def _refuse(session: Any, state: GatewayState, call: Call, refused: dict[str, li
     reasons = [f"{name}: {'; '.join(why)}" for name, why in refused.items()] or ["the model has no deployments"]
     call.outcome, call.reasons = "refused", reasons
     record(session, state.counters, call, None)
+    state.telemetry.finished(call, (), Timing(time.perf_counter()))
     exc = Refused(f"no deployment of {call.model} may serve a {call.classification} request; "
                   f"candidates refused: {' | '.join(reasons)}", action=f"gateway.{call.endpoint}", reasons=reasons)
     exc.audited = True
@@ -371,6 +376,8 @@ def _response_headers(call: Call) -> dict[str, str]:
 async def _finish(request: Request, state: GatewayState, prepared: Prepared) -> None:
     prepared.call.latency_ms = (time.perf_counter() - prepared.started) * 1000
     prepared.release(state)
+    state.telemetry.finished(prepared.call, prepared.candidates, Timing(
+        prepared.started, prepared.upstream_seconds, prepared.first_event), request.headers)
     await state.writer.submit(prepared.call, prepared.budget_period, state.counters)
 
 
@@ -430,8 +437,9 @@ async def _failover(request: Request, state: GatewayState, prepared: Prepared,
                 breaker.in_flight -= 1
                 breaker.released()  # cancelled (the client hung up) or a bug: no verdict on the deployment
                 raise
-            breaker.observe((time.perf_counter() - began) * 1000)
-            call.answered = cand.name
+            took = time.perf_counter() - began
+            breaker.observe(took * 1000)
+            call.answered, prepared.upstream_seconds = cand.name, took
             if cand.model and cand.model != call.model:
                 call.fallback = cand.model
             return cand, result
@@ -557,6 +565,8 @@ async def _relay(request: Request, state: GatewayState, prepared: Prepared, cand
                     verdict = True
                     if not metered:
                         _estimate(call, cand, body)
+                    if prepared.first_event is None:  # everything came in one read: its first event is now
+                        prepared.first_event = time.perf_counter()
                     _settle(state, cand, True)
                     await _finish(request, state, prepared)
                     yield bytes(out) + b"data: [DONE]\n\n"
@@ -566,6 +576,8 @@ async def _relay(request: Request, state: GatewayState, prepared: Prepared, cand
                 if relayed is not None:
                     out += relayed
             if out:
+                if prepared.first_event is None:
+                    prepared.first_event = time.perf_counter()
                 yield bytes(out)
         raise UpstreamFailed("the upstream closed the stream before [DONE]")
     except (http1.UpstreamError, UpstreamFailed) as exc:

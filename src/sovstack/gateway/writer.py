@@ -9,6 +9,7 @@ and handed to a worker thread to wait for it when it is not.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -34,7 +35,8 @@ class MeterWriter:
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._queue is None or self._task is None or self._task.done():
             self._loop, self._queue = loop, asyncio.Queue()
-            self._task = loop.create_task(self._run(self._queue))
+            # A context of its own: not a copy of the request that happened to start it (its request id).
+            self._task = loop.create_task(self._run(self._queue), context=contextvars.Context())
         return self._queue
 
     async def submit(self, call: Call, budget_period: str | None, counters: Counters) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
 
 from sovstack.core.api.deps import PrincipalDep
@@ -46,4 +46,4 @@ def readyz(request: Request) -> Response:
 def metrics(request: Request, who: PrincipalDep) -> Response:
     """Prometheus metrics; scrape with an admin key (``authorization: credentials: sk-…``)."""
     who.require_admin("metrics.read")
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

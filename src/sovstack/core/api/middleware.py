@@ -9,12 +9,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sovstack.core import request_id
 from sovstack.core.errors import BadInput, PayloadTooLarge, SovstackError
+from sovstack.core.settings import shared_metrics_folder
 
 # Pages and API answers may load only what this server serves: the console works air-gapped.
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -30,6 +34,24 @@ class Metrics:
                                 ["method", "route", "status"], registry=self.registry)
         self.latency = Histogram("sovstack_http_request_seconds", "HTTP request latency",
                                  ["method", "route"], registry=self.registry)
+        self.per_process: list[Collector] = []  # read at scrape time from this process only (circuits)
+
+    def add_per_process(self, collector: Collector) -> None:
+        """A collector of this process's own state, read when scraped."""
+        self.registry.register(collector)
+        self.per_process.append(collector)
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus text format: with several workers, counters and histograms summed over
+        all of them, plus the per-process state of the one answering."""
+        folder = shared_metrics_folder()
+        if not folder:
+            return bytes(generate_latest(self.registry))
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=folder)  # type: ignore[no-untyped-call]
+        for collector in self.per_process:
+            merged.register(collector)
+        return bytes(generate_latest(merged))
 
 
 class _TooLarge(Exception):
@@ -112,8 +134,9 @@ class BodyLimit:
 
 
 class Observe:
-    """Count and time every request by route template; add security headers to every answer, server
-    errors included (which is why an unexpected error is answered here, inside the headers)."""
+    """Count and time every request by route template; give it a request id (``x-request-id``, answered
+    back, in audit events and log lines); add security headers to every answer, server errors included
+    (which is why an unexpected error is answered here, inside the headers)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics,
                  on_unexpected: Callable[[Request, Exception], Awaitable[Response]] | None = None) -> None:
@@ -125,7 +148,10 @@ class Observe:
             return
         start = time.perf_counter()
         status, started = [500], [False]
-        extra = _security_headers(scope)
+        rid = request_id.accept(_header(scope, b"x-request-id"))
+        scope.setdefault("state", {})["request_id"] = rid
+        token = request_id.bind(rid)
+        extra = [*_security_headers(scope), (b"x-request-id", rid.encode())]
 
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -143,10 +169,18 @@ class Observe:
             response = await self.on_unexpected(Request(scope), exc)
             await response(scope, receive, wrapped)
         finally:
+            request_id.unbind(token)
             route = scope.get("route")
             name = getattr(route, "path", "unmatched")
             self.metrics.requests.labels(scope["method"], name, str(status[0])).inc()
             self.metrics.latency.labels(scope["method"], name).observe(time.perf_counter() - start)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _security_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
