@@ -291,11 +291,14 @@ def revoke_api_key(session: Session, who: Principal, ref: int | str) -> ApiKey:
     return key
 
 
-_KEY_AND_OWNER = (select(ApiKey.id, ApiKey.key_hash, ApiKey.scopes, ApiKey.expires_at, ApiKey.revoked_at,
+# The key, its owner and the owner's memberships (one row each, or one with no membership) in one statement:
+# this runs on every API and gateway request, and a second query for the roles cost as much as the first.
+_KEY_BY_PREFIX = (select(ApiKey.id, ApiKey.key_hash, ApiKey.scopes, ApiKey.expires_at, ApiKey.revoked_at,
                          ApiKey.last_used_at, ApiKey.organisation_id, User.id, User.email, User.is_admin,
-                         User.is_active)
-                  .join(User, ApiKey.user_id == User.id))
-_KEY_BY_PREFIX = _KEY_AND_OWNER.where(ApiKey.prefix == bindparam("prefix"))
+                         User.is_active, Membership.organisation_id, Membership.role)
+                  .join(User, ApiKey.user_id == User.id)
+                  .outerjoin(Membership, Membership.user_id == User.id)
+                  .where(ApiKey.prefix == bindparam("prefix")))
 
 
 def authenticate_key(session: Session, token: str, touch_seconds: int = 60) -> Principal:
@@ -309,10 +312,14 @@ def authenticate_key(session: Session, token: str, touch_seconds: int = 60) -> P
     if not token.startswith(KEY_PREFIX) or prefix == token:
         raise Unauthenticated("malformed API key: expected 'Authorization: Bearer sk-…'")
     # Columns, not entities: this runs on every API and gateway request.
-    row = session.connection().execute(_KEY_BY_PREFIX, {"prefix": prefix}).first()  # Core: no ORM state
-    if row is None or not hmac.compare_digest(row.key_hash, _sha(token)):
+    rows = session.connection().execute(_KEY_BY_PREFIX, {"prefix": prefix}).all()  # Core: no ORM state
+    if not rows or not hmac.compare_digest(rows[0].key_hash, _sha(token)):
         raise Unauthenticated("invalid API key")
-    key_id, _, scopes, expires_at, revoked_at, last_used_at, org_id, user_id, email, is_admin, is_active = row
+    key_id, _, scopes, expires_at, revoked_at, last_used_at, org_id, user_id, email, is_admin, is_active, *_ = rows[0]
+    roles: dict[int, set[str]] = {}
+    for *_, member_of, role in rows:
+        if member_of is not None:
+            roles.setdefault(member_of, set()).add(role)
     now = utcnow()
     if revoked_at is not None:
         raise Unauthenticated(f"API key {prefix} was revoked")
@@ -325,7 +332,7 @@ def authenticate_key(session: Session, token: str, touch_seconds: int = 60) -> P
         session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
         session.commit()
     return Principal(user_id=user_id, email=email, is_admin=is_admin,
-                     roles=memberships_of(session, user_id),
+                     roles={k: frozenset(v) for k, v in roles.items()},
                      scopes=frozenset(scopes), key_prefix=prefix, organisation_id=org_id)
 
 
