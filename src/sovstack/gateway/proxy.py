@@ -561,15 +561,17 @@ async def _relay(request: Request, state: GatewayState, prepared: Prepared, cand
             out = bytearray()
             for event in parser.feed(data):
                 if event.data.strip() == "[DONE]":
+                    if out:  # what came before the end goes out now, not after the metering below
+                        if prepared.first_event is None:
+                            prepared.first_event = time.perf_counter()
+                        yield bytes(out)
                     # Metered and audited before the client sees the end, so usage is never behind the client.
                     verdict = True
                     if not metered:
                         _estimate(call, cand, body)
-                    if prepared.first_event is None:  # everything came in one read: its first event is now
-                        prepared.first_event = time.perf_counter()
                     _settle(state, cand, True)
                     await _finish(request, state, prepared)
-                    yield bytes(out) + b"data: [DONE]\n\n"
+                    yield b"data: [DONE]\n\n"
                     return
                 relayed, usage = _relay_event(call, cand, event, prepared.wants_usage)
                 metered = metered or usage
