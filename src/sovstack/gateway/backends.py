@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import orjson
 
 from sovstack.gateway import anthropic, http1, sse
 from sovstack.gateway.routing import Candidate
+
+AZURE_API_VERSION = "2024-10-21"  # Azure OpenAI's generally available data-plane API (stream usage included)
 
 
 class Stream(Protocol):
@@ -72,6 +75,24 @@ class OpenAIBackend:
         return resp
 
 
+class AzureOpenAIBackend(OpenAIBackend):
+    """Azure OpenAI: the OpenAI API under ``{base_url}/openai/deployments/{upstream_model}``, with an
+    ``api-version`` and the key in an ``api-key`` header (``base_url`` is the resource's endpoint,
+    ``https://NAME.openai.azure.com``; ``upstream_model`` is the Azure deployment's name)."""
+
+    endpoints = frozenset({"chat", "completions", "embeddings", "messages", "responses"})
+
+    def request(self, cand: Candidate, path: str, body: dict[str, Any],
+                stream: bool) -> tuple[str, bytes, dict[str, str]]:
+        _, payload, headers = super().request(cand, path, body, stream)
+        headers.pop("authorization", None)
+        if cand.api_key:
+            headers["api-key"] = cand.api_key
+        deployment = quote(cand.upstream_model, safe="")
+        return (f"{cand.base_url}/openai/deployments/{deployment}{path}?api-version={AZURE_API_VERSION}",
+                payload, headers)
+
+
 class AnthropicBackend:
     """Anthropic's Messages API (``POST {base_url}/messages``); chat only."""
 
@@ -121,7 +142,8 @@ class AnthropicLines:
 
 
 # Read-only: the kinds are fixed at import; adapters keep no state.
-BACKENDS: Mapping[str, Backend] = MappingProxyType({"openai": OpenAIBackend(), "anthropic": AnthropicBackend()})
+BACKENDS: Mapping[str, Backend] = MappingProxyType({"openai": OpenAIBackend(), "anthropic": AnthropicBackend(),
+                                                   "azure": AzureOpenAIBackend()})
 
 
 def of(cand: Candidate) -> Backend:
