@@ -133,3 +133,14 @@ def test_answers_kept_in_redis_when_configured(gateway: Gateway, orgs: dict[str,
                      timeout=10)
     assert r.json() == {"deleted": 1} and client.keys("sovstack:cache:*") == []
     client.flushdb()
+
+
+def test_an_answer_kept_at_one_classification_is_not_served_at_another(gateway: Gateway,
+                                                                       orgs: dict[str, Any]) -> None:
+    # A restricted request may be routed to other deployments than an open one: never the open one's answer.
+    turn_on(gateway, orgs)
+    assert chat(gateway, orgs["key"]).headers["x-sovstack-cache"] == "miss"
+    restricted = chat(gateway, orgs["key"], **{"x-sovstack-classification": "restricted"})
+    assert restricted.headers["x-sovstack-cache"] == "miss"
+    assert chat(gateway, orgs["key"], **{"x-sovstack-classification": "restricted"}).headers[
+        "x-sovstack-cache"] == "hit"

@@ -196,12 +196,15 @@ class Call:
 
 def count_text(call: Call, text: str) -> None:
     """Count completion text relayed to the client, for ``estimate_tokens`` if the upstream never says."""
-    if text.isascii():
-        call.relayed_ascii += len(text)
-    else:
-        other = sum(1 for ch in text if ord(ch) > 127)
-        call.relayed_other += other
-        call.relayed_ascii += len(text) - other
+    ascii_chars, other = split_text(text)
+    call.relayed_ascii += ascii_chars
+    call.relayed_other += other
+
+
+def split_text(text: str) -> tuple[int, int]:
+    """Its ASCII characters and its others, the two ``estimate_tokens`` counts differently."""
+    other = 0 if text.isascii() else sum(1 for ch in text if ord(ch) > 127)
+    return len(text) - other, other
 
 
 def estimate_tokens(ascii_chars: int, other_chars: int) -> int:

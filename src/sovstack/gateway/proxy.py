@@ -27,7 +27,16 @@ from sovstack.core.errors import BadGateway, BadInput, NotFound, RateLimited, Re
 from sovstack.gateway import backends, cache, http1, limits, routing, sse
 from sovstack.gateway.facts import Facts, ModelFacts, Snapshot
 from sovstack.gateway.language import Detector
-from sovstack.gateway.metering import Call, Counters, RateLeases, count_text, estimate_tokens, record, text_of
+from sovstack.gateway.metering import (
+    Call,
+    Counters,
+    RateLeases,
+    count_text,
+    estimate_tokens,
+    record,
+    split_text,
+    text_of,
+)
 from sovstack.gateway.routing import Breakers, Candidate
 from sovstack.gateway.secrets import unseal
 from sovstack.gateway.telemetry import Telemetry, Timing
@@ -220,20 +229,15 @@ def _prepare(request: Request, session: Session, transaction: Callable[[], Abstr
     if model.language_routing:
         call.language = state.detector.detect(_last_user_text(body)) or ""
     # Process decisions do not depend on who asks, so a plan serves every request of its kind.
-    plans = [_plan(snap, model, classification)]
-    for name in model.fallbacks:  # a declared fallback model's deployments follow, each checked by policy
-        fallback = snap.models.get(name)
-        if fallback is not None:
-            plans.append(_plan(snap, fallback, classification))
-    if not any(p.allowed for p in plans):
-        refused = {name: why for p in plans for name, why in p.refused.items()}
+    # A declared fallback model's deployments follow the model's own, each checked by policy.
+    models = [model, *(snap.models[name] for name in model.fallbacks if name in snap.models)]
+    plans = [(m, _plan(snap, m, classification)) for m in models]
+    if not any(p.allowed for _, p in plans):
         with transaction() as tx:
-            _refuse(tx, state, call, refused)
+            _refuse(tx, state, call, {name: why for _, p in plans for name, why in p.refused.items()})
     language = call.language or None
-    candidates = [c for p, m in zip(plans, [model, *(snap.models[n] for n in model.fallbacks if n in snap.models)],
-                                    strict=True)
-                  for c in routing.order(p.allowed, language, strategy=m.routing, health=state.breakers)]
-    candidates = backends.serving(candidates, endpoint)
+    candidates = backends.serving([c for m, p in plans for c in routing.order(
+        p.allowed, language, strategy=m.routing, health=state.breakers)], endpoint)
     if not candidates:
         raise BadInput(f"no deployment of {model.name} serves /v1/{endpoint}", field="model")
     found = cache.lookup_for(organisation_id, snap.cache_ttl.get(organisation_id or 0), endpoint, model.name,
@@ -354,15 +358,10 @@ def _price(call: Call, cand: Candidate) -> None:
 def _estimate(call: Call, cand: Candidate, body: dict[str, Any]) -> None:
     """No usage from the upstream (it sent none, or the stream ended before it): count what was relayed."""
     prompt = text_of(body)
-    call.tokens_in = estimate_tokens(*_split(prompt))
+    call.tokens_in = estimate_tokens(*split_text(prompt))
     call.tokens_out = estimate_tokens(call.relayed_ascii, call.relayed_other)
     call.estimated = True
     _price(call, cand)
-
-
-def _split(text: str) -> tuple[int, int]:
-    other = 0 if text.isascii() else sum(1 for ch in text if ord(ch) > 127)
-    return len(text) - other, other
 
 
 def _response_headers(call: Call) -> dict[str, str]:
