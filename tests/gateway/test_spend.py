@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from openai import OpenAI
 from sqlalchemy import select
+from starlette.responses import StreamingResponse
 
 from sovstack.cli import run
 from sovstack.core import identity
 from sovstack.core.tables import AuditEvent
+from sovstack.gateway.proxy import Relayed
 from sovstack.gateway.tables import Usage
 from tests.conftest import PASSWORD, make_key, make_user
 from tests.gateway.conftest import Gateway, deployment, fresh_minute, register
@@ -233,6 +236,44 @@ def test_a_hung_up_stream_and_a_failed_call_give_their_slot_back(gateway: Gatewa
     assert chat(gateway, gateway.key).status_code == 200
     assert chat(gateway, gateway.key, stream=True).status_code == 200
     assert inflight.held(prefix(gateway.key)) == 0
+
+
+def test_a_relay_the_client_left_before_it_started_is_still_cleaned_up() -> None:
+    # A client gone before the first byte: Starlette may cancel the body before its first step, so the
+    # relay's own finally never runs (shown with a plain StreamingResponse); Relayed cleans up instead.
+    ran: list[str] = []
+
+    async def relay() -> AsyncIterator[bytes]:
+        try:
+            ran.append("started")
+            yield b"data: [DONE]\n\n"
+        finally:
+            ran.append("relay's finally")
+
+    async def abandon() -> None:
+        ran.append("abandoned")
+
+    async def gone() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        await anyio.sleep(0)  # a server's send may wait (a full socket buffer): the disconnect wins there
+        ran.append(message["type"])
+
+    scope = {"type": "http", "asgi": {"spec_version": "2.3"}}
+    anyio.run(StreamingResponse(relay()), scope, gone, send)
+    assert ran == []  # the leak: neither the relay nor its clean-up ran
+    anyio.run(Relayed(relay(), abandon), scope, gone, send)
+    assert ran == ["abandoned"]
+    ran.clear()
+
+    async def stays() -> dict[str, Any]:
+        await anyio.sleep(5)
+        return {"type": "http.disconnect"}
+
+    anyio.run(Relayed(relay(), abandon), scope, stays, send)  # a relay that ran cleans up after itself only
+    assert ran == ["http.response.start", "started", "http.response.body", "relay's finally",
+                   "http.response.body"]
 
 
 def test_the_console_shows_budgets_alerts_key_limits_and_costs_with_their_currency(

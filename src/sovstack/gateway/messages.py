@@ -52,5 +52,5 @@ def stream_response(relayed: Response, model: str) -> StreamingResponse:
                 with anyio.CancelScope(shield=True):
                     await close()
 
-    headers = {k: v for k, v in relayed.headers.items() if k.startswith("x-sovstack-")}
-    return StreamingResponse(translated(), media_type="text/event-stream", headers=headers)
+    relayed.body_iterator = translated()  # the same response: it cleans up a relay that never started
+    return relayed

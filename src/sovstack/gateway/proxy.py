@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -533,8 +533,38 @@ async def stream(request: Request, state: GatewayState, prepared: Prepared, body
         await _finish(request, state, prepared)
         resp.headers.update(_response_headers(call))
         return resp
-    return StreamingResponse(_relay(request, state, prepared, cand, resp, body), media_type="text/event-stream",
-                             headers=_response_headers(call))
+    return Relayed(_relay(request, state, prepared, cand, resp, body),
+                   lambda: _hung_up(request, state, prepared, cand, resp, body, metered=False),
+                   media_type="text/event-stream", headers=_response_headers(call))
+
+
+class Relayed(StreamingResponse):
+    """A relayed stream whose clean-up runs even when its body never started.
+
+    Starlette races the body against the client's disconnect: a client already gone can cancel the body
+    before the relay's first step, and a generator that never ran never runs its ``finally`` — the key's
+    concurrency slot, the deployment's in-flight count and the call's metering would be lost with it.
+    """
+
+    def __init__(self, body: AsyncIterator[bytes], abandon: Callable[[], Awaitable[None]], **kw: Any) -> None:
+        super().__init__(body, **kw)
+        self._abandon, self._started = abandon, False
+
+    async def _body(self, body: AsyncIterable[str | bytes | memoryview]) -> AsyncIterator[str | bytes | memoryview]:
+        self._started = True
+        async for chunk in body:
+            yield chunk
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        relay = self.body_iterator
+        self.body_iterator = self._body(relay)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if not self._started:
+                with anyio.CancelScope(shield=True):
+                    await relay.aclose()  # type: ignore[attr-defined]
+                    await self._abandon()
 
 
 def _error_event(message: str) -> bytes:
@@ -592,13 +622,21 @@ async def _relay(request: Request, state: GatewayState, prepared: Prepared, cand
     finally:
         # When the client went away the generator is being cancelled: shield the clean-up and the metering.
         with anyio.CancelScope(shield=True):
-            resp.close()
             if verdict is None:
-                call.outcome = "client_closed"
-                if not metered:
-                    _estimate(call, cand, body)  # what it consumed: the prompt, and what was relayed
-                _settle(state, cand, None)
-                await _finish(request, state, prepared)
+                await _hung_up(request, state, prepared, cand, resp, body, metered)
+            else:
+                resp.close()
+
+
+async def _hung_up(request: Request, state: GatewayState, prepared: Prepared, cand: Candidate,
+                   resp: backends.Stream, body: dict[str, Any], metered: bool) -> None:
+    """The client left before the end: meter what the call consumed (the prompt, and what was relayed)."""
+    resp.close()
+    prepared.call.outcome = "client_closed"
+    if not metered:
+        _estimate(prepared.call, cand, body)
+    _settle(state, cand, None)
+    await _finish(request, state, prepared)
 
 
 def _relay_event(call: Call, cand: Candidate, event: sse.Event, wants_usage: bool) -> tuple[bytes | None, bool]:
