@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,16 @@ def read_text(path: Path, *, field: str | None = None) -> str:
     if not text.strip():
         raise BadDocument(name, "the file is empty", field=field)
     return text
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` whole or not at all: a failure leaves what was there."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def decode(raw: bytes, name: str, *, field: str | None = None) -> str:

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from sovstack import __version__
 from sovstack.core.api.deps import SESSION_COOKIE, PrincipalDep, SessionDep, SettingsDep, authenticate
 from sovstack.core.base import utcnow
 from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.errors import BadInput, MalformedBody, NotFound, Refused, Unauthenticated
-from sovstack.gateway import anthropic, budgets, proxy, responses, service, usage
+from sovstack.gateway import anthropic, budgets, exits, proxy, responses, service, usage
 from sovstack.gateway import messages as messages_api
 from sovstack.gateway.schemas import (
     AlertPublic,
@@ -315,6 +316,15 @@ def apply(body: Catalogue, session: SessionDep, who: PrincipalDep, settings: Set
     """Make the catalogue match this document (the same shape as a models.yaml); idempotent."""
     with unit_of_work(session, who):
         return service.apply_catalogue(session, who, settings, body)
+
+
+@router.get("/export/litellm", response_class=Response,
+            responses={200: {"content": {"application/yaml": {"schema": {"type": "string"}}}}})
+def export_litellm(session: SessionDep, who: PrincipalDep) -> Response:
+    """The catalogue as a LiteLLM proxy config.yaml (keys read from environment variables it names)."""
+    text = exits.litellm_yaml(exits.litellm_config(session, who), __version__, utcnow().date().isoformat())
+    return Response(text, media_type="application/yaml",
+                    headers={"content-disposition": 'attachment; filename="litellm-config.yaml"'})
 
 
 @router.post("/cutoff")

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import typer
 
+from sovstack import __version__
 from sovstack.core import documents, identity
 from sovstack.core.base import utcnow
 from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, emit_one, ref, say, session_of, state
 from sovstack.core.errors import BadInput
-from sovstack.gateway import budgets, service, usage
+from sovstack.gateway import budgets, exits, service, usage
 from sovstack.gateway.cache import AnswerCache, store_for
 from sovstack.gateway.metering import counters_for
 from sovstack.gateway.schemas import (
@@ -128,6 +129,21 @@ def apply(ctx: typer.Context, file: Path = typer.Argument(..., help="models.yaml
         return
     for kind in ("created", "updated", "unchanged"):
         say(f"{kind}: {', '.join(result[kind]) or '-'}")
+
+
+@gateway_app.command("export-litellm")
+def export_litellm(ctx: typer.Context, out: Path | None = typer.Option(
+        None, help="Write the file here (default: print it).")) -> None:
+    """The catalogue as a LiteLLM proxy config.yaml: leave for another gateway with your models and routing."""
+    with session_of(ctx) as s:
+        exported = exits.litellm_config(s, OPERATOR)
+    text = exits.litellm_yaml(exported, __version__, utcnow().date().isoformat(), out.name if out else "config.yaml")
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    documents.write_text_atomic(out, text)
+    say(f"wrote {out}: {len(exported.config['model_list'])} deployments; set the keys in "
+        f"{', '.join(exported.key_variables) or 'no variable (no deployment has a key)'}")
 
 
 def _cutoff_request(jurisdiction: str | None, party: str | None, reason: str) -> CutoffRequest:
