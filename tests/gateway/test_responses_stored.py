@@ -4,7 +4,9 @@ servers on 127.0.0.1. Tenancy and classification are the attack surface: each ha
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -275,6 +277,23 @@ def test_an_organisation_that_keeps_no_responses(gateway: Gateway, up: Upstream)
         client(gateway, gateway.key).responses.create(model="m", previous_response_id=reply.id, input="go on")
     assert "previous_response_id" in bad.value.message and "for none" in bad.value.message
     assert len(up.received) == 1
+
+
+def test_turned_off_while_answering_keeps_nothing(gateway: Gateway, upstreams: Callable[..., Upstream],
+                                                 org: Org) -> None:
+    """The organisation's choice holds even for a call admitted before it changed its mind."""
+    held = upstreams("held", "hold")
+    register(gateway.db, "m", deployment("held", held.url))
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(client(gateway, org.key).responses.create, model="m", input=SECRET)
+        deadline = time.monotonic() + 10
+        while not held.received and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with gateway.db.session() as s, unit_of_work(s, OPERATOR):
+            stored.set_org_responses(s, OPERATOR, org.id, OrgResponsesSet(enabled=False))
+        held.gate.set()
+        reply = pending.result(timeout=30)
+    assert reply.output_text == "hello from held" and reply.store is False and kept(gateway) == []
 
 
 def test_expired_responses_are_gone_and_purged(gateway: Gateway, up: Upstream, org: Org) -> None:

@@ -42,7 +42,7 @@ def _new_id(prefix: str) -> str:
     return prefix + os.urandom(24).hex()
 
 
-Keep = Callable[[dict[str, Any]], Awaitable[None]]
+Keep = Callable[[dict[str, Any]], Awaitable[bool]]  # keeps a finished Response object; False: it was not kept
 
 
 @dataclass
@@ -352,7 +352,7 @@ async def answer(resp: Response, body: dict[str, Any], reply: Reply) -> Response
     headers = {k: v for k, v in resp.headers.items() if k.startswith("x-sovstack-")}
     response = response_from_chat(body, chat, reply)
     if reply.keep is not None:
-        await reply.keep(response)
+        response["store"] = await reply.keep(response)
     return Response(orjson.dumps(response), media_type="application/json", headers=headers)
 
 

@@ -133,26 +133,32 @@ def keeper(db: Database, sealer: Sealer, call: Call, days: int, body: dict[str, 
                 previous_response_id=continued.id if continued else None,
                 input_items=[*(continued.items if continued else ()), *responses.input_items(body)], days=days)
 
-    async def keep(response: dict[str, Any]) -> None:
-        await run_in_threadpool(_keep, db, sealer, kept, response)
+    async def keep(response: dict[str, Any]) -> bool:
+        return await run_in_threadpool(_keep, db, sealer, kept, response)
 
     return keep
 
 
-def _keep(db: Database, sealer: Sealer, kept: Kept, response: dict[str, Any]) -> None:
-    def work() -> None:
+def _keep(db: Database, sealer: Sealer, kept: Kept, response: dict[str, Any]) -> bool:
+    """Keep the answer, unless its organisation stopped keeping responses while it was being made."""
+    def work() -> bool:
         now = utcnow()
         with db.session() as session:
+            setting = session.get(OrgResponses, kept.organisation_id)
+            if setting is None:
+                return False
             forget_expired(session, now)
             session.add(StoredResponse(
                 id=response["id"], organisation_id=kept.organisation_id, user_id=kept.user_id,
                 key_prefix=kept.key_prefix, model=kept.model, classification=kept.classification,
                 status=response["status"], previous_response_id=kept.previous_response_id,
-                usage=response.get("usage"), created_at=now, expires_at=now + timedelta(days=kept.days),
+                usage=response.get("usage"), created_at=now,
+                expires_at=now + timedelta(days=min(kept.days, setting.retention_days)),
                 input_items=sealer.seal(kept.input_items), response=sealer.seal(response)))
             session.commit()
+            return True
 
-    db.reconnecting(work)  # a pooled connection the server dropped fails before anything is written
+    return db.reconnecting(work)  # a pooled connection the server dropped fails before anything is written
 
 
 def forget_expired(session: Session, now: datetime) -> None:
