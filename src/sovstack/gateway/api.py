@@ -90,8 +90,10 @@ async def chat_completions(request: Request) -> Response:
 
 @openai_router.post("/responses")
 async def create_response(request: Request) -> Response:
-    """A model response (OpenAI's Responses API), translated to a chat completion for the upstream; kept when
-    the organisation keeps responses, and then continued with ``previous_response_id``."""
+    """A model response (OpenAI's Responses API), translated to a chat completion for the upstream.
+
+    Kept when the organisation keeps responses, and then continued with ``previous_response_id``.
+    """
     _require_credentials(request)
     body = await _body(request, ("model", "input"))
     continued = None
@@ -139,8 +141,7 @@ def get_response(response_id: str, request: Request, session: SessionDep) -> dic
 def response_input_items(response_id: str, request: Request, session: SessionDep,
                          limit: int = Query(20, ge=1, le=100), order: Literal["asc", "desc"] = "desc",
                          after: str | None = None) -> dict[str, Any]:
-    """The items a kept response was answered from (the earlier turns' too), a page at a time, as OpenAI lists
-    them."""
+    """The items a kept response was answered from (the earlier turns' too), a page at a time."""
     who, organisation_id = _caller(request, session)
     return stored.input_items(session, request.app.state.gateway.sealer, who, organisation_id, response_id,
                               limit=limit, order=order, after=after)
@@ -460,8 +461,10 @@ def org_logging(organisation_id: int, body: OrgLoggingSet, session: SessionDep, 
 @router.put("/organisations/{organisation_id}/responses")
 def org_responses(organisation_id: int, body: OrgResponsesSet, session: SessionDep,
                   who: PrincipalDep) -> dict[str, Any]:
-    """Keep the organisation's Responses API answers (for previous_response_id) for a retention period, or not;
-    off forgets every kept one, a shorter retention those older than it."""
+    """Keep the organisation's Responses API answers (for previous_response_id) for a while, or not.
+
+    Off forgets every kept one; a shorter retention forgets those older than it.
+    """
     with unit_of_work(session, who):
         forgotten = stored.set_org_responses(session, who, organisation_id, body)
     return {**body.model_dump(), "forgotten": forgotten}
