@@ -13,7 +13,7 @@ from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.db import Database
 from sovstack.core.schemas import MembershipCreate, OrganisationCreate, PartyCreate
 from sovstack.core.tables import AuditEvent
-from sovstack.gateway.tables import OrgLogging, OrgPolicy
+from sovstack.gateway.tables import OrgLogging, OrgPolicy, OrgResponses
 from tests.conftest import make_user
 from tests.gateway.conftest import deployment, register
 from tests.gateway.test_pages import csrf_of, post_login
@@ -70,6 +70,27 @@ def test_org_admin_sets_the_limits_of_their_organisation(client: TestClient, db:
     assert other.status_code == 403
     with db.session() as s:
         assert s.get(OrgPolicy, orgs["Elsewhere"]) is None
+
+
+def test_org_admin_keeps_responses_from_the_limits_page(client: TestClient, db: Database,
+                                                       orgs: dict[str, Any]) -> None:
+    assert post_login(client, orgs["boss"]["email"], orgs["boss"]["password"]).status_code == 303
+    page = client.get("/gateway/limits")
+    assert "Responses (<code>previous_response_id</code>)</dt><dd>not kept" in page.text
+    r = client.post(f"/gateway/limits/{orgs['Ministry']}", follow_redirects=False, data=_form(
+        csrf_of(page.text), stored_responses="1", responses_retention_days="14"))
+    assert r.status_code == 303, r.text
+    shown = client.get("/gateway/limits").text
+    assert "previous_response_id</code>)</dt><dd><span class=\"badge badge-warn\">kept 14 days" in shown
+    with db.session() as s:
+        row = s.get(OrgResponses, orgs["Ministry"])
+        assert row is not None and row.retention_days == 14
+    r = client.post(f"/gateway/limits/{orgs['Ministry']}", follow_redirects=False, data=_form(csrf_of(shown)))
+    assert r.status_code == 303
+    with db.session() as s:
+        assert s.get(OrgResponses, orgs["Ministry"]) is None
+        actions = s.scalars(select(AuditEvent.action).where(AuditEvent.action == "gateway.stored_responses")).all()
+        assert len(actions) == 2
 
 
 def test_member_reads_the_limits_but_cannot_change_them(client: TestClient, db: Database,

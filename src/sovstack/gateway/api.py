@@ -8,6 +8,7 @@ from typing import Any, Literal
 import orjson
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from sovstack import __version__
@@ -15,7 +16,7 @@ from sovstack.core.api.deps import SESSION_COOKIE, PrincipalDep, SessionDep, Set
 from sovstack.core.base import utcnow
 from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.errors import BadInput, MalformedBody, NotFound, Refused, Unauthenticated
-from sovstack.gateway import anthropic, budgets, exits, proxy, responses, service, usage
+from sovstack.gateway import anthropic, budgets, exits, limits, proxy, responses, service, stored, usage
 from sovstack.gateway import messages as messages_api
 from sovstack.gateway.schemas import (
     AlertPublic,
@@ -32,6 +33,7 @@ from sovstack.gateway.schemas import (
     OrgLoggingSet,
     OrgPolicyPublic,
     OrgPolicySet,
+    OrgResponsesSet,
     SpendBudgetPublic,
     SpendBudgetSet,
     TranscriptPublic,
@@ -89,15 +91,70 @@ async def chat_completions(request: Request) -> Response:
 
 @openai_router.post("/responses")
 async def create_response(request: Request) -> Response:
-    """A model response (OpenAI's Responses API), translated to a chat completion for the upstream."""
+    """A model response (OpenAI's Responses API), translated to a chat completion for the upstream.
+
+    Kept when the organisation keeps responses, and then continued with ``previous_response_id``.
+    """
     _require_credentials(request)
     body = await _body(request, ("model", "input"))
-    chat = responses.chat_body(body)
+    continued = None
+    if body.get("previous_response_id") is not None:
+        continued = await run_in_threadpool(_continued, request, body["previous_response_id"])
+    chat = responses.chat_body(body, continued.items if continued else ())
     state = request.app.state.gateway
-    prepared = await proxy.admit(request, state, "responses", chat)
-    if chat.get("stream"):
-        return responses.stream(await proxy.stream(request, state, prepared, chat), body)
-    return responses.answer(await proxy.forward(request, state, prepared, chat), body)
+    # A continuation is routed at least as strictly as the conversation it continues.
+    prepared = await proxy.admit(request, state, "responses", chat,
+                                 floor=continued.classification if continued else "open")
+    try:
+        reply = responses.Reply(keep=stored.keeper(request.app.state.db, state.sealer, prepared.call,
+                                                   prepared.response_days, body, continued))
+        prepared.call.response_id = reply.id
+        if chat.get("stream"):
+            return responses.stream(await proxy.stream(request, state, prepared, chat), body, reply)
+        return await responses.answer(await proxy.forward(request, state, prepared, chat), body, reply)
+    except BaseException:
+        prepared.release(state)  # once the call is metered it is released already; releasing twice is a no-op
+        raise
+
+
+def _continued(request: Request, response_id: Any) -> stored.Earlier:
+    with request.app.state.db.session() as session:
+        who, organisation_id = _caller(request, session)
+        return stored.earlier(session, request.app.state.gateway.sealer, who, organisation_id, response_id)
+
+
+def _caller(request: Request, session: Session) -> tuple[Principal, int | None]:
+    """Who calls with a gateway key (or console session), and the organisation the call is made for."""
+    who = authenticate(request, session)
+    request.state.principal = who
+    _require_gateway_scope(who)
+    return who, limits.organisation_of(who, request.headers.get(limits.ORGANISATION_HEADER, ""))
+
+
+@openai_router.get("/responses/{response_id}")
+def get_response(response_id: str, request: Request, session: SessionDep) -> dict[str, Any]:
+    """A kept response, to the person who made it, for the organisation it was made for (404 to anyone else)."""
+    who, organisation_id = _caller(request, session)
+    return stored.response_object(session, request.app.state.gateway.sealer, who, organisation_id, response_id)
+
+
+@openai_router.get("/responses/{response_id}/input_items")
+def response_input_items(response_id: str, request: Request, session: SessionDep,
+                         limit: int = Query(20, ge=1, le=100), order: Literal["asc", "desc"] = "desc",
+                         after: str | None = None) -> dict[str, Any]:
+    """The items a kept response was answered from (the earlier turns' too), a page at a time."""
+    who, organisation_id = _caller(request, session)
+    return stored.input_items(session, request.app.state.gateway.sealer, who, organisation_id, response_id,
+                              limit=limit, order=order, after=after)
+
+
+@openai_router.delete("/responses/{response_id}")
+def delete_response(response_id: str, request: Request, session: SessionDep) -> dict[str, Any]:
+    """Delete a kept response now (audited); it can no longer be read or continued."""
+    who, organisation_id = _caller(request, session)
+    with unit_of_work(session, who):
+        stored.remove(session, who, organisation_id, response_id)
+    return {"id": response_id, "object": "response", "deleted": True}
 
 
 @openai_router.post("/embeddings")
@@ -409,6 +466,18 @@ def org_logging(organisation_id: int, body: OrgLoggingSet, session: SessionDep, 
     with unit_of_work(session, who):
         service.set_org_logging(session, who, organisation_id, body)
     return body
+
+
+@router.put("/organisations/{organisation_id}/responses")
+def org_responses(organisation_id: int, body: OrgResponsesSet, session: SessionDep,
+                  who: PrincipalDep) -> dict[str, Any]:
+    """Keep the organisation's Responses API answers (for previous_response_id) for a while, or not.
+
+    Off forgets every kept one; a shorter retention forgets those older than it.
+    """
+    with unit_of_work(session, who):
+        forgotten = stored.set_org_responses(session, who, organisation_id, body)
+    return {**body.model_dump(), "forgotten": forgotten}
 
 
 @router.put("/organisations/{organisation_id}/cache")

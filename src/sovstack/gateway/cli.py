@@ -13,7 +13,7 @@ from sovstack.core import documents, identity
 from sovstack.core.base import utcnow
 from sovstack.core.cli.common import OPERATOR, JsonOpt, change, emit, emit_one, ref, say, session_of, state
 from sovstack.core.errors import BadInput
-from sovstack.gateway import budgets, exits, service, usage
+from sovstack.gateway import budgets, exits, service, stored, usage
 from sovstack.gateway.cache import AnswerCache, store_for
 from sovstack.gateway.metering import counters_for
 from sovstack.gateway.schemas import (
@@ -26,6 +26,7 @@ from sovstack.gateway.schemas import (
     OrgCacheSet,
     OrgLoggingSet,
     OrgPolicySet,
+    OrgResponsesSet,
     SpendBudgetSet,
     TranscriptPublic,
 )
@@ -310,6 +311,21 @@ def logging_cmd(ctx: typer.Context, organisation: str,
         org = identity.get_organisation(s, ref(organisation))
         service.set_org_logging(s, OPERATOR, org.id, OrgLoggingSet(enabled=enable, retention_days=retention_days))
     say(f"{org.name}: prompts and completions " + (f"kept {retention_days} days" if enable else "not kept"))
+
+
+@gateway_app.command("stored-responses")
+def stored_responses_cmd(ctx: typer.Context, organisation: str,
+                         enable: bool = typer.Option(..., "--enable/--disable",
+                                                     help="Keep Responses API answers (for previous_response_id)?"),
+                         retention_days: int = typer.Option(30, min=1, max=3650)) -> None:
+    """Keep an organisation's Responses API answers, so its members can continue them with previous_response_id;
+    --disable forgets every kept one, a shorter retention those older than it."""
+    with change(ctx) as s:
+        org = identity.get_organisation(s, ref(organisation))
+        forgotten = stored.set_org_responses(s, OPERATOR, org.id, OrgResponsesSet(enabled=enable,
+                                                                                  retention_days=retention_days))
+    say(f"{org.name}: responses " + (f"kept {retention_days} days" if enable else "not kept")
+        + (f"; {forgotten} kept responses forgotten" if forgotten else ""))
 
 
 @gateway_app.command("cache")

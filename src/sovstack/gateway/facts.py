@@ -1,10 +1,11 @@
 """What routing needs to know, read once per change instead of once per request.
 
 A snapshot holds the catalogue (models, deployments with their parties and decrypted upstream keys),
-key and organisation policies, budgets, transcript opt-ins and the parsed policy. Every request asks the database one
-cheap question — the gateway's generation counter and the newest policy version — and reloads only
-when either moved, so a cut-off in any process moves traffic in every process on its next request.
-Changes to parties (core) do not bump the generation; the snapshot also expires after ``MAX_AGE``.
+key and organisation policies, budgets, transcript and stored-response opt-ins and the parsed policy.
+Every request asks the database one cheap question — the gateway's generation counter and the newest
+policy version — and reloads only when either moved, so a cut-off in any process moves traffic in every
+process on its next request. Changes to parties (core) do not bump the generation; the snapshot also
+expires after ``MAX_AGE``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sovstack.gateway.tables import (
     OrgCache,
     OrgLogging,
     OrgPolicy,
+    OrgResponses,
     SpendBudget,
 )
 
@@ -142,6 +144,7 @@ class Snapshot:
     budgets: dict[int, tuple[int, str]]
     keep_days: dict[int, int]
     cache_ttl: dict[int, int] = field(default_factory=dict)  # organisation → seconds answers are kept
+    response_days: dict[int, int] = field(default_factory=dict)  # organisation → days responses are kept
     spend: dict[tuple[str, str], tuple[SpendLimit, ...]] = field(default_factory=dict)
     plans: dict[tuple[str, str], Plan] = field(default_factory=dict)
 
@@ -176,7 +179,7 @@ def load(session: Session, stamp: tuple[Any, ...], home: str, unseal: Callable[[
         keep_days={o.organisation_id: o.retention_days for o in session.scalars(select(OrgLogging))
                    if o.enabled},
         cache_ttl={c.organisation_id: c.ttl_seconds for c in session.scalars(select(OrgCache))},
-
+        response_days={r.organisation_id: r.retention_days for r in session.scalars(select(OrgResponses))},
         spend=_spend(session))
 
 

@@ -1,9 +1,9 @@
 """What binds one gateway call: the organisation it is made for, and the stricter of its key's rules and
 that organisation's.
 
-An organisation's floor, per-person rate limit, token budgets and transcript logging bind every call made
-for it, whichever of its members' keys (or console sessions) makes it: a new key is no way out. The
-organisation a call is made for:
+An organisation's floor, per-person rate limit, token budgets, transcript logging and stored responses bind
+every call made for it, whichever of its members' keys (or console sessions) makes it: a new key is no way
+out. The organisation a call is made for:
 
 - a key made for an organisation: that one, as long as the key's owner is still a member of it;
 - any other key, or a console session: the caller's only organisation, or the one of theirs named in the
@@ -52,6 +52,7 @@ class Binding:
     budget: tuple[int, str] | None = None  # the organisation's tokens per period
     person_budget: tuple[int, str] | None = None  # each person's tokens per period
     keep_days: int = 0  # > 0: the organisation keeps prompts and completions this long
+    response_days: int = 0  # > 0: the organisation keeps Responses API answers this long (gateway/stored.py)
     spend: tuple[SpendLimit, ...] = ()  # the key's, the person's and the organisation's budgets
     models: frozenset[str] | None = None  # the key's allowlist; None: every model
     tokens_per_minute: int | None = None  # the key's
@@ -160,7 +161,7 @@ def _bind_organisation(snap: Snapshot, who: Principal, organisation_id: int | No
         floor_classification=floor, key_requests_per_minute=key.requests_per_minute if key else None,
         person_requests_per_minute=org.requests_per_minute_per_person if org else None,
         budget=snap.budgets.get(organisation_id), person_budget=person_budget,
-        keep_days=snap.keep_days.get(organisation_id, 0))
+        keep_days=snap.keep_days.get(organisation_id, 0), response_days=snap.response_days.get(organisation_id, 0))
 
 
 def _admit(session: Session, counters: Counters, leases: RateLeases, name: str, limit: int, now: datetime,

@@ -14,8 +14,8 @@ from sovstack.core import identity, policy
 from sovstack.core.api.deps import SessionDep
 from sovstack.core.context import Principal, unit_of_work
 from sovstack.core.errors import BadInput, NotFound, Refused, SovstackError
-from sovstack.gateway import budgets, service
-from sovstack.gateway.schemas import OrgLoggingSet, OrgPolicySet
+from sovstack.gateway import budgets, service, stored
+from sovstack.gateway.schemas import OrgLoggingSet, OrgPolicySet, OrgResponsesSet
 
 router = APIRouter(include_in_schema=False)
 FormStr = Annotated[str, Form()]
@@ -45,27 +45,35 @@ def _optional(value: str) -> str | None:
 
 
 def save(session: Session, who: Principal, org_id: int, form: dict[str, str]) -> None:
-    """Parse the form and set the organisation's policy and, if it changed, its transcript logging."""
+    """Parse the form and set the organisation's policy and, where they changed, its transcript logging and
+    stored responses."""
     data = parse(OrgPolicySet, floor_classification=form["floor_classification"],
                  requests_per_minute_per_person=_optional(form["requests_per_minute_per_person"]),
                  tokens_per_person=_optional(form["tokens_per_person"]), tokens_period=form["tokens_period"])
     logging = parse(OrgLoggingSet, enabled=bool(form["transcripts"]), retention_days=form["retention_days"] or 30)
+    kept = parse(OrgResponsesSet, enabled=bool(form["stored_responses"]),
+                 retention_days=form["responses_retention_days"] or 30)
     with unit_of_work(session, who):
         current = service.org_policy(session, who, org_id)
         service.set_org_policy(session, who, org_id, data)
         if (current.transcripts_kept, current.retention_days) != (logging.enabled, logging.retention_days
                                                                    if logging.enabled else None):
             service.set_org_logging(session, who, org_id, logging)
+        if (current.responses_kept, current.responses_retention_days) != (
+                kept.enabled, kept.retention_days if kept.enabled else None):
+            stored.set_org_responses(session, who, org_id, kept)
 
 
 @router.post("/gateway/limits/{org_id}")
 def set_limits(request: Request, org_id: int, session: SessionDep, user: ConsolePoster,
                floor_classification: FormStr = "open", requests_per_minute_per_person: FormStr = "",
                tokens_per_person: FormStr = "", tokens_period: FormStr = "month", transcripts: FormStr = "",
-               retention_days: FormStr = "") -> Response:
+               retention_days: FormStr = "", stored_responses: FormStr = "",
+               responses_retention_days: FormStr = "") -> Response:
     form = {"floor_classification": floor_classification, "requests_per_minute_per_person":
             requests_per_minute_per_person, "tokens_per_person": tokens_per_person, "tokens_period": tokens_period,
-            "transcripts": transcripts, "retention_days": retention_days}
+            "transcripts": transcripts, "retention_days": retention_days, "stored_responses": stored_responses,
+            "responses_retention_days": responses_retention_days}
     try:
         save(session, user[1], org_id, form)
     except FormErrors as exc:

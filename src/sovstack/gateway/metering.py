@@ -179,6 +179,7 @@ class Call:
     completion: list[str] = field(default_factory=list)
     estimated: bool = False  # no usage came from the upstream: tokens were estimated from the text relayed
     fallback: str = ""  # the model that answered, when it is a declared fallback of the one asked for
+    response_id: str = ""  # a Responses API call's resp_… id: what a kept response and its deletion name
     relayed_ascii: int = 0  # characters of completion text relayed so far, for an estimate when usage never comes
     relayed_other: int = 0
     # Taken where the call is made: its usage and audit are written later by the meter writer's own task.
@@ -191,7 +192,7 @@ class Call:
                 "tokens_out": self.tokens_out, "cost": round(self.cost, 8), "currency": self.currency,
                 "latency_ms": round(self.latency_ms, 2),
                 "transcript_kept": self.keep_days > 0, "estimated": self.estimated, "fallback": self.fallback,
-                "request_id": self.request_id}
+                "request_id": self.request_id, **({"response_id": self.response_id} if self.response_id else {})}
 
 
 def count_text(call: Call, text: str) -> None:

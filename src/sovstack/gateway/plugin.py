@@ -14,7 +14,7 @@ from sovstack.core.api import handlers
 from sovstack.core.api.middleware import Direct
 from sovstack.core.plugins import ConsolePages, DemoContext, InventoryItem, hookimpl
 from sovstack.core.settings import Settings
-from sovstack.gateway import cache, demo, http1, pages, service
+from sovstack.gateway import cache, demo, http1, pages, service, stored
 from sovstack.gateway.api import (
     chat_completions,
     completions,
@@ -76,6 +76,7 @@ def sovstack_app_created(app: FastAPI) -> None:
                                      breakers=breakers,
                                      counters=counters, detector=Detector(),
                                      writer=MeterWriter(app.state.db), telemetry=telemetry,
+                                     sealer=stored.Sealer(settings),
                                      answers=cache.AnswerCache(settings, cache.store_for(settings, app.state.db)))
 
 

@@ -24,7 +24,7 @@ from sovstack.core.api.deps import authenticate
 from sovstack.core.base import utcnow
 from sovstack.core.db import Database
 from sovstack.core.errors import BadGateway, BadInput, NotFound, RateLimited, Refused, Unavailable
-from sovstack.gateway import backends, cache, http1, limits, routing, sse
+from sovstack.gateway import backends, cache, http1, limits, routing, sse, stored
 from sovstack.gateway.facts import Facts, ModelFacts, Snapshot
 from sovstack.gateway.language import Detector
 from sovstack.gateway.metering import (
@@ -63,6 +63,7 @@ class GatewayState:
     detector: Detector
     writer: MeterWriter
     telemetry: Telemetry
+    sealer: stored.Sealer  # seals the responses organisations keep
     facts: Facts = field(default_factory=Facts)
     leases: RateLeases = field(default_factory=RateLeases)
     answers: cache.AnswerCache | None = None  # the organisations' opt-in answer cache
@@ -80,6 +81,7 @@ class Prepared:
     slot: str = ""  # the key holding one of its concurrency slots for this call, until ``release``
     upstream_seconds: float | None = None  # the answering deployment's, for the metrics
     first_event: float | None = None  # when the first streamed event was relayed (time to first token)
+    response_days: int = 0  # > 0: the organisation keeps Responses API answers this long (gateway/stored.py)
 
     def release(self, state: GatewayState) -> None:
         """Give back the call's concurrency slot (once, however the call ended)."""
@@ -125,14 +127,17 @@ REDACTED = "[redacted]"
 _SECRETS = re.compile(r"(?i)(bearer\s+|sk-|key[-_=: ]+)[A-Za-z0-9._~+/=-]{8,}|[A-Za-z0-9_-]{32,}")
 
 
-def _classification(request: Request, binding: limits.Binding) -> str:
+def _classification(request: Request, binding: limits.Binding, floor: str) -> str:
     asked = request.headers.get(CLASSIFICATION_HEADER, "").strip().lower() or binding.default_classification
     if asked not in policy.LEVELS:
         raise BadInput(f"unknown classification {asked!r}; one of {', '.join(policy.LEVELS)}",
                        field=CLASSIFICATION_HEADER)
-    # A request may raise its classification, never lower it below the key's or its organisation's floor.
-    floor = binding.floor_classification
-    return asked if policy.rank(asked) >= policy.rank(floor) else floor
+    # A request may raise its classification, never lower it below the key's or its organisation's floor,
+    # nor below that of the conversation it continues (``floor``).
+    for lowest in (binding.floor_classification, floor):
+        if policy.rank(asked) < policy.rank(lowest):
+            asked = lowest
+    return asked
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
@@ -152,8 +157,12 @@ class _WouldWait(Exception):
     """SQLite's write lock is held by another connection: do this in a worker thread, where waiting is fine."""
 
 
-async def admit(request: Request, state: GatewayState, endpoint: str, body: dict[str, Any]) -> Prepared:
+async def admit(request: Request, state: GatewayState, endpoint: str, body: dict[str, Any], *,
+                floor: str = "open") -> Prepared:
     """``prepare`` on the event loop when the database answers at once, else in a worker thread.
+
+    ``floor`` is the lowest classification the call may run under beyond the key's and organisation's:
+    a continued conversation's (gateway/stored.py).
 
     On SQLite, a request's reads (key, catalogue stamp, budget) take tens of microseconds, less than
     handing them to a thread; its rare writes (a rate-limit claim, the key's last-use stamp) may meet
@@ -163,10 +172,10 @@ async def admit(request: Request, state: GatewayState, endpoint: str, body: dict
     try:
         if request.app.state.db.dialect == "sqlite":
             try:
-                return prepare(request, state, endpoint, body, wait=False)
+                return prepare(request, state, endpoint, body, wait=False, floor=floor)
             except _WouldWait:
                 pass
-        return await run_in_threadpool(prepare, request, state, endpoint, body)
+        return await run_in_threadpool(prepare, request, state, endpoint, body, floor=floor)
     except Turned as turned:
         # Written by the group commit like any finished call: a flood of refusals shares commits.
         await state.writer.submit(turned.call, None, state.counters)
@@ -176,19 +185,19 @@ async def admit(request: Request, state: GatewayState, endpoint: str, body: dict
 
 
 def prepare(request: Request, state: GatewayState, endpoint: str, body: dict[str, Any], *,
-            wait: bool = True) -> Prepared:
+            wait: bool = True, floor: str = "open") -> Prepared:
     """Everything that needs the database before the upstream call."""
     db: Database = request.app.state.db
     if wait:
         def work() -> Prepared:
             # PostgreSQL: the reads and the single-statement writes commit on their own (fewer round trips).
             with db.session_autocommit() as session:
-                return _prepare(request, session, db.session, state, endpoint, body)
+                return _prepare(request, session, db.session, state, endpoint, body, floor)
 
         return db.reconnecting(work)  # nothing is written before the reads that would meet a dropped link
     with db.session_nowait() as session:
         try:
-            return _prepare(request, session, db.session_nowait, state, endpoint, body)
+            return _prepare(request, session, db.session_nowait, state, endpoint, body, floor)
         except OperationalError as exc:
             if "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
                 raise
@@ -197,7 +206,7 @@ def prepare(request: Request, state: GatewayState, endpoint: str, body: dict[str
 
 
 def _prepare(request: Request, session: Session, transaction: Callable[[], AbstractContextManager[Session]],
-             state: GatewayState, endpoint: str, body: dict[str, Any]) -> Prepared:
+             state: GatewayState, endpoint: str, body: dict[str, Any], floor: str = "open") -> Prepared:
     """``session`` for the reads; a ``transaction()`` session for a refusal's usage and audit event."""
     settings = request.app.state.settings
     # With the caller's memberships: every call is bound to one of their organisations (gateway/limits.py).
@@ -209,7 +218,7 @@ def _prepare(request: Request, session: Session, transaction: Callable[[], Abstr
     snap = state.facts.current(session, settings.home_jurisdiction, lambda t: unseal(settings, t))
     organisation_id = limits.organisation_of(who, request.headers.get(limits.ORGANISATION_HEADER, ""))
     binding = limits.bind(snap, who, organisation_id)
-    classification = _classification(request, binding)
+    classification = _classification(request, binding, floor)
     call = Call(actor=who.actor, key_prefix=who.key_prefix or "", organisation_id=organisation_id,
                 model=body["model"], endpoint=endpoint, classification=classification, person_id=who.user_id,
                 spend=binding.spend, tpm_key=who.key_prefix or "" if binding.tokens_per_minute else "")
@@ -242,7 +251,7 @@ def _prepare(request: Request, session: Session, transaction: Callable[[], Abstr
         raise BadInput(f"no deployment of {model.name} serves /v1/{endpoint}", field="model")
     found = cache.lookup_for(organisation_id, snap.cache_ttl.get(organisation_id or 0), endpoint, model.name,
                              classification, body, request.headers.get("cache-control", ""))
-    prepared = Prepared(call, candidates, periods.organisation, found)
+    prepared = Prepared(call, candidates, periods.organisation, found, response_days=binding.response_days)
     if binding.max_concurrency and who.key_prefix:
         if not state.inflight.acquire(who.key_prefix, binding.max_concurrency):
             raise _turned(call, limits.OverLimit(

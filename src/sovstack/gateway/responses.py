@@ -5,16 +5,21 @@ A request is translated to a chat completion body once, before admission, so the
 unchanged. The chat answer is translated back: a whole completion into one Response object, a
 stream of chunks into the Responses stream events (``response.created`` … ``response.completed``).
 
-The gateway keeps no responses: ``previous_response_id``, ``conversation``, stored prompts and
-``item_reference`` inputs are refused with a 400, and ``store`` is accepted and ignored (a client
-carries its conversation forward by sending earlier output items back as input).
+Responses are kept only for organisations that opted in (gateway/stored.py): then an answer is kept
+unless the request says ``"store": false``, and ``previous_response_id`` continues a kept one, its
+earlier input and output items going before this request's input (its instructions are not carried
+over). Elsewhere ``store`` is accepted and nothing is kept, and ``previous_response_id`` is a 400. Every
+answer's ``store`` says whether it was kept. ``conversation``, stored prompts, ``background`` and
+``item_reference`` inputs need more than the gateway keeps and are refused with a 400; a client may
+always carry its conversation forward by sending earlier output items back as input instead.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -23,11 +28,10 @@ from fastapi.responses import Response, StreamingResponse
 
 from sovstack.core.errors import BadInput
 
-# Fields that need responses kept on the server; the gateway keeps none.
+# Fields that need more kept on the server than the gateway keeps.
 STORED = {
-    "previous_response_id": "this gateway does not store responses: send the earlier turns (and the output items "
-                            "you received) in input instead of previous_response_id",
-    "conversation": "this gateway does not store conversations: send the earlier turns in input",
+    "conversation": "this gateway does not store conversations: send the earlier turns in input, or continue "
+                    "a kept response with previous_response_id",
     "prompt": "this gateway does not store prompt templates: send the instructions and input themselves",
 }
 ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
@@ -38,17 +42,35 @@ def _new_id(prefix: str) -> str:
     return prefix + os.urandom(24).hex()
 
 
+Keep = Callable[[dict[str, Any]], Awaitable[bool]]  # keeps a finished Response object; False: it was not kept
+
+
+@dataclass
+class Reply:
+    """What an answer says of itself beyond the request's echo: its id, and how it is kept (None: it is not).
+
+    ``keep`` is awaited with the finished Response object before the client is given it, so a client
+    may continue it as soon as it has it.
+    """
+
+    id: str = field(default_factory=lambda: _new_id("resp_"))
+    keep: Keep | None = None
+
+
 # Request: Responses → chat completions -----------------------------------------------------------------
 
-def chat_body(body: dict[str, Any]) -> dict[str, Any]:
-    """The chat completion request that asks for what ``body`` (a Responses request) asks for."""
+def chat_body(body: dict[str, Any], earlier: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The chat completion request that asks for what ``body`` (a Responses request) asks for, after the
+    ``earlier`` items of the response it continues."""
     for name, why in STORED.items():
         if body.get(name) is not None:
             raise BadInput(why, field=name)
     if body.get("background"):
-        raise BadInput("background responses need the server to keep them; this gateway keeps none",
+        raise BadInput("background responses need the server to run them on its own; this gateway does not",
                        field="background")
-    chat: dict[str, Any] = {"model": body["model"], "messages": _messages(body)}
+    if body.get("store") is not None and not isinstance(body["store"], bool):
+        raise BadInput("store must be true or false", field="store")
+    chat: dict[str, Any] = {"model": body["model"], "messages": _messages(body, earlier)}
     if body.get("stream") is not None:
         if not isinstance(body["stream"], bool):
             raise BadInput("stream must be true or false", field="stream")
@@ -87,13 +109,15 @@ def _copy_sampling(body: dict[str, Any], chat: dict[str, Any]) -> None:
         chat["reasoning_effort"] = effort
 
 
-def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+def _messages(body: dict[str, Any], earlier: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     instructions = body.get("instructions")
     if instructions is not None:
         if not isinstance(instructions, str):
             raise BadInput("instructions must be a string", field="instructions")
         messages.append({"role": "system", "content": instructions})
+    for i, item in enumerate(earlier):
+        _add_item(messages, item, f"previous_response_id[{i}]")
     given = body["input"]
     if isinstance(given, str):
         messages.append({"role": "user", "content": given})
@@ -131,6 +155,28 @@ def _add_item(messages: list[dict[str, Any]], item: Any, where: str) -> None:
     else:
         raise BadInput(f"input items of type {kind!r} are not supported; use message, function_call or "
                        "function_call_output", field=f"{where}.type")
+
+
+ITEM_IDS = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_"}
+
+
+def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """This request's input as a kept response lists it: items each with an id, a type and a status, a
+    string input as one user message (call after ``chat_body``, which checked them)."""
+    given = body["input"]
+    items = [{"role": "user", "content": given}] if isinstance(given, str) else given
+    return [_input_item(item) for item in items]
+
+
+def _input_item(item: dict[str, Any]) -> dict[str, Any]:
+    kind = item.get("type", "message")
+    kept = {**item, "type": kind, "status": item.get("status") or "completed"}
+    if not isinstance(item.get("id"), str) or not item["id"]:
+        kept["id"] = _new_id(ITEM_IDS[kind])
+    if kind == "message" and isinstance(item.get("content"), str):
+        part = "output_text" if item.get("role") == "assistant" else "input_text"
+        kept["content"] = [{"type": part, "text": item["content"]}]
+    return kept
 
 
 def _text_field(item: dict[str, Any], name: str, where: str) -> str:
@@ -232,13 +278,14 @@ def _response_format(text: Any) -> dict[str, Any] | None:
 
 # Answer: chat completion → Response ---------------------------------------------------------------------
 
-def _skeleton(body: dict[str, Any], status: str, created: int) -> dict[str, Any]:
+def _skeleton(body: dict[str, Any], reply: Reply, status: str, created: int) -> dict[str, Any]:
     """The Response object's fields that echo the request."""
-    return {"id": _new_id("resp_"), "object": "response", "created_at": created, "status": status,
+    return {"id": reply.id, "object": "response", "created_at": created, "status": status,
             "model": body["model"], "output": [], "error": None, "incomplete_details": None,
             "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
             "metadata": body.get("metadata") or {}, "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
-            "previous_response_id": None, "reasoning": {"effort": None, "summary": None}, "store": False,
+            "previous_response_id": body.get("previous_response_id"), "reasoning": {"effort": None, "summary": None},
+            "store": reply.keep is not None,
             "temperature": body.get("temperature"), "top_p": body.get("top_p"),
             "text": body.get("text") or {"format": {"type": "text"}}, "tool_choice": body.get("tool_choice") or "auto",
             "tools": body.get("tools") or [], "truncation": "disabled", "usage": None, "user": body.get("user")}
@@ -274,11 +321,11 @@ def _call_item(call_id: str, name: str, arguments: str, status: str) -> dict[str
             "arguments": arguments, "status": status}
 
 
-def response_from_chat(body: dict[str, Any], chat: dict[str, Any]) -> dict[str, Any]:
+def response_from_chat(body: dict[str, Any], chat: dict[str, Any], reply: Reply) -> dict[str, Any]:
     """The Response object for a whole chat completion."""
     choice = (chat.get("choices") or [{}])[0]
     message = choice.get("message") or {}
-    response = _skeleton(body, "completed", int(chat.get("created") or time.time()))
+    response = _skeleton(body, reply, "completed", int(chat.get("created") or time.time()))
     content = message.get("content")
     if isinstance(content, list):
         content = "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
@@ -296,27 +343,31 @@ def response_from_chat(body: dict[str, Any], chat: dict[str, Any]) -> dict[str, 
     return response
 
 
-def answer(resp: Response, body: dict[str, Any]) -> Response:
-    """The proxy's chat answer as a Response object; an upstream's error answer is passed on as it is."""
+async def answer(resp: Response, body: dict[str, Any], reply: Reply) -> Response:
+    """The proxy's chat answer as a Response object, kept first if it is to be; an upstream's error answer is
+    passed on as it is (and not kept)."""
     if resp.status_code != 200:
         return resp
     chat = orjson.loads(bytes(resp.body))
     headers = {k: v for k, v in resp.headers.items() if k.startswith("x-sovstack-")}
-    return Response(orjson.dumps(response_from_chat(body, chat)), media_type="application/json", headers=headers)
+    response = response_from_chat(body, chat, reply)
+    if reply.keep is not None:
+        response["store"] = await reply.keep(response)
+    return Response(orjson.dumps(response), media_type="application/json", headers=headers)
 
 
 # Streams: chat chunks → Responses events -----------------------------------------------------------------
 
-def stream(resp: Response, body: dict[str, Any]) -> Response:
+def stream(resp: Response, body: dict[str, Any], reply: Reply) -> Response:
     """The proxy's relayed chat stream as a stream of Responses events (the headers stay)."""
     if not isinstance(resp, StreamingResponse):
         return resp
-    resp.body_iterator = _translate(resp.body_iterator, StreamTranslator(body))
+    resp.body_iterator = _translate(resp.body_iterator, StreamTranslator(body, reply), reply.keep)
     return resp
 
 
 async def _translate(body: AsyncIterable[str | bytes | memoryview], translator: StreamTranslator,
-                     ) -> AsyncIterator[bytes]:
+                     keep: Keep | None) -> AsyncIterator[bytes]:
     relay, pending = aiter(body), b""
     try:
         yield translator.start()
@@ -325,6 +376,8 @@ async def _translate(body: AsyncIterable[str | bytes | memoryview], translator: 
             *events, pending = pending.split(b"\n\n")
             for event in events:
                 out = translator.event(event)
+                if translator.ended and keep is not None and translator.response["store"]:
+                    await keep(translator.response)  # kept before the client learns it is complete
                 if out:
                     yield out
                 if translator.ended:
@@ -342,8 +395,8 @@ async def _translate(body: AsyncIterable[str | bytes | memoryview], translator: 
 class StreamTranslator:
     """Turns one chat completion stream into Responses events, each with its ``sequence_number``."""
 
-    def __init__(self, body: dict[str, Any]) -> None:
-        self.response = _skeleton(body, "in_progress", int(time.time()))
+    def __init__(self, body: dict[str, Any], reply: Reply) -> None:
+        self.response = _skeleton(body, reply, "in_progress", int(time.time()))
         self.sequence = 0
         self.items: list[dict[str, Any]] = []  # output items, in output_index order
         self.message: dict[str, Any] | None = None  # the message item text is going to, while open
@@ -478,6 +531,7 @@ class StreamTranslator:
         if self.message is not None:
             self.message["content"] = [_text_part("".join(self.text))]
         response["status"], response["output"] = "failed", self.items
+        response["store"] = False  # an answer that stopped half-way is not kept
         response["error"] = {"code": "server_error", "message": message}
         response["usage"] = _usage(self.usage)
         self.ended = True

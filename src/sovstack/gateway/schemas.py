@@ -282,6 +282,10 @@ class OrgPolicyPublic(BaseModel):
     retention_days: int | None
     cache_ttl_seconds: int | None = Field(None, description="Answers kept this long by the exact-match cache; "
                                                             "null when the cache is off.")
+    responses_kept: bool = Field(False, description="Responses API answers are kept, for previous_response_id "
+                                                    "and GET /v1/responses/{id}.")
+    responses_retention_days: int | None = Field(None, description="How long they are kept; null when they are "
+                                                                   "not.")
 
 
 class BudgetSet(Strict):
@@ -333,6 +337,13 @@ ModelEntry.model_rebuild()
 
 class OrgLoggingSet(Strict):
     """Opt an organisation in to keeping prompts and completions, for at most ``retention_days``."""
+
+    enabled: bool
+    retention_days: int = Field(30, ge=1, le=3650)
+
+
+class OrgResponsesSet(Strict):
+    """Keep an organisation's Responses API answers (for ``previous_response_id``) for ``retention_days``, or not."""
 
     enabled: bool
     retention_days: int = Field(30, ge=1, le=3650)

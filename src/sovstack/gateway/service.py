@@ -44,6 +44,7 @@ from sovstack.gateway.tables import (
     OrgCache,
     OrgLogging,
     OrgPolicy,
+    OrgResponses,
     Transcript,
 )
 
@@ -450,13 +451,15 @@ def org_policy(session: Session, who: Principal, organisation_id: int) -> OrgPol
     logging = session.get(OrgLogging, org.id)
     kept = bool(logging and logging.enabled)
     cached = session.get(OrgCache, org.id)
+    kept_responses = session.get(OrgResponses, org.id)
     return OrgPolicyPublic(
         organisation_id=org.id, organisation=org.name, floor_classification=row.floor_classification,
         requests_per_minute_per_person=row.requests_per_minute_per_person, tokens_per_person=row.tokens_per_person,
         tokens_period=row.tokens_period, budget_tokens=budget.tokens if budget else None,
         budget_period=budget.period if budget else None, transcripts_kept=kept,
         retention_days=logging.retention_days if logging and kept else None,
-        cache_ttl_seconds=cached.ttl_seconds if cached else None)
+        cache_ttl_seconds=cached.ttl_seconds if cached else None, responses_kept=kept_responses is not None,
+        responses_retention_days=kept_responses.retention_days if kept_responses else None)
 
 
 def org_policies(session: Session, who: Principal) -> list[OrgPolicyPublic]:

@@ -260,6 +260,41 @@ class Transcript(Base):
     response: Mapped[str] = mapped_column(Text)
 
 
+class OrgResponses(Base):
+    """An organisation's opt-in to keeping Responses API answers (``previous_response_id``): kept this long."""
+
+    __tablename__ = "gateway_org_responses"
+
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"),
+                                                 primary_key=True)
+    retention_days: Mapped[int] = mapped_column(Integer)
+
+
+class StoredResponse(Base):
+    """One kept Responses API answer, for its person in its organisation to read and continue until it expires.
+
+    ``input_items`` (the earlier turns' items and this turn's input, as the next turn's context needs them)
+    and ``response`` (the Response object with its output items) are sealed: encrypted with a key derived
+    from the deployment secret. What is needed to find, scope and expire a row stays readable.
+    """
+
+    __tablename__ = "gateway_responses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the resp_… id the client was given
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key_prefix: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(200))
+    classification: Mapped[str] = mapped_column(String(16))  # what it was routed under: the floor of a continuation
+    status: Mapped[str] = mapped_column(String(16))
+    previous_response_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    input_items: Mapped[str] = mapped_column(Text)
+    response: Mapped[str] = mapped_column(Text)
+
+
 class Generation(Base):
     """One row: bumped by every change to what routing reads, so each process knows to reload."""
 
