@@ -41,8 +41,8 @@ class Backend(Protocol):
         """The upstream's JSON answer in OpenAI's shape."""
         ...
 
-    def error(self, content: bytes, status: int) -> bytes:
-        """The upstream's 4xx answer in OpenAI's error shape."""
+    def error(self, content: bytes, status: int, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        """The upstream's 4xx answer in OpenAI's error shape, and the status to judge it by."""
         ...
 
     def stream(self, resp: http1.Response) -> Stream:
@@ -68,8 +68,8 @@ class OpenAIBackend:
     def answer(self, data: dict[str, Any]) -> dict[str, Any]:
         return data
 
-    def error(self, content: bytes, status: int) -> bytes:
-        return content
+    def error(self, content: bytes, status: int, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        return status, content
 
     def stream(self, resp: http1.Response) -> Stream:
         return resp
@@ -109,8 +109,8 @@ class AnthropicBackend:
     def answer(self, data: dict[str, Any]) -> dict[str, Any]:
         return anthropic.chat_from_message(data)
 
-    def error(self, content: bytes, status: int) -> bytes:
-        return anthropic.openai_error(content, status)
+    def error(self, content: bytes, status: int, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        return status, anthropic.openai_error(content, status)
 
     def stream(self, resp: http1.Response) -> Stream:
         return AnthropicLines(resp)
