@@ -46,8 +46,9 @@ AUTHORIZATION = re.compile(r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date
                            r"Signature=(?P<signature>[0-9a-f]{64})")
 TOOL = {"type": "function", "function": {"name": "weather", "description": "Weather in a city",
                                          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
-# ok; "exception": an exception event mid-stream; "drop": the connection cut; "garbled": a frame's bytes changed.
-MODES = ("ok", "exception", "drop", "garbled")
+# ok; "exception": an exception event mid-stream; "drop": the connection cut; "garbled": a frame's bytes changed;
+# "model_error": 424 ModelErrorException (the model failed to answer).
+MODES = ("ok", "exception", "drop", "garbled", "model_error")
 
 
 def frame(headers: dict[str, str], payload: dict[str, Any]) -> bytes:
@@ -115,6 +116,8 @@ class BedrockUpstream:
         self.received.append(body)
         if request.path_params["model_id"] != MODEL_ID:
             return body, aws_error(400, "ValidationException", "The provided model identifier is invalid.")
+        if self.mode == "model_error":
+            return body, aws_error(424, "ModelErrorException", "The model returned an error.")
         if not body["messages"] or body["messages"][0]["role"] != "user":
             return body, aws_error(400, "ValidationException", "A conversation must start with a user message. "
                                    "Try again with a conversation that starts with a user message.")
@@ -257,16 +260,26 @@ def test_a_bad_credential_fails_over_and_is_never_relayed(gateway: Gateway, bedr
     assert SECRET[:-1] not in alone.text and up.refused == [refusal] * 2
 
 
-def test_an_unknown_model_id_is_the_deployments_fault(gateway: Gateway, bedrock: Callable[..., Any],
-                                                      upstreams: Callable[..., Upstream]) -> None:
-    """Bedrock answers a model id it does not know with 400, as if the caller were wrong: it is not."""
-    up, url = bedrock()
-    register(gateway.db, "m", bedrock_deployment("bedrock", url, upstream_model="anthropic.claude-nine-v1:0",
-                                                 priority=1), deployment("local", upstreams("local").url, priority=2))
+@pytest.mark.parametrize(("model_id", "mode", "alone", "reason"), [
+    ("anthropic.claude-nine-v1:0", "ok", 502, "HTTP 404: the upstream refused the gateway's request"),
+    (MODEL_ID, "model_error", 503, "HTTP 502")])
+def test_a_wrong_model_id_or_a_failed_model_fails_over(gateway: Gateway, bedrock: Callable[..., Any],
+                                                       upstreams: Callable[..., Upstream], model_id: str, mode: str,
+                                                       alone: int, reason: str) -> None:
+    """Bedrock answers a model id it does not know with 400, as if the caller were wrong, and a model that failed
+    with 424: neither is the caller's, and neither is relayed."""
+    up, url = bedrock(mode)
+    register(gateway.db, "m", bedrock_deployment("bedrock", url, upstream_model=model_id, priority=1),
+             deployment("local", upstreams("local").url, priority=2))
     raw = client(gateway).chat.completions.with_raw_response.create(
         model="m", messages=[{"role": "user", "content": "hi"}])
     assert raw.headers["x-sovstack-deployment"] == "local" and raw.headers["x-sovstack-tries"] == "2"
-    assert up.paths == ["/model/anthropic.claude-nine-v1%3A0/converse"] and up.refused == []
+    assert up.paths == [f"/model/{model_id.replace(':', '%3A')}/converse"] and up.refused == []
+    register(gateway.db, "solo", bedrock_deployment("bedrock-solo", url, upstream_model=model_id))
+    failed = httpx.post(f"{gateway.url}/v1/chat/completions", headers={"authorization": f"Bearer {gateway.key}"},
+                        json={"model": "solo", "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+    assert failed.status_code == alone and f"bedrock-solo: {reason}" in failed.json()["error"]["message"]
+    assert "model identifier" not in failed.text and "model returned an error" not in failed.text
 
 
 def test_a_request_bedrock_refuses_comes_back_in_openai_shape(gateway: Gateway, bedrock: Callable[..., Any]) -> None:
