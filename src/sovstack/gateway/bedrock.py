@@ -37,7 +37,7 @@ REGION_HOST = re.compile(r"(?:^|\.)bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.(?:v
 REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 ACCESS_KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
 SECRET = re.compile(r"^[A-Za-z0-9/+=]+$")
-MAX_TEMPERATURE = 1.0  # OpenAI's range is 0–2; the models on Bedrock take 0–1
+MAX_TEMPERATURE = 1.0  # OpenAI's range is 0–2; most models on Bedrock take 0–1
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
                   "content_filtered": "content_filter", "guardrail_intervened": "content_filter",
                   "model_context_window_exceeded": "length"}
