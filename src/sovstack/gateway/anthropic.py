@@ -179,7 +179,8 @@ def message_id() -> str:
     return "msg_" + uuid.uuid4().hex[:24]
 
 
-def _arguments(text: str) -> Any:
+def tool_input(text: str) -> Any:
+    """An OpenAI tool call's ``arguments`` (a JSON string) as the object other APIs send as the call's input."""
     try:
         return orjson.loads(text or "{}")
     except orjson.JSONDecodeError:
@@ -196,7 +197,7 @@ def message_from_chat(data: dict[str, Any], model: str) -> dict[str, Any]:
     for call in reply.get("tool_calls") or []:
         function = call.get("function") or {}
         content.append({"type": "tool_use", "id": call.get("id") or "toolu_" + uuid.uuid4().hex[:24],
-                        "name": function.get("name", ""), "input": _arguments(function.get("arguments", ""))})
+                        "name": function.get("name", ""), "input": tool_input(function.get("arguments", ""))})
     usage = data.get("usage") or {}
     return {"id": message_id(), "type": "message", "role": "assistant", "model": model, "content": content,
             "stop_reason": STOP_REASONS.get(choice.get("finish_reason") or "stop", "end_turn"),
@@ -335,7 +336,7 @@ def _anthropic_turn(message: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]
         for call in message.get("tool_calls") or []:
             function = call.get("function") or {}
             blocks.append({"type": "tool_use", "id": call.get("id", ""), "name": function.get("name", ""),
-                           "input": _arguments(function.get("arguments", ""))})
+                           "input": tool_input(function.get("arguments", ""))})
         return "assistant", blocks
     return "user", blocks
 

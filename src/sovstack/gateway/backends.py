@@ -2,7 +2,8 @@
 
 The proxy speaks OpenAI's chat and completions API on both sides. A backend adapts one upstream API
 to it: ``openai`` is the identity; ``anthropic`` translates to and from the Messages API
-(gateway/anthropic.py). Adapters hold no state between requests; a stream's state lives in the
+(gateway/anthropic.py); ``bedrock`` to and from Amazon Bedrock's Converse API, signed (gateway/bedrock.py).
+Adapters hold no state between requests; a stream's state lives in the
 object ``stream`` returns.
 """
 
@@ -15,7 +16,7 @@ from urllib.parse import quote
 
 import orjson
 
-from sovstack.gateway import anthropic, http1, sse
+from sovstack.gateway import anthropic, bedrock, http1, sse
 from sovstack.gateway.routing import Candidate
 
 AZURE_API_VERSION = "2024-10-21"  # Azure OpenAI's generally available data-plane API (stream usage included)
@@ -41,8 +42,8 @@ class Backend(Protocol):
         """The upstream's JSON answer in OpenAI's shape."""
         ...
 
-    def error(self, content: bytes, status: int) -> bytes:
-        """The upstream's 4xx answer in OpenAI's error shape."""
+    def error(self, content: bytes, status: int, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        """The upstream's 4xx answer in OpenAI's error shape, and the status to judge it by."""
         ...
 
     def stream(self, resp: http1.Response) -> Stream:
@@ -68,8 +69,8 @@ class OpenAIBackend:
     def answer(self, data: dict[str, Any]) -> dict[str, Any]:
         return data
 
-    def error(self, content: bytes, status: int) -> bytes:
-        return content
+    def error(self, content: bytes, status: int, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        return status, content
 
     def stream(self, resp: http1.Response) -> Stream:
         return resp
@@ -109,8 +110,8 @@ class AnthropicBackend:
     def answer(self, data: dict[str, Any]) -> dict[str, Any]:
         return anthropic.chat_from_message(data)
 
-    def error(self, content: bytes, status: int) -> bytes:
-        return anthropic.openai_error(content, status)
+    def error(self, content: bytes, status: int, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        return status, anthropic.openai_error(content, status)
 
     def stream(self, resp: http1.Response) -> Stream:
         return AnthropicLines(resp)
@@ -141,9 +142,52 @@ class AnthropicLines:
         self._resp.close()
 
 
+class BedrockBackend:
+    """Amazon Bedrock's Converse API (``POST {base_url}/model/{upstream_model}/converse``, or ``converse-stream``),
+    each call signed with SigV4 by the credentials in the deployment's ``api_key``; chat only."""
+
+    endpoints = frozenset({"chat", "messages", "responses"})  # the Responses API is sent on as chat
+
+    def request(self, cand: Candidate, path: str, body: dict[str, Any],
+                stream: bool) -> tuple[str, bytes, dict[str, str]]:
+        target = bedrock.url(cand.base_url, cand.upstream_model, stream)
+        payload = orjson.dumps(bedrock.converse_request(body))
+        return target, payload, bedrock.signed_headers(cand.api_key, cand.base_url, target, payload)
+
+    def answer(self, data: dict[str, Any]) -> dict[str, Any]:
+        return bedrock.chat_from_converse(data)
+
+    def error(self, content: bytes, status: int, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        return bedrock.openai_error(content, status, headers)
+
+    def stream(self, resp: http1.Response) -> Stream:
+        return BedrockEvents(resp)
+
+
+class BedrockEvents:
+    """A ConverseStream answer read as OpenAI chunk events; a garbled stream or an exception in it is an
+    upstream failure."""
+
+    def __init__(self, resp: http1.Response) -> None:
+        self._resp = resp
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        chunks = bedrock.ChunkStream()
+        async for data in self._resp.iter_bytes():
+            try:
+                out = chunks.feed(data)
+            except bedrock.StreamError as exc:
+                raise http1.ProtocolFailed(f"the upstream's event stream failed: {exc}") from exc
+            if out:
+                yield out
+
+    def close(self) -> None:
+        self._resp.close()
+
+
 # Read-only: the kinds are fixed at import; adapters keep no state.
 BACKENDS: Mapping[str, Backend] = MappingProxyType({"openai": OpenAIBackend(), "anthropic": AnthropicBackend(),
-                                                   "azure": AzureOpenAIBackend()})
+                                                   "azure": AzureOpenAIBackend(), "bedrock": BedrockBackend()})
 
 
 def of(cand: Candidate) -> Backend:

@@ -325,6 +325,17 @@ def _client_error(cand: Candidate, status: int, content: bytes) -> Response:
     return Response(orjson.dumps({"error": error}), status_code=status, media_type="application/json")
 
 
+def _refusal(backend: backends.Backend, cand: Candidate, resp: http1.Response, content: bytes) -> Response:
+    """The request itself is wrong (the upstream says so): its answer passed on, filtered; no failover.
+
+    Judged again by what the backend reads in the body, which can say more than the status does (Bedrock
+    answers a model id it does not know with 400): a refusal of the gateway's own configuration is raised.
+    """
+    status, error = backend.error(content, resp.status, resp.headers)
+    _judge(cand, status)
+    return _client_error(cand, status, error)
+
+
 async def _post(state: GatewayState, cand: Candidate, path: str, body: dict[str, Any]) -> dict[str, Any] | Response:
     backend = backends.of(cand)
     url, payload, headers = backend.request(cand, path, body, False)
@@ -337,8 +348,7 @@ async def _post(state: GatewayState, cand: Candidate, path: str, body: dict[str,
         raise UpstreamFailed(str(exc)) from exc
     _judge(cand, resp.status)
     if resp.status >= 400:
-        # The request itself is wrong (the upstream says so): pass its answer on, filtered; no failover.
-        return _client_error(cand, resp.status, backends.of(cand).error(content, resp.status))
+        return _refusal(backend, cand, resp, content)
     try:
         data = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
@@ -521,7 +531,7 @@ async def _open_stream(state: GatewayState, cand: Candidate, path: str,
             content = b""
         finally:
             resp.close()
-        return _client_error(cand, resp.status, backend.error(content, resp.status))
+        return _refusal(backend, cand, resp, content)
     return backend.stream(resp)
 
 

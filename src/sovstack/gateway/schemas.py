@@ -87,9 +87,12 @@ class ModelPublic(BaseModel):
 class DeploymentCreate(Strict):
     name: Line = Field(min_length=1, max_length=200)
     model: Line = Field(description="The logical model it serves.")
-    backend: Literal["openai", "anthropic", "azure"] = Field(
-        "openai", description="How the upstream is called: the OpenAI API, the Anthropic Messages API, or Azure "
-                              "OpenAI (base_url the resource's endpoint, upstream_model its deployment name).")
+    backend: Literal["openai", "anthropic", "azure", "bedrock"] = Field(
+        "openai", description="How the upstream is called: the OpenAI API, the Anthropic Messages API, Azure "
+                              "OpenAI (base_url the resource's endpoint, upstream_model its deployment name), or "
+                              "Amazon Bedrock's Converse API (base_url https://bedrock-runtime.REGION.amazonaws.com, "
+                              "upstream_model the model or inference profile id, api_key "
+                              "[REGION/]ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]).")
     base_url: Line = Field(pattern=r"^https?://", max_length=500)
     upstream_model: Line = Field(min_length=1, max_length=200)
     api_key: Line | None = Field(None, max_length=2000, description="Encrypted at rest; never shown again.")

@@ -14,6 +14,7 @@ from sovstack.core.errors import BadInput, Conflict, NotFound
 from sovstack.core.policy import rank
 from sovstack.core.settings import Settings
 from sovstack.core.tables import ApiKey
+from sovstack.gateway import bedrock
 from sovstack.gateway.cache import AnswerCache
 from sovstack.gateway.circuits import CLOSED, CircuitView, reported
 from sovstack.gateway.facts import bump
@@ -127,11 +128,23 @@ def _values(session: Session, settings: Settings, data: DeploymentCreate) -> dic
     return values
 
 
+def _check_upstream_key(settings: Settings, data: DeploymentCreate, sealed: str = "") -> None:
+    """A Bedrock deployment's key (the one given, else the one kept) must be AWS credentials it can sign with,
+    for a region it can name: said now, to the admin, rather than as failed calls later."""
+    if data.backend != "bedrock":
+        return
+    try:
+        bedrock.signing(data.api_key if data.api_key is not None else unseal(settings, sealed), data.base_url)
+    except ValueError as exc:
+        raise BadInput(str(exc), field="api_key") from exc
+
+
 def create_deployment(session: Session, who: Principal, settings: Settings, data: DeploymentCreate) -> Deployment:
     who.require_admin("gateway.deployment.create", data.name)
     model = get_model(session, data.model)
     if session.scalar(select(Deployment).where(Deployment.name == data.name)) is not None:
         raise Conflict(f"deployment {data.name!r} already exists", field="name")
+    _check_upstream_key(settings, data)
     dep = Deployment(name=data.name, model_id=model.id, api_key_encrypted=seal(settings, data.api_key or ""),
                      **_values(session, settings, data))
     session.add(dep)
@@ -180,6 +193,7 @@ def _apply_deployment(session: Session, who: Principal, settings: Settings, data
     if dep is None:
         create_deployment(session, who, settings, data)
         return "created"
+    _check_upstream_key(settings, data, dep.api_key_encrypted)
     values = _values(session, settings, data)
     values["model_id"] = get_model(session, data.model).id
     changed = {k: v for k, v in values.items() if getattr(dep, k) != v}
