@@ -19,7 +19,7 @@ import httpx
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from openai import APIStatusError, OpenAI
 from sqlalchemy import select
 from starlette.applications import Starlette
@@ -285,16 +285,22 @@ def test_a_slow_token_endpoint_does_not_hold_up_other_calls(gateway: Gateway, go
 
 @pytest.mark.parametrize(("key", "says"), [
     ("ya29.not-a-key", "not JSON"),
+    ("[" * 5000, "not JSON"),
     ('{"type": "authorized_user", "client_id": "x", "refresh_token": "y"}', "service_account"),
     ('{"type": "service_account", "client_email": "a@b", "token_uri": "https://t.example/token"}',
      "no private_key"),
-    ("BAD_PEM", "not a PEM RSA private key"),
+    ("BAD_PEM", "PEM RSA private key"),
+    ("EC_PEM", "PEM RSA private key"),  # google-auth would take it, and fail only when signing
 ])
 def test_a_key_that_is_not_a_service_account_key_is_refused_at_registration(
         gateway: Gateway, google: Google, key: str, says: str) -> None:
     register(gateway.db, "gemini")
     if key == "BAD_PEM":
         key = json.dumps({**json.loads(google.key()), "private_key": "-----BEGIN PRIVATE KEY-----\nMIIB\n"})
+    elif key == "EC_PEM":
+        key = json.dumps({**json.loads(google.key()), "private_key": ec.generate_private_key(ec.SECP256R1())
+                          .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()).decode()})
     body = {**google.deployment("vertex-eu"), "model": "gemini", "api_key": key}
     admin = {"Authorization": f"Bearer {gateway.admin_key}"}
     r = httpx.post(f"{gateway.url}/api/v1/gateway/deployments", json=body, headers=admin, timeout=10)
