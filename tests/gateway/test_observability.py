@@ -273,7 +273,8 @@ def test_content_is_in_spans_only_when_the_organisation_opted_in(
 
 def test_tracing_is_off_by_default_and_costs_no_imports(settings: Settings) -> None:
     """Off: OpenTelemetry's SDK and exporter are never imported (FastAPI itself may import its API); nor are
-    the data and compute engines a gateway call never uses, nor botocore (Bedrock deployments only)."""
+    the data and compute engines a gateway call never uses, nor botocore or google-auth until a Bedrock or
+    Vertex AI deployment is called."""
     code = textwrap.dedent(f"""
         import sys
         from sovstack.app import create_app
@@ -281,7 +282,8 @@ def test_tracing_is_off_by_default_and_costs_no_imports(settings: Settings) -> N
         app = create_app(Settings(home={str(settings.home)!r}, environment="test", secret_key="x" * 40))
         assert app.state.gateway.telemetry.tracer is None
         heavy = ("opentelemetry.sdk", "opentelemetry.exporter", "sovstack.gateway.spans", "duckdb", "ortools",
-                 "highspy", "numpy", "pandas", "pyarrow", "polars", "lingua", "botocore")
+                 "highspy", "numpy", "pandas", "pyarrow", "polars", "lingua", "botocore", "google.auth",
+                 "google.oauth2", "requests")
         print(sorted({{h for h in heavy for m in sys.modules if m == h or m.startswith(h + ".")}}))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)

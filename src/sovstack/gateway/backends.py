@@ -3,8 +3,8 @@
 The proxy speaks OpenAI's chat and completions API on both sides. A backend adapts one upstream API
 to it: ``openai`` is the identity; ``anthropic`` translates to and from the Messages API
 (gateway/anthropic.py); ``bedrock`` to and from Amazon Bedrock's Converse API, signed (gateway/bedrock.py).
-Adapters hold no state between requests; a stream's state lives in the
-object ``stream`` returns.
+Adapters hold no state between requests; a stream's state lives in the object ``stream`` returns,
+and the access tokens some upstreams want (``vertex``) in the proxy's state (gateway/tokens.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from urllib.parse import quote
 
 import orjson
 
-from sovstack.gateway import anthropic, bedrock, http1, sse
+from sovstack.gateway import anthropic, bedrock, http1, sse, vertex
 from sovstack.gateway.routing import Candidate
+from sovstack.gateway.tokens import Fetch
 
 AZURE_API_VERSION = "2024-10-21"  # Azure OpenAI's generally available data-plane API (stream usage included)
 
@@ -32,6 +33,9 @@ class Stream(Protocol):
 
 class Backend(Protocol):
     endpoints: frozenset[str]  # the gateway endpoints this kind of upstream can serve
+    # How a call's access token is made from the deployment's key (the proxy adds it as a bearer);
+    # None: whatever ``request`` puts in the headers is all the upstream needs.
+    access_token: Fetch | None
 
     def request(self, cand: Candidate, path: str, body: dict[str, Any],
                 stream: bool) -> tuple[str, bytes, dict[str, str]]:
@@ -55,6 +59,7 @@ class OpenAIBackend:
     """Any OpenAI-compatible server: the body goes as it came, with the deployment's model name."""
 
     endpoints = frozenset({"chat", "completions", "embeddings", "messages", "responses", "moderations", "rerank"})
+    access_token: Fetch | None = None
 
     def request(self, cand: Candidate, path: str, body: dict[str, Any],
                 stream: bool) -> tuple[str, bytes, dict[str, str]]:
@@ -94,10 +99,27 @@ class AzureOpenAIBackend(OpenAIBackend):
                 payload, headers)
 
 
+class VertexBackend(OpenAIBackend):
+    """Vertex AI's OpenAI-compatible endpoint (chat only): ``base_url`` is
+    ``https://LOCATION-aiplatform.googleapis.com/v1/projects/PROJECT/locations/LOCATION/endpoints/openapi``,
+    ``upstream_model`` a name like ``google/gemini-2.0-flash-001``, ``api_key`` the service-account key,
+    which stays in the gateway: calls carry an access token made with it (gateway/vertex.py)."""
+
+    endpoints = frozenset({"chat", "messages", "responses"})
+    access_token: Fetch | None = staticmethod(vertex.fetch_token)
+
+    def request(self, cand: Candidate, path: str, body: dict[str, Any],
+                stream: bool) -> tuple[str, bytes, dict[str, str]]:
+        url, payload, headers = super().request(cand, path, body, stream)
+        headers.pop("authorization", None)  # the key itself: never sent
+        return url, payload, headers
+
+
 class AnthropicBackend:
     """Anthropic's Messages API (``POST {base_url}/messages``); chat only."""
 
     endpoints = frozenset({"chat", "messages", "responses"})  # the Responses API is sent on as chat
+    access_token: Fetch | None = None
 
     def request(self, cand: Candidate, path: str, body: dict[str, Any],
                 stream: bool) -> tuple[str, bytes, dict[str, str]]:
@@ -147,6 +169,7 @@ class BedrockBackend:
     each call signed with SigV4 by the credentials in the deployment's ``api_key``; chat only."""
 
     endpoints = frozenset({"chat", "messages", "responses"})  # the Responses API is sent on as chat
+    access_token: Fetch | None = None  # signed per call instead
 
     def request(self, cand: Candidate, path: str, body: dict[str, Any],
                 stream: bool) -> tuple[str, bytes, dict[str, str]]:
@@ -187,7 +210,8 @@ class BedrockEvents:
 
 # Read-only: the kinds are fixed at import; adapters keep no state.
 BACKENDS: Mapping[str, Backend] = MappingProxyType({"openai": OpenAIBackend(), "anthropic": AnthropicBackend(),
-                                                   "azure": AzureOpenAIBackend(), "bedrock": BedrockBackend()})
+                                                   "azure": AzureOpenAIBackend(), "bedrock": BedrockBackend(),
+                                                   "vertex": VertexBackend()})
 
 
 def of(cand: Candidate) -> Backend:

@@ -40,6 +40,7 @@ from sovstack.gateway.metering import (
 from sovstack.gateway.routing import Breakers, Candidate
 from sovstack.gateway.secrets import unseal
 from sovstack.gateway.telemetry import Telemetry, Timing
+from sovstack.gateway.tokens import AccessTokens, TokenFailed, TokenRefused
 from sovstack.gateway.writer import MeterWriter
 
 T = TypeVar("T")
@@ -68,6 +69,7 @@ class GatewayState:
     leases: RateLeases = field(default_factory=RateLeases)
     answers: cache.AnswerCache | None = None  # the organisations' opt-in answer cache
     inflight: limits.Inflight = field(default_factory=limits.Inflight)
+    tokens: AccessTokens = field(default_factory=AccessTokens)  # upstream access tokens (Vertex AI's)
 
 
 @dataclass
@@ -336,9 +338,29 @@ def _refusal(backend: backends.Backend, cand: Candidate, resp: http1.Response, c
     return _client_error(cand, status, error)
 
 
+async def _request(state: GatewayState, backend: backends.Backend, cand: Candidate, path: str,
+                   body: dict[str, Any], stream: bool) -> tuple[str, bytes, dict[str, str], str]:
+    """The upstream call's URL, body and headers, and the access token it carries ("" when none).
+
+    A token is made from the deployment's key off the event loop and kept (gateway/tokens.py); a key the
+    token endpoint refuses is the deployment's misconfiguration, like an upstream's 401.
+    """
+    url, payload, headers = backend.request(cand, path, body, stream)
+    if backend.access_token is None:
+        return url, payload, headers, ""
+    try:
+        token = await state.tokens.get(cand, backend.access_token)
+    except TokenRefused as exc:
+        raise UpstreamMisconfigured(str(exc)) from exc
+    except TokenFailed as exc:
+        raise UpstreamFailed(str(exc)) from exc
+    headers["authorization"] = f"Bearer {token}"
+    return url, payload, headers, token
+
+
 async def _post(state: GatewayState, cand: Candidate, path: str, body: dict[str, Any]) -> dict[str, Any] | Response:
     backend = backends.of(cand)
-    url, payload, headers = backend.request(cand, path, body, False)
+    url, payload, headers, token = await _request(state, backend, cand, path, body, False)
     try:
         resp = await state.client.post(url, payload, headers, cand.timeout)
         content = await resp.read()
@@ -346,6 +368,8 @@ async def _post(state: GatewayState, cand: Candidate, path: str, body: dict[str,
         raise UpstreamTimedOut(str(exc)) from exc
     except http1.UpstreamError as exc:
         raise UpstreamFailed(str(exc)) from exc
+    if resp.status == 401 and token:
+        state.tokens.drop(cand.id, token)  # expired or revoked early: the next call fetches another
     _judge(cand, resp.status)
     if resp.status >= 400:
         return _refusal(backend, cand, resp, content)
@@ -516,13 +540,15 @@ async def forward(request: Request, state: GatewayState, prepared: Prepared, bod
 async def _open_stream(state: GatewayState, cand: Candidate, path: str,
                        body: dict[str, Any]) -> backends.Stream | Response:
     backend = backends.of(cand)
-    url, payload, headers = backend.request(cand, path, body, True)
+    url, payload, headers, token = await _request(state, backend, cand, path, body, True)
     try:
         resp = await state.client.post(url, payload, headers, cand.timeout)
     except http1.TimedOut as exc:
         raise UpstreamTimedOut(str(exc)) from exc
     except http1.UpstreamError as exc:
         raise UpstreamFailed(str(exc)) from exc
+    if resp.status == 401 and token:
+        state.tokens.drop(cand.id, token)
     if resp.status >= 300:
         try:
             _judge(cand, resp.status)

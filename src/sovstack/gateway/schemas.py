@@ -6,11 +6,12 @@ import re
 import unicodedata
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from sovstack.core.base import UTCDateTime
 from sovstack.core.jurisdictions import check_country
 from sovstack.core.schemas import Strict
+from sovstack.gateway import vertex
 
 Level = Literal["open", "restricted", "sensitive"]
 BCP47 = re.compile(r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*$")
@@ -32,6 +33,7 @@ CURRENCY = re.compile(r"^[A-Z]{3}$")
 DEFAULT_CURRENCY = "USD"  # of a deployment's prices when none is given (and of prices entered before 0.x)
 Period = Literal["day", "week", "month"]
 ModelName = Annotated[str, Field(min_length=1, max_length=200)]
+MAX_API_KEY_CHARS = 2000  # of an upstream key sent as it is (a vertex deployment's key is a JSON document)
 
 
 def check_currency(value: str) -> str:
@@ -87,15 +89,18 @@ class ModelPublic(BaseModel):
 class DeploymentCreate(Strict):
     name: Line = Field(min_length=1, max_length=200)
     model: Line = Field(description="The logical model it serves.")
-    backend: Literal["openai", "anthropic", "azure", "bedrock"] = Field(
+    backend: Literal["openai", "anthropic", "azure", "bedrock", "vertex"] = Field(
         "openai", description="How the upstream is called: the OpenAI API, the Anthropic Messages API, Azure "
-                              "OpenAI (base_url the resource's endpoint, upstream_model its deployment name), or "
+                              "OpenAI (base_url the resource's endpoint, upstream_model its deployment name), "
                               "Amazon Bedrock's Converse API (base_url https://bedrock-runtime.REGION.amazonaws.com, "
                               "upstream_model the model or inference profile id, api_key "
-                              "[REGION/]ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]).")
+                              "[REGION/]ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]), or Vertex AI's "
+                              "OpenAI-compatible endpoint (api_key a service-account key).")
     base_url: Line = Field(pattern=r"^https?://", max_length=500)
     upstream_model: Line = Field(min_length=1, max_length=200)
-    api_key: Line | None = Field(None, max_length=2000, description="Encrypted at rest; never shown again.")
+    api_key: str | None = Field(None, max_length=vertex.MAX_KEY_CHARS, description=(
+        "Encrypted at rest; never shown again. One line of at most 2000 characters; for backend vertex, the "
+        "service-account key file's JSON."))
     hosting_jurisdiction: str
     operator: Line = Field(description="Party that runs the server.")
     developer: Line = Field(description="Party that made the model (its origin).")
@@ -114,6 +119,18 @@ class DeploymentCreate(Strict):
     failures_to_open: int = Field(3, ge=1, le=100, description="Failures in a row that open its circuit.")
     cool_down_seconds: float = Field(30.0, ge=1, le=3600, description="How long an open circuit waits before "
                                                                        "one probe request may try it.")
+
+    @field_validator("api_key")
+    @classmethod
+    def _key(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.data.get("backend") == "vertex":  # parsed here, kept compact; never sent in a header
+            return vertex.check_key(value)
+        if len(value) > MAX_API_KEY_CHARS:
+            raise ValueError(f"at most {MAX_API_KEY_CHARS} characters (only a vertex service-account key may be "
+                             "longer)")
+        return single_line(value)
 
     @field_validator("hosting_jurisdiction")
     @classmethod
