@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-
-from cryptography.fernet import Fernet, InvalidToken
-
-from sovstack.core.errors import Unavailable
+from sovstack.core import sealing
 from sovstack.core.settings import Settings
 
-
-def _fernet(settings: Settings) -> Fernet:
-    digest = hashlib.sha256(b"sovstack-gateway-upstream-keys:" + settings.signing_key().encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(digest))
+UPSTREAM_KEYS = "sovstack-gateway-upstream-keys"  # the purpose the keys are sealed for (tables.py marks the column)
 
 
 def seal(settings: Settings, plaintext: str) -> str:
-    return _fernet(settings).encrypt(plaintext.encode()).decode() if plaintext else ""
+    return sealing.seal(settings, UPSTREAM_KEYS, plaintext)
 
 
 def unseal(settings: Settings, token: str) -> str:
-    if not token:
-        return ""
-    try:
-        return _fernet(settings).decrypt(token.encode()).decode()
-    except InvalidToken as exc:
-        raise Unavailable("an upstream API key cannot be decrypted: the deployment secret changed") from exc
+    return sealing.unseal(settings, UPSTREAM_KEYS, token, what="an upstream API key")
