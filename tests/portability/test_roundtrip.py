@@ -73,7 +73,8 @@ def test_round_trip_gives_the_same_payload_byte_for_byte(source: Source, setting
         again = service.export_deployment(db, Base.metadata, tmp_path / "again")
     finally:
         db.dispose()
-    assert (source.bag / "manifest-sha256.txt").read_bytes() == (tmp_path / "again" / "manifest-sha256.txt").read_bytes()
+    manifest = "manifest-sha256.txt"
+    assert (source.bag / manifest).read_bytes() == (tmp_path / "again" / manifest).read_bytes()
     assert _tags_without_dates(source.bag) == _tags_without_dates(tmp_path / "again")
     assert again.tables == result.tables
     # The target's chain goes on from the source's: new events verify.

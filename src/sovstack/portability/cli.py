@@ -46,12 +46,13 @@ class _Bars:
 
 @contextmanager
 def _progress(quiet: bool) -> Iterator[service.Progress]:
-    if quiet:
+    console = Console(stderr=True)
+    if quiet or not console.is_terminal:  # bars only for a person watching; logs and pipes get the summary
         yield service.Quiet()
         return
     columns = [TextColumn("{task.description:>8}"), BarColumn(), TaskProgressColumn(), MofNCompleteColumn(),
                TimeRemainingColumn()]
-    with RichProgress(*columns, console=Console(stderr=True), transient=True) as bars:
+    with RichProgress(*columns, console=console, transient=True) as bars:
         yield _Bars(bars)
 
 
