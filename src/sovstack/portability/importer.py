@@ -251,15 +251,17 @@ def _load(db: Database, metadata: MetaData, bag: Bag, tables: list[Table], total
 
 
 class _Insert:
-    """Rows of one table inserted straight through the driver (executemany), each value put into the form
-    the column's SQLAlchemy type gives the driver: SQLAlchemy's per-row machinery cost more than the SQL."""
+    """Rows of one table inserted straight through the driver — executemany, or COPY on PostgreSQL — each
+    value put into the form the column's SQLAlchemy type gives the driver: SQLAlchemy's per-row machinery
+    cost more than the SQL."""
 
     def __init__(self, conn: Connection, table: Table) -> None:
         dialect = conn.dialect
         quote = dialect.identifier_preparer.quote
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        self.sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c.name) for c in table.columns)}) "
-                    f"VALUES ({', '.join([mark] * len(table.columns))})")
+        names = ", ".join(quote(c.name) for c in table.columns)
+        self.sql = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({', '.join([mark] * len(table.columns))})"
+        self.copy = f"COPY {quote(table.name)} ({names}) FROM STDIN" if dialect.name == "postgresql" else ""
         self.process = [(i, p) for i, c in enumerate(table.columns)
                         if (p := c.type.dialect_impl(dialect).bind_processor(dialect)) is not None]
         self.conn = conn
@@ -268,7 +270,13 @@ class _Insert:
         for row in rows:
             for i, process in self.process:
                 row[i] = process(row[i])
-        self.conn.exec_driver_sql(self.sql, [tuple(r) for r in rows])
+        if not self.copy:
+            self.conn.exec_driver_sql(self.sql, [tuple(r) for r in rows])
+            return
+        driver: Any = self.conn.connection.dbapi_connection  # psycopg's, inside the same transaction
+        with driver.cursor() as cursor, cursor.copy(self.copy) as copy:
+            for row in rows:
+                copy.write_row(row)
 
 
 def _load_table(conn: Connection, db: Database, bag: Bag, table: Table, secrets: Secrets, result: ImportResult,
