@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator
 from sqlalchemy import MetaData
@@ -22,6 +22,29 @@ class Base(DeclarativeBase):
     """Declarative base of every table of every module."""
 
     metadata = MetaData(naming_convention=NAMING)
+
+
+# Marks a module puts on its own columns and tables (``info=``) for those who read the schema as a whole —
+# the whole-deployment export above all — so that no list of tables or columns is kept anywhere else.
+
+def secret() -> dict[str, Any]:
+    """Column info: a credential kept as is (a password or key hash); left out of exports unless sealed."""
+    return {"secret": "hash"}
+
+
+def sealed(purpose: str) -> dict[str, Any]:
+    """Column info: a value encrypted with the deployment's own key for ``purpose`` (core/sealing.py)."""
+    return {"secret": "sealed", "sealed_for": purpose}
+
+
+def runtime() -> dict[str, Any]:
+    """Table info: state the running deployment rebuilds (sessions, caches); never exported."""
+    return {"runtime": True}
+
+
+def singleton() -> dict[str, Any]:
+    """Table info: the one row a migration creates; an import replaces it."""
+    return {"singleton": True}
 
 
 def utcnow() -> datetime:

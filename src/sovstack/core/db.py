@@ -144,6 +144,10 @@ class Database:
     def head_revision(self) -> str | None:
         return ScriptDirectory.from_config(self._alembic()).get_current_head()
 
+    def revisions(self) -> list[str]:
+        """Every migration this sovstack knows, newest first."""
+        return [script.revision for script in ScriptDirectory.from_config(self._alembic()).walk_revisions()]
+
     def is_current(self) -> bool:
         return self.current_revision() == self.head_revision()
 

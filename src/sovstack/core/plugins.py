@@ -27,7 +27,7 @@ hookimpl = pluggy.HookimplMarker("sovstack")
 
 # Modules that ship with sovstack, each a plugin like any other (Datasette's DEFAULT_PLUGINS).
 DEFAULT_PLUGINS: tuple[str, ...] = ("sovstack.gateway.plugin", "sovstack.data.plugin", "sovstack.compute.plugin",
-                                   "sovstack.assess.plugin")
+                                   "sovstack.assess.plugin", "sovstack.portability.plugin")
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,10 @@ class Hooks:
     @hookspec
     def sovstack_inventory(self, session: Session) -> list[InventoryItem]:  # type: ignore[empty-body]
         """The components the module manages right now (providers, models, datasets…)."""
+
+    @hookspec
+    def sovstack_after_import(self, session: Session) -> None:
+        """Rebuild what the module derives from its tables (search indexes) after a whole-deployment import."""
 
     @hookspec
     def sovstack_app_created(self, app: FastAPI) -> None:

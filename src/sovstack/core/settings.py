@@ -35,6 +35,11 @@ DATABASE_DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+
 DATABASE_URL_HELP = ("write postgresql://USER:PASSWORD@HOST:5432/DATABASE (postgres:// and postgresql+psycopg:// "
                      "work too) or sqlite:///PATH, or leave it empty for the SQLite file under home")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+UNSET_SECRETS = {"secret_key": "(from home/secret_key)"}  # what an empty secret means, shown instead of it
+# Settings that say where and how this copy runs rather than what the deployment is: left out of an export's
+# settings.json, so that the same deployment moved to another machine or database exports the same bytes.
+MACHINE_BOUND = frozenset({"home", "environment", "database_url", "redis_url", "secret_key", "host", "port", "workers",
+                           "log_level", "otel_endpoint", "export_passphrase"})
 
 
 def default_home() -> Path:
@@ -136,6 +141,10 @@ class Settings(BaseSettings):
         60, ge=0, description="Minimum interval between last-used updates of an API key."
     )
     log_level: str = Field("info", description="Server log level.")
+    export_passphrase: SecretStr = Field(
+        SecretStr(""), description="Passphrase that seals credentials in a whole-deployment export (`sovstack export "
+        "--secrets encrypt`) and opens them on import; empty means the command asks for it."
+    )
     otel_endpoint: str = Field(
         "", description="OpenTelemetry: OTLP/HTTP traces endpoint of your own collector (e.g. "
                         "http://127.0.0.1:4318/v1/traces); one span per gateway call. Empty: tracing off."
@@ -236,7 +245,7 @@ class Settings(BaseSettings):
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
-                value = "********" if value.get_secret_value() else "(from home/secret_key)"
+                value = "********" if value.get_secret_value() else UNSET_SECRETS.get(name, "")
             elif name.endswith("_url") and value:
                 value = mask_url(str(value))
             elif isinstance(value, Path):

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from sovstack.core.base import Base, utcnow
+from sovstack.core.base import Base, runtime, secret, singleton, utcnow
 
 
 class Organisation(Base):
@@ -30,7 +30,7 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200))
-    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True, info=secret())
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
@@ -78,7 +78,7 @@ class ApiKey(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     prefix: Mapped[str] = mapped_column(String(32), unique=True)
-    key_hash: Mapped[str] = mapped_column(String(64))
+    key_hash: Mapped[str] = mapped_column(String(64), info=secret())
     name: Mapped[str] = mapped_column(String(200))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     organisation_id: Mapped[int | None] = mapped_column(
@@ -95,10 +95,11 @@ class ApiKey(Base):
 
 class ConsoleSession(Base):
     __tablename__ = "console_sessions"
+    __table_args__ = {"info": runtime()}  # tied to cookies signed with the deployment's own key
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    csrf_token: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, info=secret())
+    csrf_token: Mapped[str] = mapped_column(String(64), info=secret())
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
@@ -112,7 +113,7 @@ class LoginThrottle(Base):
     slip past the limit, and a locked unknown address answers exactly like a locked account."""
 
     __tablename__ = "login_throttle"
-    __table_args__ = (UniqueConstraint("key", "window", name="uq_login_throttle"),)
+    __table_args__ = (UniqueConstraint("key", "window", name="uq_login_throttle"), {"info": runtime()})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(100))
@@ -164,6 +165,7 @@ class AuditHead(Base):
     """One row: the chain's last sequence number and hash. Updating it first serialises appenders."""
 
     __tablename__ = "audit_head"
+    __table_args__ = {"info": singleton()}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from sovstack.core.plugins import ConsolePages, DemoContext, InventoryItem, hookimpl
 from sovstack.core.settings import Settings
-from sovstack.data import demo, pages, service
+from sovstack.data import demo, pages, search, service
 from sovstack.data.api import UPLOAD_ROUTE, router
 from sovstack.data.cli import data_app
 from sovstack.data.tables import Dataset
@@ -43,6 +43,11 @@ def sovstack_app_startup(app: FastAPI) -> None:
 @hookimpl
 def sovstack_demo(session: Session, ctx: DemoContext) -> None:
     demo.seed(session, ctx)
+
+
+@hookimpl
+def sovstack_after_import(session: Session) -> None:
+    search.reindex_all(session)
 
 
 @hookimpl

@@ -51,6 +51,14 @@ def index(session: Session, dataset: Dataset) -> None:
                         {"id": dataset.id, "body": dataset.search_text})
 
 
+def reindex_all(session: Session) -> None:
+    """Rebuild the SQLite full-text index from every dataset's kept search text (after an import);
+    PostgreSQL searches the column itself."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("DELETE FROM data_search"))
+        session.execute(text("INSERT INTO data_search (rowid, body) SELECT id, search_text FROM data_datasets"))
+
+
 def _text(session: Session, q: str) -> tuple[Any, Any] | None:
     """(a selectable of matching ids with a ``score``, lower is better), or None when ``q`` has no words."""
     words = re.findall(r"\w+", q)

@@ -42,12 +42,12 @@ from sovstack.core.base import utcnow
 from sovstack.core.context import Principal
 from sovstack.core.db import Database
 from sovstack.core.errors import BadInput, NotFound, Unavailable
+from sovstack.core.sealing import fernet
 from sovstack.core.settings import Settings
 from sovstack.gateway import responses
 from sovstack.gateway.facts import bump
 from sovstack.gateway.metering import Call
 from sovstack.gateway.schemas import OrgResponsesSet
-from sovstack.gateway.secrets import fernet
 from sovstack.gateway.tables import OrgResponses, StoredResponse
 
 PURPOSE = "sovstack-gateway-responses"

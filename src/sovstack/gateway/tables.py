@@ -20,8 +20,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from sovstack.core.base import Base, utcnow
+from sovstack.core.base import Base, runtime, sealed, singleton, utcnow
 from sovstack.core.tables import Party
+from sovstack.gateway.secrets import UPSTREAM_KEYS
 
 
 class GatewayModel(Base):
@@ -56,7 +57,7 @@ class Deployment(Base):
     backend: Mapped[str] = mapped_column(String(32), default="openai")
     base_url: Mapped[str] = mapped_column(String(500))
     upstream_model: Mapped[str] = mapped_column(String(200))
-    api_key_encrypted: Mapped[str] = mapped_column(Text, default="")
+    api_key_encrypted: Mapped[str] = mapped_column(Text, default="", info=sealed(UPSTREAM_KEYS))
     hosting_jurisdiction: Mapped[str] = mapped_column(String(2))
     operator_id: Mapped[int] = mapped_column(ForeignKey("parties.id"))
     developer_id: Mapped[int] = mapped_column(ForeignKey("parties.id"))
@@ -88,6 +89,7 @@ class CircuitReport(Base):
     """The last circuit transition one server process saw for one deployment (written on transitions only)."""
 
     __tablename__ = "gateway_circuits"
+    __table_args__ = {"info": runtime()}
 
     deployment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     process: Mapped[str] = mapped_column(String(200), primary_key=True)
@@ -237,6 +239,7 @@ class CachedAnswer(Base):
     """One kept answer, encrypted, until it expires."""
 
     __tablename__ = "gateway_cache"
+    __table_args__ = {"info": runtime()}  # sealed with the deployment's key, and only a cache
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     organisation_id: Mapped[int] = mapped_column(Integer, index=True)
@@ -279,6 +282,8 @@ class StoredResponse(Base):
     """
 
     __tablename__ = "gateway_responses"
+    # Conversation state for days, sealed under this deployment's own secret: not carried by an export.
+    __table_args__ = {"info": runtime()}
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the resp_… id the client was given
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
@@ -299,6 +304,7 @@ class Generation(Base):
     """One row: bumped by every change to what routing reads, so each process knows to reload."""
 
     __tablename__ = "gateway_generation"
+    __table_args__ = {"info": singleton()}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
