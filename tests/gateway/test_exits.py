@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -95,3 +96,35 @@ def test_only_an_admin_exports_the_catalogue(gateway: Gateway, catalogue: dict[s
     answer = httpx.get(f"{gateway.url}/api/v1/gateway/export/litellm", headers=bearer(gateway.key), timeout=10)
     assert answer.status_code == 403
     assert httpx.get(f"{gateway.url}/api/v1/gateway/export/litellm", timeout=10).status_code == 401
+
+
+def test_bedrock_and_vertex_deployments_leave_with_their_cloud_settings(gateway: Gateway, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from litellm.proxy._types import ConfigYAML
+
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    account = json.dumps({"type": "service_account", "project_id": "p", "private_key": pem,
+                          "client_email": "gw@p.iam.gserviceaccount.com", "token_uri": "https://t.example/token"})
+    register(gateway.db, "frontier",
+             deployment("claude-eu", "https://bedrock-runtime.eu-central-1.amazonaws.com", backend="bedrock",
+                        upstream_model="eu.anthropic.claude-3-5-sonnet-20240620-v1:0",
+                        api_key="AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+             deployment("gemini-in", "https://asia-south1-aiplatform.googleapis.com/v1/projects/p/locations/"
+                        "asia-south1/endpoints/openapi", backend="vertex", upstream_model="google/gemini-2.0-flash-001",
+                        api_key=account))
+    out = tmp_path / "config.yaml"
+    assert run(["--home", str(gateway.app.state.settings.home), "gateway", "export-litellm", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "wJalrXUtnFEMI" not in text and "PRIVATE KEY" not in text  # credentials never leave in the file
+    ConfigYAML.model_validate(yaml.safe_load(text))
+    params = {m["model_info"]["id"]: m["litellm_params"] for m in yaml.safe_load(text)["model_list"]}
+    assert params["claude-eu"] == {
+        "model": "bedrock/eu.anthropic.claude-3-5-sonnet-20240620-v1:0", "timeout": 2.0, "order": 100, "weight": 1,
+        "aws_region_name": "eu-central-1", "aws_access_key_id": "os.environ/SOVSTACK_KEY_CLAUDE_EU_AWS_ACCESS_KEY_ID",
+        "aws_secret_access_key": "os.environ/SOVSTACK_KEY_CLAUDE_EU_AWS_SECRET_ACCESS_KEY"}
+    assert params["gemini-in"]["model"] == "vertex_ai/gemini-2.0-flash-001"
+    assert (params["gemini-in"]["vertex_project"], params["gemini-in"]["vertex_location"]) == ("p", "asia-south1")
+    assert params["gemini-in"]["vertex_credentials"] == "os.environ/SOVSTACK_KEY_GEMINI_IN"
+    assert "#   SOVSTACK_KEY_CLAUDE_EU_AWS_SECRET_ACCESS_KEY" in text

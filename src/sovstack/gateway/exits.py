@@ -1,12 +1,13 @@
 """The catalogue as another gateway's configuration: a LiteLLM proxy ``config.yaml`` (exit rights).
 
 What LiteLLM can do itself is translated: each serving deployment becomes a ``model_list`` entry
-(``openai/``, ``anthropic/`` or ``azure/`` model, ``api_base``, ``order`` for priority, ``weight``,
-``timeout``, prices per token), and the routing becomes ``router_settings`` (strategy, fallbacks,
-retries, circuit thresholds). What it cannot enforce — classification and residency routing, the
-deployment's sovereignty facts, language tags, the currency of prices — is kept as metadata under
-``model_info.sovstack`` and said in the file's header, so nothing is lost silently. Keys are never
-written: each deployment that has one reads it from an environment variable the header names.
+(``openai/``, ``anthropic/``, ``azure/``, ``bedrock/`` or ``vertex_ai/`` model, ``api_base`` or the
+cloud's region and project, ``order`` for priority, ``weight``, ``timeout``, prices per token), and
+the routing becomes ``router_settings`` (strategy, fallbacks, retries, circuit thresholds). What it
+cannot enforce — classification and residency routing, the deployment's sovereignty facts, language
+tags, the currency of prices — is kept as metadata under ``model_info.sovstack`` and said in the
+file's header, so nothing is lost silently. Credentials are never written: each deployment reads
+them from environment variables the header names.
 """
 
 from __future__ import annotations
@@ -15,18 +16,22 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from sovstack.core.context import Principal
+from sovstack.gateway import bedrock
 from sovstack.gateway.tables import Deployment, GatewayModel
 
 # Our per-model strategy → LiteLLM's router-wide one (it has one strategy for every model group).
 STRATEGIES = {"priority": "simple-shuffle", "least-busy": "least-busy", "latency": "latency-based-routing"}
 NO_KEY = "none"  # sent as the key of a deployment that has none; servers without auth ignore it
-PREFIXES = {"openai": "openai", "anthropic": "anthropic", "azure": "azure"}
+PREFIXES = {"openai": "openai", "anthropic": "anthropic", "azure": "azure", "bedrock": "bedrock",
+            "vertex": "vertex_ai"}
+VERTEX_PATH = re.compile(r"/projects/([^/]+)/locations/([^/]+)/")
 
 
 def key_variable(deployment: str) -> str:
@@ -54,8 +59,7 @@ def litellm_config(session: Session, who: Principal) -> Exported:
             if not (model.enabled and dep.enabled) or dep.withdrawn:
                 left_out.append(f"{dep.name} ({'withdrawn' if dep.withdrawn else 'disabled'})")
                 continue
-            if dep.api_key_encrypted:
-                keys.append(key_variable(dep.name))
+            keys += _variables(dep)
             model_list.append(_entry(model, dep))
     serving = [m for m in models if m.enabled and any(e["model_name"] == m.name for e in model_list)]
     strategy = Counter(m.routing for m in serving).most_common(1)
@@ -72,6 +76,18 @@ def litellm_config(session: Session, who: Principal) -> Exported:
     return Exported({"model_list": model_list, "router_settings": router}, keys, left_out)
 
 
+def _variables(dep: Deployment) -> list[str]:
+    """The environment variables the deployment's credentials are to be set in."""
+    variable = key_variable(dep.name)
+    if dep.backend == "bedrock":
+        names = [f"{variable}_AWS_ACCESS_KEY_ID", f"{variable}_AWS_SECRET_ACCESS_KEY"]
+        host = urlsplit(dep.base_url).hostname or ""
+        return names if bedrock.REGION_HOST.search(host) else [*names, f"{variable}_AWS_REGION"]
+    if dep.backend == "vertex":
+        return [f"{variable} (the service-account key file's content)"]
+    return [variable] if dep.api_key_encrypted else []
+
+
 def _entry(model: GatewayModel, dep: Deployment) -> dict[str, Any]:
     params: dict[str, Any] = {"model": f"{PREFIXES.get(dep.backend, 'openai')}/{dep.upstream_model}",
                               "api_base": dep.base_url, "timeout": dep.timeout_seconds,
@@ -80,8 +96,25 @@ def _entry(model: GatewayModel, dep: Deployment) -> dict[str, Any]:
         from sovstack.gateway.backends import AZURE_API_VERSION
 
         params["api_version"] = AZURE_API_VERSION
-    if dep.api_key_encrypted:
-        params["api_key"] = f"os.environ/{key_variable(dep.name)}"
+    variable = key_variable(dep.name)
+    if dep.backend == "bedrock":  # LiteLLM signs with the credentials themselves, given separately
+        del params["api_base"]
+        found = bedrock.REGION_HOST.search(urlsplit(dep.base_url).hostname or "")
+        params["aws_region_name"] = found.group(1) if found else f"os.environ/{variable}_AWS_REGION"
+        if not found:
+            params["aws_bedrock_runtime_endpoint"] = dep.base_url
+        params["aws_access_key_id"] = f"os.environ/{variable}_AWS_ACCESS_KEY_ID"
+        params["aws_secret_access_key"] = f"os.environ/{variable}_AWS_SECRET_ACCESS_KEY"
+    elif dep.backend == "vertex":  # LiteLLM makes its own tokens from the service-account key
+        del params["api_base"]
+        place = VERTEX_PATH.search(dep.base_url)
+        if place:
+            params["vertex_project"], params["vertex_location"] = place.group(1), place.group(2)
+        params["vertex_credentials"] = f"os.environ/{variable}"
+        # LiteLLM names Google's own models without the publisher (vertex_ai/gemini-…), partners' with it.
+        params["model"] = "vertex_ai/" + dep.upstream_model.removeprefix("google/")
+    elif dep.api_key_encrypted:
+        params["api_key"] = f"os.environ/{variable}"
     else:  # an upstream without a key (a local model server): LiteLLM's OpenAI client still wants one to send
         params["api_key"] = NO_KEY
     if dep.price_in or dep.price_out:
