@@ -376,7 +376,10 @@ def apply(body: Catalogue, session: SessionDep, who: PrincipalDep, settings: Set
 
 
 @router.get("/export/litellm", response_class=Response,
-            responses={200: {"content": {"application/yaml": {"schema": {"type": "string"}}}}})
+            responses={200: {"content": {"application/yaml": {"schema": {
+                "type": "object", "required": ["model_list", "router_settings"],
+                "properties": {"model_list": {"type": "array", "items": {"type": "object"}},
+                               "router_settings": {"type": "object"}}}}}}})
 def export_litellm(session: SessionDep, who: PrincipalDep) -> Response:
     """The catalogue as a LiteLLM proxy config.yaml (keys read from environment variables it names)."""
     text = exits.litellm_yaml(exits.litellm_config(session, who), __version__, utcnow().date().isoformat())
